@@ -1,0 +1,238 @@
+//! The JSON bodies of the service's HTTP API, shared by the service and the client.
+//!
+//! Request types borrow their strings from the body they are parsed from wherever JSON escaping
+//! allows ([`Text`]), so the service does not allocate per value to read a batch.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// How a value becomes a pseudonym.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Reversible; the same value gives the same pseudonym (per key version and domain).
+    #[default]
+    Deterministic,
+    /// Reversible; the same value gives a new pseudonym every time.
+    Randomized,
+    /// Irreversible keyed hash; the same value gives the same pseudonym.
+    Hash,
+}
+
+impl Mode {
+    /// Every mode, in the order of the table in the README.
+    pub const ALL: [Mode; 3] = [Mode::Deterministic, Mode::Randomized, Mode::Hash];
+
+    /// The name used on the wire and in SQL (`"deterministic"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Deterministic => "deterministic",
+            Mode::Randomized => "randomized",
+            Mode::Hash => "hash",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+            .ok_or(UnknownMode)
+    }
+}
+
+/// A mode name that is none of `deterministic`, `randomized`, `hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownMode;
+
+impl std::fmt::Display for UnknownMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mode must be one of deterministic, randomized, hash")
+    }
+}
+
+impl std::error::Error for UnknownMode {}
+
+/// A string in a request body: borrowed from the body unless it had to be unescaped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `POST /v1/pseudonymize`
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PseudonymizeRequest<'a> {
+    /// The purpose of the column, e.g. `vin`.
+    #[serde(borrow)]
+    pub domain: Text<'a>,
+    /// Defaults to [`Mode::Deterministic`].
+    #[serde(default)]
+    pub mode: Mode,
+    /// Values to pseudonymize; `null` stays `null`.
+    #[serde(borrow)]
+    pub values: Vec<Option<Text<'a>>>,
+}
+
+/// Answer to [`PseudonymizeRequest`]: one pseudonym per value, same order, nulls kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PseudonymizeResponse {
+    /// The pseudonyms, index for index.
+    pub pseudonyms: Vec<Option<String>>,
+    /// The key version that made them (the keyring's primary).
+    pub key_version: u32,
+}
+
+/// `POST /v1/reidentify`
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReidentifyRequest<'a> {
+    /// The domain the pseudonyms were made in.
+    #[serde(borrow)]
+    pub domain: Text<'a>,
+    /// Pseudonyms to turn back into values; `null` stays `null`.
+    #[serde(borrow)]
+    pub pseudonyms: Vec<Option<Text<'a>>>,
+}
+
+/// Answer to [`ReidentifyRequest`]: a failed item is `null` in `values` and listed in `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReidentifyResponse {
+    /// The values, index for index.
+    pub values: Vec<Option<String>>,
+    /// The items that could not be re-identified, in index order.
+    #[serde(default)]
+    pub errors: Vec<ItemError>,
+}
+
+/// Why one item of a batch failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemError {
+    /// Index of the item in the request.
+    pub index: usize,
+    /// What went wrong.
+    pub code: ItemErrorCode,
+}
+
+/// Per-item failure codes of re-identification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemErrorCode {
+    /// Not a pseudonym of this service, altered, or made in another domain.
+    InvalidToken,
+    /// Made with a key version this service does not hold (retired or foreign).
+    UnknownKeyVersion,
+    /// A `hash` pseudonym: it cannot be turned back.
+    NotReversible,
+    /// A code this version of the client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ItemErrorCode {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemErrorCode::InvalidToken => "invalid_token",
+            ItemErrorCode::UnknownKeyVersion => "unknown_key_version",
+            ItemErrorCode::NotReversible => "not_reversible",
+            ItemErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ItemErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Body of every request-level error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A request-level error: a stable machine code and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `too_many_values`.
+    pub code: String,
+    /// What went wrong; never contains a value from the request.
+    pub message: String,
+}
+
+/// `POST /pseudonymization?deterministic=true|false` (the replaced service's route).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CompatPseudonymizeRequest<'a> {
+    /// Values to pseudonymize.
+    #[serde(borrow)]
+    pub identifiers: Vec<Option<Text<'a>>>,
+}
+
+/// Answer of the replaced service's `/pseudonymization` route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompatPseudonymizeResponse {
+    /// The pseudonyms, index for index.
+    pub pseudonyms: Vec<Option<String>>,
+}
+
+/// `POST /reidentification` (the replaced service's route).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CompatReidentifyRequest<'a> {
+    /// Pseudonyms to turn back.
+    #[serde(borrow)]
+    pub pseudonyms: Vec<Option<Text<'a>>>,
+}
+
+/// Answer of the replaced service's `/reidentification` route: `null` where an item fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompatReidentifyResponse {
+    /// The values, index for index.
+    pub identifiers: Vec<Option<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_strings_borrow_from_the_body_unless_escaped() {
+        let body = r#"{"domain":"vin","values":["plain","esc\"aped",null]}"#;
+        let request: PseudonymizeRequest = serde_json::from_str(body).expect("valid body");
+        assert_eq!(request.mode, Mode::Deterministic);
+        assert!(matches!(request.domain.0, Cow::Borrowed("vin")));
+        assert!(matches!(request.values[0], Some(Text(Cow::Borrowed("plain")))));
+        assert_eq!(request.values[1].as_ref().map(AsRef::as_ref), Some("esc\"aped"));
+        assert!(request.values[2].is_none());
+    }
+
+    #[test]
+    fn unknown_item_error_codes_do_not_break_old_clients() {
+        let body = r#"{"values":[null],"errors":[{"index":0,"code":"something_new"}]}"#;
+        let response: ReidentifyResponse = serde_json::from_str(body).expect("valid body");
+        assert_eq!(response.errors[0].code, ItemErrorCode::Unknown);
+    }
+
+    #[test]
+    fn modes_round_trip_through_their_names() {
+        for mode in Mode::ALL {
+            assert_eq!(mode.as_str().parse(), Ok(mode));
+        }
+        assert_eq!("Deterministic".parse::<Mode>(), Err(UnknownMode));
+    }
+}
