@@ -216,8 +216,14 @@ mod tests {
         let request: PseudonymizeRequest = serde_json::from_str(body).expect("valid body");
         assert_eq!(request.mode, Mode::Deterministic);
         assert!(matches!(request.domain.0, Cow::Borrowed("vin")));
-        assert!(matches!(request.values[0], Some(Text(Cow::Borrowed("plain")))));
-        assert_eq!(request.values[1].as_ref().map(AsRef::as_ref), Some("esc\"aped"));
+        assert!(matches!(
+            request.values[0],
+            Some(Text(Cow::Borrowed("plain")))
+        ));
+        assert_eq!(
+            request.values[1].as_ref().map(AsRef::as_ref),
+            Some("esc\"aped")
+        );
         assert!(request.values[2].is_none());
     }
 

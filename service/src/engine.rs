@@ -1,0 +1,390 @@
+//! The keyed crypto: batches of values to tokens and back. Knows nothing of HTTP.
+//!
+//! Per key version, three subkeys are derived with HKDF-SHA256 (salt [`HKDF_SALT`], one `info`
+//! label per mode), so no key is ever used for two purposes:
+//!
+//! | mode | subkey | token payload |
+//! |---|---|---|
+//! | deterministic | 64 bytes, `pseudonym/1 deterministic aes-siv` | AES-SIV(ad = [domain]) as `tag ‖ ciphertext` |
+//! | randomized | 64 bytes, `pseudonym/1 randomized aes-siv` | `nonce ‖ tag ‖ ciphertext`, AES-SIV(ad = [domain, nonce]) |
+//! | hash | 32 bytes, `pseudonym/1 hash hmac-sha256` | HMAC-SHA256(len(domain) as u16 BE ‖ domain ‖ value) |
+//!
+//! Changing any of this changes every pseudonym: it needs a new token format version.
+
+use std::collections::BTreeMap;
+
+use aes_siv::aead::KeyInit;
+use aes_siv::aead::generic_array::GenericArray;
+use aes_siv::siv::Aes256Siv;
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use pseudonym_client::wire::{ItemError, ReidentifyResponse};
+use pseudonym_client::{ItemErrorCode, Mode};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox};
+use sha2::Sha256;
+
+use crate::domain::Domain;
+use crate::keyring::{Keyring, SecretKey};
+use crate::token;
+
+/// HKDF salt of the first (and so far only) token format.
+pub const HKDF_SALT: &[u8] = b"pseudonym/1";
+/// HKDF `info` of the deterministic mode's AES-SIV key.
+pub const INFO_DETERMINISTIC: &[u8] = b"pseudonym/1 deterministic aes-siv";
+/// HKDF `info` of the randomized mode's AES-SIV key.
+pub const INFO_RANDOMIZED: &[u8] = b"pseudonym/1 randomized aes-siv";
+/// HKDF `info` of the hash mode's HMAC key.
+pub const INFO_HASH: &[u8] = b"pseudonym/1 hash hmac-sha256";
+
+const TAG_LEN: usize = 16;
+const NONCE_LEN: usize = 16;
+const SIV_KEY_LEN: usize = 64;
+
+/// Turns values into tokens and tokens back into values with the keys of one keyring.
+///
+/// Subkeys are derived once, when the engine is built. Every batch function keeps the order of
+/// its input and leaves `None` as `None`.
+pub struct Engine {
+    primary: u32,
+    versions: BTreeMap<u32, VersionKeys>,
+}
+
+struct VersionKeys {
+    deterministic: SivKey,
+    randomized: SivKey,
+    /// The HMAC state after absorbing the key: cloned per batch, never re-keyed per value.
+    hash: Hmac<Sha256>,
+}
+
+/// An AES-SIV key. `aes_siv::Siv` is neither `Clone` nor usable through `&self`, so each batch
+/// builds its own cipher from these bytes (a key schedule per batch, not per value).
+struct SivKey(SecretBox<[u8; SIV_KEY_LEN]>);
+
+impl SivKey {
+    fn derive(hkdf: &Hkdf<Sha256>, info: &[u8]) -> Self {
+        let mut key = Box::new([0u8; SIV_KEY_LEN]);
+        hkdf.expand(info, key.as_mut())
+            .expect("64 bytes is a valid HKDF-SHA256 output length");
+        SivKey(SecretBox::new(key))
+    }
+
+    fn cipher(&self) -> Aes256Siv {
+        Aes256Siv::new(GenericArray::from_slice(self.0.expose_secret()))
+    }
+}
+
+impl VersionKeys {
+    fn derive(key: &SecretKey) -> Self {
+        let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), key.expose());
+        let mut hash_key = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf.expand(INFO_HASH, hash_key.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        VersionKeys {
+            deterministic: SivKey::derive(&hkdf, INFO_DETERMINISTIC),
+            randomized: SivKey::derive(&hkdf, INFO_RANDOMIZED),
+            hash: <Hmac<Sha256> as Mac>::new_from_slice(hash_key.as_ref())
+                .expect("HMAC takes keys of any length"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("primary", &self.primary)
+            .field("versions", &self.versions.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Derives the subkeys of every version in `keyring`.
+    pub fn new(keyring: &Keyring) -> Self {
+        Engine {
+            primary: keyring.primary(),
+            versions: keyring
+                .keys()
+                .map(|(version, key)| (version, VersionKeys::derive(key)))
+                .collect(),
+        }
+    }
+
+    /// The key version new pseudonyms are made with.
+    pub fn primary_version(&self) -> u32 {
+        self.primary
+    }
+
+    /// One token per value under the primary key version: same order, `None` stays `None`.
+    pub fn pseudonymize<S: AsRef<str>>(
+        &self,
+        domain: Domain<'_>,
+        mode: Mode,
+        values: &[Option<S>],
+    ) -> Vec<Option<String>> {
+        let mut sealer = Sealer::new(self.primary_keys(), self.primary, mode, domain);
+        values
+            .iter()
+            .map(|value| value.as_ref().map(|v| sealer.seal(v.as_ref().as_bytes())))
+            .collect()
+    }
+
+    /// The value behind each token of `domain`: same order, `None` stays `None`. A token that
+    /// fails is `None` in `values` and listed in `errors`; the others still succeed.
+    pub fn reidentify<S: AsRef<str>>(
+        &self,
+        domain: Domain<'_>,
+        tokens: &[Option<S>],
+    ) -> ReidentifyResponse {
+        let mut opener = Opener::new(self, domain);
+        let mut errors = Vec::new();
+        let values = tokens
+            .iter()
+            .enumerate()
+            .map(|(index, token)| {
+                let token = token.as_ref()?;
+                opener
+                    .open(token.as_ref())
+                    .map_err(|code| errors.push(ItemError { index, code }))
+                    .ok()
+            })
+            .collect();
+        ReidentifyResponse { values, errors }
+    }
+
+    fn primary_keys(&self) -> &VersionKeys {
+        self.versions
+            .get(&self.primary)
+            .expect("the keyring checked that the primary version is present")
+    }
+}
+
+/// Makes tokens for one batch: cipher or MAC state set up once, buffers reused.
+struct Sealer<'a> {
+    domain: Domain<'a>,
+    header: String,
+    payload: Vec<u8>,
+    kind: SealerKind,
+}
+
+enum SealerKind {
+    Deterministic(Aes256Siv),
+    Randomized(Aes256Siv),
+    /// Keyed and with the length-prefixed domain already absorbed.
+    Hash(Hmac<Sha256>),
+}
+
+impl<'a> Sealer<'a> {
+    fn new(keys: &VersionKeys, version: u32, mode: Mode, domain: Domain<'a>) -> Self {
+        let kind = match mode {
+            Mode::Deterministic => SealerKind::Deterministic(keys.deterministic.cipher()),
+            Mode::Randomized => SealerKind::Randomized(keys.randomized.cipher()),
+            Mode::Hash => {
+                let mut mac = keys.hash.clone();
+                let label = domain.as_str().as_bytes();
+                let label_len =
+                    u16::try_from(label.len()).expect("domains are at most 64 bytes long");
+                mac.update(&label_len.to_be_bytes());
+                mac.update(label);
+                SealerKind::Hash(mac)
+            }
+        };
+        Sealer {
+            domain,
+            header: token::header(mode, version),
+            payload: Vec::new(),
+            kind,
+        }
+    }
+
+    fn seal(&mut self, value: &[u8]) -> String {
+        let domain = self.domain.as_str().as_bytes();
+        let payload = &mut self.payload;
+        payload.clear();
+        match &mut self.kind {
+            SealerKind::Deterministic(siv) => {
+                payload.resize(TAG_LEN, 0);
+                payload.extend_from_slice(value);
+                let tag = siv
+                    .encrypt_in_place_detached([domain], &mut payload[TAG_LEN..])
+                    .expect("one header is within AES-SIV's limit");
+                payload[..TAG_LEN].copy_from_slice(&tag);
+            }
+            SealerKind::Randomized(siv) => {
+                payload.resize(NONCE_LEN + TAG_LEN, 0);
+                rand::rng().fill_bytes(&mut payload[..NONCE_LEN]);
+                payload.extend_from_slice(value);
+                let (nonce, rest) = payload.split_at_mut(NONCE_LEN);
+                let tag = siv
+                    .encrypt_in_place_detached([domain, &*nonce], &mut rest[TAG_LEN..])
+                    .expect("two headers are within AES-SIV's limit");
+                rest[..TAG_LEN].copy_from_slice(&tag);
+            }
+            SealerKind::Hash(mac) => {
+                let digest = mac.clone().chain_update(value).finalize().into_bytes();
+                payload.extend_from_slice(&digest);
+            }
+        }
+        let mut token = String::with_capacity(token::encoded_len(self.header.len(), payload.len()));
+        token.push_str(&self.header);
+        token::append_payload(&mut token, payload);
+        token
+    }
+}
+
+/// Opens tokens for one batch: one cipher per key version and mode met, built on first use.
+struct Opener<'e, 'd> {
+    engine: &'e Engine,
+    domain: Domain<'d>,
+    ciphers: BTreeMap<(u32, bool), Aes256Siv>,
+    payload: Vec<u8>,
+}
+
+impl<'e, 'd> Opener<'e, 'd> {
+    fn new(engine: &'e Engine, domain: Domain<'d>) -> Self {
+        Opener {
+            engine,
+            domain,
+            ciphers: BTreeMap::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    fn open(&mut self, token: &str) -> Result<String, ItemErrorCode> {
+        let (mode, version) = token::parse(token, &mut self.payload)
+            .map_err(|token::Malformed| ItemErrorCode::InvalidToken)?;
+        let keys = self
+            .engine
+            .versions
+            .get(&version)
+            .ok_or(ItemErrorCode::UnknownKeyVersion)?;
+        let randomized = match mode {
+            Mode::Deterministic => false,
+            Mode::Randomized => true,
+            Mode::Hash => return Err(ItemErrorCode::NotReversible),
+        };
+        let siv = self
+            .ciphers
+            .entry((version, randomized))
+            .or_insert_with(|| {
+                if randomized {
+                    keys.randomized.cipher()
+                } else {
+                    keys.deterministic.cipher()
+                }
+            });
+        let domain = self.domain.as_str().as_bytes();
+        let payload = &mut self.payload;
+        let (nonce, sealed) = payload.split_at_mut(if randomized { NONCE_LEN } else { 0 });
+        if sealed.len() < TAG_LEN {
+            return Err(ItemErrorCode::InvalidToken);
+        }
+        let (tag, ciphertext) = sealed.split_at_mut(TAG_LEN);
+        let tag = GenericArray::clone_from_slice(tag);
+        let opened = if randomized {
+            siv.decrypt_in_place_detached([domain, &*nonce], ciphertext, &tag)
+        } else {
+            siv.decrypt_in_place_detached([domain], ciphertext, &tag)
+        };
+        opened.map_err(|_| ItemErrorCode::InvalidToken)?;
+        std::str::from_utf8(ciphertext)
+            .map(str::to_owned)
+            .map_err(|_| ItemErrorCode::InvalidToken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        Engine::new(&Keyring::generate())
+    }
+
+    fn vin() -> Domain<'static> {
+        Domain::new("vin").expect("valid domain")
+    }
+
+    #[test]
+    fn every_reversible_mode_round_trips_and_keeps_nulls_and_order() {
+        let engine = engine();
+        let values = [Some("WVWZZZ1JZXW000001"), None, Some(""), Some("ünïcødé ✓")];
+        for mode in [Mode::Deterministic, Mode::Randomized] {
+            let tokens = engine.pseudonymize(vin(), mode, &values);
+            assert!(tokens[1].is_none());
+            let back = engine.reidentify(vin(), &tokens);
+            assert!(back.errors.is_empty(), "{:?}", back.errors);
+            let expected: Vec<Option<String>> =
+                values.iter().map(|v| v.map(str::to_owned)).collect();
+            assert_eq!(back.values, expected, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_name_their_mode_and_version() {
+        let engine = engine();
+        for (mode, prefix) in [
+            (Mode::Deterministic, "d1."),
+            (Mode::Randomized, "r1."),
+            (Mode::Hash, "h1."),
+        ] {
+            let tokens = engine.pseudonymize(vin(), mode, &[Some("x")]);
+            let token = tokens[0].as_deref().expect("not null");
+            assert!(token.starts_with(prefix), "{token}");
+        }
+    }
+
+    #[test]
+    fn determinism_is_per_mode() {
+        let engine = engine();
+        let twice = [Some("same"), Some("same")];
+        let det = engine.pseudonymize(vin(), Mode::Deterministic, &twice);
+        let hash = engine.pseudonymize(vin(), Mode::Hash, &twice);
+        let rand = engine.pseudonymize(vin(), Mode::Randomized, &twice);
+        assert_eq!(det[0], det[1]);
+        assert_eq!(hash[0], hash[1]);
+        assert_ne!(rand[0], rand[1]);
+    }
+
+    #[test]
+    fn hash_tokens_are_not_reversible() {
+        let engine = engine();
+        let tokens = engine.pseudonymize(vin(), Mode::Hash, &[Some("x")]);
+        let back = engine.reidentify(vin(), &tokens);
+        assert_eq!(back.values, [None]);
+        assert_eq!(
+            back.errors,
+            [ItemError {
+                index: 0,
+                code: ItemErrorCode::NotReversible
+            }]
+        );
+    }
+
+    #[test]
+    fn foreign_keys_and_versions_fail_per_item() {
+        let ours = engine();
+        let theirs = engine();
+        let mut tokens = theirs.pseudonymize(vin(), Mode::Deterministic, &[Some("a")]);
+        tokens.push(Some("d7.AAAAAAAAAAAAAAAAAAAAAA".to_owned()));
+        tokens.push(ours.pseudonymize(vin(), Mode::Deterministic, &[Some("b")])[0].clone());
+        let back = ours.reidentify(vin(), &tokens);
+        assert_eq!(back.values, [None, None, Some("b".to_owned())]);
+        let codes: Vec<_> = back.errors.iter().map(|e| (e.index, e.code)).collect();
+        assert_eq!(
+            codes,
+            [
+                (0, ItemErrorCode::InvalidToken),
+                (1, ItemErrorCode::UnknownKeyVersion)
+            ]
+        );
+    }
+
+    #[test]
+    fn debug_shows_versions_only() {
+        assert_eq!(
+            format!("{:?}", engine()),
+            "Engine { primary: 1, versions: [1], .. }"
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! Numbered key versions and the primary one, loaded from TOML and written by `pseudonymd keygen`.
+//!
+//! File format (also accepted as the content of the `PSEUDONYM_KEYRING` environment variable):
+//!
+//! ```toml
+//! primary = 2
+//!
+//! [[keys]]
+//! version = 1
+//! secret = "<32 random bytes, base64url without padding>"
+//!
+//! [[keys]]
+//! version = 2
+//! secret = "..."
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// Bytes in one key version's secret.
+pub const KEY_BYTES: usize = 32;
+
+/// One key version's 32 secret bytes: zeroized on drop, never shown by `Debug`.
+pub struct SecretKey(SecretBox<[u8; KEY_BYTES]>);
+
+impl SecretKey {
+    /// A new key from the operating system's random source.
+    pub fn generate() -> Self {
+        let mut bytes = Box::new([0u8; KEY_BYTES]);
+        rand::rng().fill_bytes(bytes.as_mut());
+        SecretKey(SecretBox::new(bytes))
+    }
+
+    /// Access to the bytes, for deriving subkeys.
+    pub fn expose(&self) -> &[u8; KEY_BYTES] {
+        self.0.expose_secret()
+    }
+
+    fn from_base64(encoded: &str) -> Result<Self, usize> {
+        let decoded = Zeroizing::new(
+            URL_SAFE_NO_PAD
+                .decode(encoded.trim())
+                .map_err(|_| usize::MAX)?,
+        );
+        let mut bytes = Box::new([0u8; KEY_BYTES]);
+        if decoded.len() != KEY_BYTES {
+            return Err(decoded.len());
+        }
+        bytes.copy_from_slice(&decoded);
+        Ok(SecretKey(SecretBox::new(bytes)))
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey([REDACTED])")
+    }
+}
+
+/// Key versions and which one makes new pseudonyms.
+#[derive(Debug)]
+pub struct Keyring {
+    primary: u32,
+    keys: BTreeMap<u32, SecretKey>,
+}
+
+/// Why a keyring could not be loaded or written. Messages never contain key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// The file could not be read or written.
+    #[error("keyring file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Others than the owner may read the file.
+    #[error(
+        "keyring file {path} is accessible to group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Not TOML of the documented shape. The parser's own message is withheld: it may quote the
+    /// file, and the file holds keys.
+    #[error("{source_name}: not a valid keyring (TOML error at line {line}, column {column})")]
+    Syntax {
+        /// The file or variable.
+        source_name: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+    },
+    /// A secret that is not base64url or not 32 bytes.
+    #[error(
+        "key version {version}: secret must be {KEY_BYTES} bytes in base64url without padding{}",
+        decoded_len.map(|n| format!(" (it decodes to {n} bytes)")).unwrap_or_default()
+    )]
+    BadSecret {
+        /// The version.
+        version: u32,
+        /// How many bytes it decoded to, when it decoded.
+        decoded_len: Option<usize>,
+    },
+    /// Version 0 is reserved.
+    #[error("key version 0 is not allowed: versions start at 1")]
+    VersionZero,
+    /// The same version twice.
+    #[error("key version {0} appears more than once")]
+    DuplicateVersion(u32),
+    /// No key at all.
+    #[error("the keyring holds no keys")]
+    Empty,
+    /// `primary` names a version the ring does not hold.
+    #[error("primary version {0} is not among the keys")]
+    MissingPrimary(u32),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyringFile {
+    primary: u32,
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    version: u32,
+    secret: SecretString,
+}
+
+impl Keyring {
+    /// A new ring with one random key, version 1, as primary.
+    pub fn generate() -> Self {
+        Keyring {
+            primary: 1,
+            keys: BTreeMap::from([(1, SecretKey::generate())]),
+        }
+    }
+
+    /// Parses the TOML format; `source_name` names the file or variable in errors.
+    pub fn from_toml(text: &str, source_name: &str) -> Result<Self, KeyringError> {
+        let file: KeyringFile = toml::from_str(text).map_err(|error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            let before = &text[..offset.min(text.len())];
+            KeyringError::Syntax {
+                source_name: source_name.to_owned(),
+                line: before.matches('\n').count() + 1,
+                column: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+            }
+        })?;
+        let mut keys = BTreeMap::new();
+        for entry in file.keys {
+            if entry.version == 0 {
+                return Err(KeyringError::VersionZero);
+            }
+            let key = SecretKey::from_base64(entry.secret.expose_secret()).map_err(|len| {
+                KeyringError::BadSecret {
+                    version: entry.version,
+                    decoded_len: (len != usize::MAX).then_some(len),
+                }
+            })?;
+            if keys.insert(entry.version, key).is_some() {
+                return Err(KeyringError::DuplicateVersion(entry.version));
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeyringError::Empty);
+        }
+        if !keys.contains_key(&file.primary) {
+            return Err(KeyringError::MissingPrimary(file.primary));
+        }
+        Ok(Keyring {
+            primary: file.primary,
+            keys,
+        })
+    }
+
+    /// Loads a keyring file, refusing one that group or others may access.
+    pub fn load(path: &Path) -> Result<Self, KeyringError> {
+        check_owner_only(path)?;
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyringError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
+        Keyring::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Writes the ring to `path` with mode 0600, replacing the file atomically.
+    pub fn save(&self, path: &Path) -> Result<(), KeyringError> {
+        write_private_file(path, self.to_toml().as_bytes()).map_err(|source| KeyringError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The file format's text. Holds the keys: keep it out of logs.
+    pub fn to_toml(&self) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(format!(
+            "# pseudonym keyring: secret key material, keep mode 0600.\n\
+             # Pseudonyms made with a version can only be re-identified while it stays here.\n\
+             primary = {}\n",
+            self.primary
+        ));
+        for (version, key) in &self.keys {
+            text.push_str(&format!("\n[[keys]]\nversion = {version}\nsecret = \""));
+            URL_SAFE_NO_PAD.encode_string(key.expose(), &mut text);
+            text.push_str("\"\n");
+        }
+        text
+    }
+
+    /// Adds a new random version after the highest one and returns its number.
+    pub fn add_version(&mut self, make_primary: bool) -> u32 {
+        let version = self.keys.keys().next_back().map_or(1, |v| v + 1);
+        self.keys.insert(version, SecretKey::generate());
+        if make_primary {
+            self.primary = version;
+        }
+        version
+    }
+
+    /// Makes an existing version the primary.
+    pub fn set_primary(&mut self, version: u32) -> Result<(), KeyringError> {
+        if !self.keys.contains_key(&version) {
+            return Err(KeyringError::MissingPrimary(version));
+        }
+        self.primary = version;
+        Ok(())
+    }
+
+    /// The version new pseudonyms are made with.
+    pub fn primary(&self) -> u32 {
+        self.primary
+    }
+
+    /// Every version and its key, in ascending order.
+    pub fn keys(&self) -> impl Iterator<Item = (u32, &SecretKey)> {
+        self.keys.iter().map(|(version, key)| (*version, key))
+    }
+}
+
+#[cfg(unix)]
+fn check_owner_only(path: &Path) -> Result<(), KeyringError> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path).map_err(|source| KeyringError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyringError::Permissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_owner_only(_path: &Path) -> Result<(), KeyringError> {
+    Ok(())
+}
+
+/// Writes `contents` readable by the owner only, through a temporary file and a rename so a
+/// reader never sees half a file.
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    fn ring(body: &str) -> Result<Keyring, KeyringError> {
+        Keyring::from_toml(body, "test")
+    }
+
+    #[test]
+    fn a_generated_ring_survives_its_own_format() {
+        let mut original = Keyring::generate();
+        assert_eq!(original.add_version(true), 2);
+        let reloaded = ring(&original.to_toml()).expect("own format parses");
+        assert_eq!(reloaded.primary(), 2);
+        let versions: Vec<u32> = reloaded.keys().map(|(v, _)| v).collect();
+        assert_eq!(versions, [1, 2]);
+        for ((_, a), (_, b)) in original.keys().zip(reloaded.keys()) {
+            assert_eq!(a.expose(), b.expose());
+        }
+    }
+
+    #[test]
+    fn problems_are_named() {
+        let short = ring("primary = 1\n[[keys]]\nversion = 1\nsecret = \"AAEC\"\n");
+        assert!(matches!(
+            short,
+            Err(KeyringError::BadSecret {
+                version: 1,
+                decoded_len: Some(3)
+            })
+        ));
+        let dup = format!(
+            "primary = 1\n[[keys]]\nversion = 1\nsecret = \"{KEY_A}\"\n[[keys]]\nversion = 1\nsecret = \"{KEY_A}\"\n"
+        );
+        assert!(matches!(ring(&dup), Err(KeyringError::DuplicateVersion(1))));
+        let missing = format!("primary = 2\n[[keys]]\nversion = 1\nsecret = \"{KEY_A}\"\n");
+        assert!(matches!(
+            ring(&missing),
+            Err(KeyringError::MissingPrimary(2))
+        ));
+        assert!(matches!(
+            ring("primary = 1\nkeys = []\n"),
+            Err(KeyringError::Empty)
+        ));
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_line_without_quoting_it() {
+        let text = format!("primary = 1\n[[keys]]\nversion = 1\nsecret = {KEY_A}\n");
+        let error = ring(&text).expect_err("unquoted secret is invalid TOML");
+        let message = error.to_string();
+        assert!(message.contains("line 4"), "{message}");
+        assert!(!message.contains(KEY_A), "{message}");
+    }
+
+    #[test]
+    fn debug_never_shows_key_bytes() {
+        let keyring = ring(&format!(
+            "primary = 1\n[[keys]]\nversion = 1\nsecret = \"{KEY_A}\"\n"
+        ))
+        .expect("valid");
+        let shown = format!("{keyring:?}");
+        assert!(shown.contains("REDACTED"));
+        assert!(!shown.contains("[0, 1, 2"), "{shown}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_open_to_others_are_refused_and_saved_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring.toml");
+        Keyring::generate().save(&path).expect("save");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        Keyring::load(&path).expect("private file loads");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(matches!(
+            Keyring::load(&path),
+            Err(KeyringError::Permissions { mode: 0o644, .. })
+        ));
+    }
+}
