@@ -4,11 +4,23 @@
 //! - [`engine`]: the keyed crypto (AES-SIV, HMAC-SHA256) over batches; no HTTP in it.
 //! - [`token`]: the printable, self-describing form of a pseudonym.
 //! - [`domain`]: the labels that separate one column's pseudonyms from another's.
+//! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
+//! - [`config`]: the typed configuration, its defaults and its limits.
+//! - [`api`]: the HTTP routes, thin handlers and the tower layers around them.
+//! - [`error`]: request-level errors and their one conversion into HTTP answers.
+//! - [`metrics`]: Prometheus counters and histograms.
+//! - [`startup`]: key sources (file, environment, dev mode), serving and graceful shutdown.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod auth;
+pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod error;
 pub mod keyring;
+pub mod metrics;
+pub mod startup;
 pub mod token;
 
 pub use domain::Domain;

@@ -1,1 +1,283 @@
-fn main() {}
+//! `pseudonymd`: runs the pseudonymization service, and creates keyrings and API keys for it.
+//!
+//! With no keyring configured it runs in dev mode: it creates a keyring and an all-powerful API
+//! key under `.pseudonym-dev/` on first start and reuses them afterwards.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use pseudonym_service::auth::{self, Operation};
+use pseudonym_service::config::{Config, LogFormat};
+use pseudonym_service::keyring::Keyring;
+use pseudonym_service::startup::{self, KEYRING_ENV, KeySource};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(
+    name = "pseudonymd",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (what `pseudonymd` does without a subcommand).
+    Serve(ServeArgs),
+    /// Create a keyring file, or add a key version to one.
+    Keygen(KeygenArgs),
+    /// Create an API key: adds its digest to the key file and prints the key once, on stdout.
+    ApiKey(ApiKeyArgs),
+}
+
+/// Settings of `serve`. Each overrides the configuration file's field of the same name.
+#[derive(Args, Serialize, Default)]
+struct ServeArgs {
+    /// Configuration file (TOML); see README for every field.
+    #[arg(long, env = "PSEUDONYM_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "PSEUDONYM_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    /// Keyring file. Without it and without PSEUDONYM_KEYRING (the file's content), dev mode.
+    #[arg(long, env = "PSEUDONYM_KEYRING_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyring_file: Option<PathBuf>,
+    /// API key file (digests, operations, domains).
+    #[arg(long, env = "PSEUDONYM_API_KEYS_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_keys_file: Option<PathBuf>,
+    /// Folder for dev mode's keyring and API key [default: .pseudonym-dev].
+    #[arg(long, env = "PSEUDONYM_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Domain of the routes compatible with the replaced service [default: default].
+    #[arg(long, env = "PSEUDONYM_COMPAT_DOMAIN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compat_domain: Option<String>,
+    /// Log filter, e.g. `info` or `debug` [default: info].
+    #[arg(long, env = "PSEUDONYM_LOG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<String>,
+    /// Log line format [default: text].
+    #[arg(long, env = "PSEUDONYM_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args, Serialize, Default)]
+struct LimitArgs {
+    /// Most values per request [default: 10000].
+    #[arg(long, env = "PSEUDONYM_MAX_VALUES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_values: Option<usize>,
+    /// Largest request body in bytes [default: 8388608].
+    #[arg(long, env = "PSEUDONYM_MAX_BODY_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_body_bytes: Option<usize>,
+    /// Longest value in bytes [default: 4096].
+    #[arg(long, env = "PSEUDONYM_MAX_VALUE_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_value_bytes: Option<usize>,
+    /// Request timeout in milliseconds [default: 10000].
+    #[arg(long, env = "PSEUDONYM_REQUEST_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_timeout_ms: Option<u64>,
+    /// Requests handled at once before answering 503 [default: 256].
+    #[arg(long, env = "PSEUDONYM_MAX_CONCURRENT_REQUESTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent_requests: Option<usize>,
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// The keyring file to create or change.
+    #[arg(long, env = "PSEUDONYM_KEYRING_FILE")]
+    keyring_file: PathBuf,
+    /// Add a new version to an existing keyring (and make it primary unless --stage).
+    #[arg(long)]
+    add: bool,
+    /// With --add: keep the current primary, so every replica can hold the new key before any
+    /// replica makes pseudonyms with it.
+    #[arg(long, requires = "add")]
+    stage: bool,
+    /// Make an existing version the primary.
+    #[arg(long, conflicts_with = "add")]
+    set_primary: Option<u32>,
+}
+
+#[derive(Args)]
+struct ApiKeyArgs {
+    /// The API key file to add the key to (created if missing).
+    #[arg(long, env = "PSEUDONYM_API_KEYS_FILE")]
+    api_keys_file: PathBuf,
+    /// A name for the key's holder, shown in logs instead of the key.
+    #[arg(long)]
+    name: String,
+    /// Operations the key may call.
+    #[arg(long, value_delimiter = ',', default_value = "pseudonymize")]
+    operations: Vec<OperationArg>,
+    /// Domains the key may use, or `*` for all.
+    #[arg(long, value_delimiter = ',', required = true)]
+    domains: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OperationArg {
+    Pseudonymize,
+    Reidentify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Keygen(args)) => keygen(args),
+        Some(Command::ApiKey(args)) => api_key(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pseudonymd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), &args)?;
+    init_logging(&config)?;
+    let keyring_env = std::env::var(KEYRING_ENV).ok().map(SecretString::from);
+    let keys = startup::load_keys(&config, keyring_env)?;
+    if let KeySource::Dev(dir) = &keys.source {
+        warn_dev_mode(dir);
+    }
+    let versions: Vec<u32> = keys.keyring.keys().map(|(version, _)| version).collect();
+    let state = startup::state(&config, &keys);
+    drop(keys);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = startup::bind(&config).await?;
+        let addr = listener.local_addr().context("listening socket")?;
+        tracing::info!(
+            primary = state.primary_version(),
+            ?versions,
+            "listening on http://{addr}"
+        );
+        startup::serve(listener, state, startup::shutdown_signal())
+            .await
+            .context("server failed")
+    })
+}
+
+fn warn_dev_mode(dir: &std::path::Path) {
+    let banner = "=".repeat(78);
+    tracing::warn!(
+        data_dir = %dir.display(),
+        "DEV MODE: no keyring configured; using a dev keyring and API key created in this folder"
+    );
+    eprintln!(
+        "{banner}\n  DEV MODE - not for real data.\n  \
+         No keyring is configured, so pseudonymd uses the dev keyring in {dir}/{}\n  \
+         (created on first start, reused afterwards) and the dev API key in {dir}/{}.\n  \
+         For production, create a keyring with `pseudonymd keygen` and set --keyring-file.\n{banner}",
+        startup::DEV_KEYRING,
+        startup::DEV_API_KEY,
+        dir = dir.display(),
+    );
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .with_context(|| format!("configuration: log: not a valid filter: {}", config.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    let path = &args.keyring_file;
+    if !path.exists() {
+        anyhow::ensure!(
+            !args.add && args.set_primary.is_none(),
+            "{} does not exist; run without --add/--set-primary to create it",
+            path.display()
+        );
+        Keyring::generate().save(path)?;
+        eprintln!("created {} with key version 1 (primary)", path.display());
+        return Ok(());
+    }
+    let mut keyring = Keyring::load(path)?;
+    if args.add {
+        let version = keyring.add_version(!args.stage);
+        keyring.save(path)?;
+        eprintln!(
+            "added key version {version} to {}; primary is {}",
+            path.display(),
+            keyring.primary()
+        );
+    } else if let Some(version) = args.set_primary {
+        keyring.set_primary(version)?;
+        keyring.save(path)?;
+        eprintln!("primary of {} is now {version}", path.display());
+    } else {
+        anyhow::bail!(
+            "{} already exists; use --add to add a key version or --set-primary to change the primary",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
+    let operations: BTreeSet<Operation> = args
+        .operations
+        .iter()
+        .map(|op| match op {
+            OperationArg::Pseudonymize => Operation::Pseudonymize,
+            OperationArg::Reidentify => Operation::Reidentify,
+        })
+        .collect();
+    let domains: BTreeSet<String> = args.domains.into_iter().collect();
+    if let Some(bad) = domains
+        .iter()
+        .find(|d| *d != "*" && pseudonym_service::Domain::new(d).is_err())
+    {
+        anyhow::bail!("--domains: {bad:?} is not a domain label ([a-z0-9._-]{{1,64}}) or *");
+    }
+    let (key, entry) = auth::generate_key(&args.name, operations, domains);
+    auth::append_entry(&args.api_keys_file, entry)?;
+    eprintln!(
+        "added API key {:?} to {}; the key follows on stdout and is not stored anywhere else",
+        args.name,
+        args.api_keys_file.display()
+    );
+    println!("{}", key.expose_secret());
+    Ok(())
+}

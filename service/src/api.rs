@@ -1,0 +1,393 @@
+//! The HTTP API: routes, thin handlers, and the tower layers around them.
+//!
+//! Handlers parse, authorize, call the [`Engine`] and map the result. Limits, timeouts, load
+//! shedding, metrics and request tracing are layers, not handler code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Json, Router};
+use bytes::Bytes;
+use pseudonym_client::Mode;
+use pseudonym_client::wire::{
+    CompatPseudonymizeRequest, CompatPseudonymizeResponse, CompatReidentifyRequest,
+    CompatReidentifyResponse, PseudonymizeRequest, PseudonymizeResponse, ReidentifyRequest,
+    ReidentifyResponse, Text,
+};
+use serde::Deserialize;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{ApiKeys, Caller, Operation};
+use crate::config::Limits;
+use crate::domain::Domain;
+use crate::engine::Engine;
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+
+/// The OpenAPI description served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every route, as used for metric labels; anything else counts as `other`.
+pub const ROUTES: [&str; 8] = [
+    "/v1/pseudonymize",
+    "/v1/reidentify",
+    "/pseudonymization",
+    "/reidentification",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+];
+
+/// What every handler shares: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+struct Shared {
+    engine: Engine,
+    api_keys: ApiKeys,
+    limits: Limits,
+    compat_domain: String,
+    metrics: Metrics,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// State for a service with these keys and settings.
+    pub fn new(engine: Engine, api_keys: ApiKeys, limits: Limits, compat_domain: String) -> Self {
+        AppState(Arc::new(Shared {
+            engine,
+            api_keys,
+            limits,
+            compat_domain,
+            metrics: Metrics::default(),
+            ready: AtomicBool::new(true),
+        }))
+    }
+
+    /// Makes `/readyz` answer 503, so load balancers stop sending while in-flight requests end.
+    pub fn set_not_ready(&self) {
+        self.0.ready.store(false, Ordering::Relaxed);
+    }
+
+    /// The key version new pseudonyms are made with.
+    pub fn primary_version(&self) -> u32 {
+        self.0.engine.primary_version()
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    fn check_batch<S: AsRef<str>>(
+        &self,
+        items: &[Option<S>],
+        max_len: usize,
+    ) -> Result<(), ApiError> {
+        let max = self.0.limits.max_values;
+        if items.len() > max {
+            return Err(ApiError::TooManyValues { max });
+        }
+        match items
+            .iter()
+            .position(|item| item.as_ref().is_some_and(|s| s.as_ref().len() > max_len))
+        {
+            Some(index) => Err(ApiError::ValueTooLong {
+                index,
+                max: max_len,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn pseudonymize(
+        &self,
+        caller: &Caller,
+        domain: &str,
+        mode: Mode,
+        values: &[Option<Text<'_>>],
+    ) -> Result<Vec<Option<String>>, ApiError> {
+        let domain = parse_domain(domain)?;
+        caller.authorize(Operation::Pseudonymize, domain)?;
+        self.check_batch(values, self.0.limits.max_value_bytes)?;
+        let pseudonyms = self.0.engine.pseudonymize(domain, mode, values);
+        let count = values.iter().flatten().count();
+        self.0
+            .metrics
+            .add_values("pseudonymize", mode.as_str(), count);
+        tracing::debug!(
+            caller = caller.name(),
+            domain = domain.as_str(),
+            mode = mode.as_str(),
+            count,
+            "pseudonymized"
+        );
+        Ok(pseudonyms)
+    }
+
+    fn reidentify(
+        &self,
+        caller: &Caller,
+        domain: &str,
+        tokens: &[Option<Text<'_>>],
+    ) -> Result<ReidentifyResponse, ApiError> {
+        let domain = parse_domain(domain)?;
+        caller.authorize(Operation::Reidentify, domain)?;
+        self.check_batch(tokens, self.0.limits.max_token_bytes())?;
+        let response = self.0.engine.reidentify(domain, tokens);
+        let count = tokens.iter().flatten().count();
+        self.0.metrics.add_values("reidentify", "any", count);
+        for error in &response.errors {
+            self.0.metrics.add_errors(error.code.as_str(), 1);
+        }
+        tracing::info!(
+            caller = caller.name(),
+            domain = domain.as_str(),
+            count,
+            failed = response.errors.len(),
+            "reidentified"
+        );
+        Ok(response)
+    }
+}
+
+fn parse_domain(domain: &str) -> Result<Domain<'_>, ApiError> {
+    Domain::new(domain).map_err(|_| {
+        ApiError::InvalidArgument("domain must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")
+    })
+}
+
+/// The router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.0.limits;
+    let guarded = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(layer_error))
+        .timeout(limits.request_timeout())
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests,
+        ));
+    let api = Router::new()
+        .route("/v1/pseudonymize", post(pseudonymize))
+        .route("/v1/reidentify", post(reidentify))
+        .route("/pseudonymization", post(compat_pseudonymize))
+        .route("/reidentification", post(compat_reidentify))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(guarded);
+    let operations = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi));
+    api.merge(operations)
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn layer_error(error: BoxError) -> ApiError {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Overloaded
+    } else if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Timeout
+    } else {
+        tracing::error!(%error, "middleware failed");
+        ApiError::Internal
+    }
+}
+
+/// Counts every answer by route and status, its latency, and request-level error codes.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let route = ROUTES.into_iter().find(|r| *r == path).unwrap_or("other");
+    let metrics = state.metrics();
+    let start = Instant::now();
+    metrics.in_flight().inc();
+    let _in_flight = scopeguard(|| {
+        metrics.in_flight().dec();
+    });
+    let response = next.run(request).await;
+    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
+        metrics.add_errors(code, 1);
+    }
+    metrics.observe_request(
+        route,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Runs `f` when dropped, so a cancelled request still leaves the in-flight gauge.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// The caller, authenticated by `Authorization: Bearer <key>` or `x-api-key: <key>`.
+struct Authenticated(Arc<Caller>);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let presented = bearer
+            .or_else(|| {
+                headers
+                    .get("x-api-key")
+                    .and_then(|value| value.to_str().ok())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        state
+            .0
+            .api_keys
+            .authenticate(presented.trim())
+            .cloned()
+            .map(Authenticated)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// A request body read whole, within `limits.max_body_bytes`, parsed in place so strings
+/// borrow from it.
+struct Body(Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::BodyTooLarge {
+                    max: state.0.limits.max_body_bytes,
+                })
+            }
+            Err(_) => Err(ApiError::InvalidArgument(
+                "the request body could not be read",
+            )),
+        }
+    }
+}
+
+impl Body {
+    fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.0).map_err(|error| ApiError::bad_json(&error))
+    }
+}
+
+async fn pseudonymize(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> Result<Json<PseudonymizeResponse>, ApiError> {
+    let request: PseudonymizeRequest = body.parse()?;
+    let pseudonyms =
+        state.pseudonymize(&caller, &request.domain.0, request.mode, &request.values)?;
+    Ok(Json(PseudonymizeResponse {
+        pseudonyms,
+        key_version: state.0.engine.primary_version(),
+    }))
+}
+
+async fn reidentify(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> Result<Json<ReidentifyResponse>, ApiError> {
+    let request: ReidentifyRequest = body.parse()?;
+    Ok(Json(state.reidentify(
+        &caller,
+        &request.domain.0,
+        &request.pseudonyms,
+    )?))
+}
+
+#[derive(Deserialize)]
+struct CompatQuery {
+    #[serde(default = "yes")]
+    deterministic: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn compat_pseudonymize(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<CompatQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Result<Json<CompatPseudonymizeResponse>, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::InvalidArgument("query parameter deterministic must be true or false")
+    })?;
+    let mode = if query.deterministic {
+        Mode::Deterministic
+    } else {
+        Mode::Randomized
+    };
+    let request: CompatPseudonymizeRequest = body.parse()?;
+    let pseudonyms =
+        state.pseudonymize(&caller, &state.0.compat_domain, mode, &request.identifiers)?;
+    Ok(Json(CompatPseudonymizeResponse { pseudonyms }))
+}
+
+async fn compat_reidentify(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> Result<Json<CompatReidentifyResponse>, ApiError> {
+    let request: CompatReidentifyRequest = body.parse()?;
+    let response = state.reidentify(&caller, &state.0.compat_domain, &request.pseudonyms)?;
+    Ok(Json(CompatReidentifyResponse {
+        identifiers: response.values,
+    }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.0.ready.load(Ordering::Relaxed) {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}

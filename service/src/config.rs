@@ -1,0 +1,224 @@
+//! The service's configuration: one typed struct, defaults written once, layered from an optional
+//! TOML file and then flags or `PSEUDONYM_*` environment variables (see `pseudonymd --help`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Domain;
+
+/// Everything `pseudonymd` needs to serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Keyring file. Without it (and without `PSEUDONYM_KEYRING`), the service runs in dev mode.
+    pub keyring_file: Option<PathBuf>,
+    /// API key file. Required unless in dev mode, where it defaults to one in `data_dir`.
+    pub api_keys_file: Option<PathBuf>,
+    /// Where dev mode keeps the keyring and API key it creates.
+    pub data_dir: PathBuf,
+    /// Domain used by the routes compatible with the replaced service, which name none.
+    pub compat_domain: String,
+    /// Log filter in `tracing` syntax, e.g. `info` or `pseudonym_service=debug`.
+    pub log: String,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Bounds on what one request may ask and how long it may take. See README for how the defaults
+/// were chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most values (or pseudonyms) in one request; more answers 413 `too_many_values`.
+    pub max_values: usize,
+    /// Largest request body in bytes; more answers 413 `body_too_large`.
+    pub max_body_bytes: usize,
+    /// Longest value in UTF-8 bytes; longer answers 422 `value_too_long`.
+    pub max_value_bytes: usize,
+    /// Time after which a request is answered 503 `timeout`.
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more are answered 503 `overloaded` at once, not queued.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            keyring_file: None,
+            api_keys_file: None,
+            data_dir: PathBuf::from(".pseudonym-dev"),
+            compat_domain: "default".to_owned(),
+            log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_values: 10_000,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_value_bytes: 4096,
+            request_timeout_ms: 10_000,
+            max_concurrent_requests: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// The request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Longest token accepted for re-identification: that of a `max_value_bytes` value in the
+    /// widest mode (randomized: nonce and tag around the ciphertext), plus a long header.
+    pub fn max_token_bytes(&self) -> usize {
+        crate::token::encoded_len(12, self.max_value_bytes + 32)
+    }
+}
+
+/// A configuration that cannot be used; the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file, unknown field or wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A field with a value that cannot work.
+    #[error("configuration: {field}: {problem}")]
+    Invalid {
+        /// The field, as written in the file.
+        field: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+impl Config {
+    /// Defaults, then the TOML `file` if given, then `overrides` (flags and environment).
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid {
+                    field: "config",
+                    problem: "the configuration file does not exist",
+                });
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem| Err(ConfigError::Invalid { field, problem });
+        if Domain::new(&self.compat_domain).is_err() {
+            return invalid(
+                "compat_domain",
+                "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
+            );
+        }
+        let limits = &self.limits;
+        let positive = [
+            ("limits.max_values", limits.max_values),
+            ("limits.max_body_bytes", limits.max_body_bytes),
+            ("limits.max_value_bytes", limits.max_value_bytes),
+            (
+                "limits.max_concurrent_requests",
+                limits.max_concurrent_requests,
+            ),
+            (
+                "limits.request_timeout_ms",
+                usize::try_from(limits.request_timeout_ms).unwrap_or(usize::MAX),
+            ),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return invalid(field, "must be greater than 0");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        listen: Option<&'static str>,
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pseudonymd.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ncompat_domain = \"vin\"\n[limits]\nmax_values = 900\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file), Flags { listen: None }).expect("valid");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.compat_domain, "vin");
+        assert_eq!(config.limits.max_values, 900);
+        assert_eq!(
+            config.limits.max_value_bytes,
+            Limits::default().max_value_bytes
+        );
+
+        let flags = Flags {
+            listen: Some("127.0.0.1:9001"),
+        };
+        let config = Config::load(Some(&file), flags).expect("valid");
+        assert_eq!(config.listen.port(), 9001);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pseudonymd.toml");
+        std::fs::write(&file, "[limits]\nmax_valeus = 900\n").expect("write");
+        let message = Config::load(Some(&file), Flags { listen: None })
+            .expect_err("typo")
+            .to_string();
+        assert!(message.contains("max_valeus"), "{message}");
+
+        std::fs::write(&file, "[limits]\nmax_values = 0\n").expect("write");
+        let message = Config::load(Some(&file), Flags { listen: None })
+            .expect_err("zero")
+            .to_string();
+        assert!(message.contains("limits.max_values"), "{message}");
+    }
+}

@@ -1,0 +1,163 @@
+//! Request-level errors and their one conversion into HTTP answers.
+//!
+//! Every message is fixed text or numbers from the configuration: nothing from a request's
+//! values, tokens or credentials ever reaches an answer or a log line through here.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pseudonym_client::wire::{ErrorBody, ErrorDetail};
+
+use crate::auth::Forbidden;
+
+/// Why a whole request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON of the endpoint's shape.
+    #[error(
+        "request body is not valid JSON for this endpoint ({category} error at line {line}, column {column})"
+    )]
+    BadJson {
+        /// `syntax`, `data` (wrong shape or type) or `eof`.
+        category: &'static str,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// An argument with a value that cannot work.
+    #[error("{0}")]
+    InvalidArgument(&'static str),
+    /// No credentials, or unknown ones.
+    #[error("missing or unknown API key: send it as `Authorization: Bearer <key>` or `x-api-key`")]
+    Unauthorized,
+    /// Credentials that do not allow this.
+    #[error("{0}")]
+    Forbidden(#[from] Forbidden),
+    /// More values than `limits.max_values`.
+    #[error("too many values in one request: the limit is {max}; split the batch")]
+    TooManyValues {
+        /// The limit.
+        max: usize,
+    },
+    /// A body larger than `limits.max_body_bytes`.
+    #[error("request body too large: the limit is {max} bytes; split the batch")]
+    BodyTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// A value or token longer than allowed.
+    #[error("item {index} is longer than the limit of {max} bytes")]
+    ValueTooLong {
+        /// Index of the first such item.
+        index: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Too many requests in flight: try again shortly.
+    #[error("the service is at its concurrency limit; retry after a short pause")]
+    Overloaded,
+    /// The request took longer than `limits.request_timeout_ms`.
+    #[error("the request took longer than the service's timeout; retry or send smaller batches")]
+    Timeout,
+    /// No such route.
+    #[error("no such route; see /openapi.json")]
+    NotFound,
+    /// A fault of the service itself.
+    #[error("internal error")]
+    Internal,
+}
+
+/// The error code of an answer, left in the response's extensions for the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+impl ApiError {
+    /// The answer's status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadJson { .. } | ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyValues { .. } | ApiError::BodyTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::ValueTooLong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Overloaded | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadJson { .. } => "bad_json",
+            ApiError::InvalidArgument(_) => "invalid_argument",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyValues { .. } => "too_many_values",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::ValueTooLong { .. } => "value_too_long",
+            ApiError::Overloaded => "overloaded",
+            ApiError::Timeout => "timeout",
+            ApiError::NotFound => "not_found",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    /// Describes a JSON error by position only: serde's own message may quote the input.
+    pub fn bad_json(error: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        ApiError::BadJson {
+            category: match error.classify() {
+                Category::Io | Category::Syntax => "syntax",
+                Category::Data => "data",
+                Category::Eof => "eof",
+            },
+            line: error.line(),
+            column: error.column(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Overloaded | ApiError::Timeout => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_never_quote_the_input() {
+        let secret = "WVWZZZ1JZXW000001";
+        let body = format!(r#"{{"domain":"vin","values":"{secret}"}}"#);
+        let error = serde_json::from_str::<pseudonym_client::wire::PseudonymizeRequest>(&body)
+            .expect_err("values must be a list");
+        assert!(error.to_string().contains(secret), "serde quotes the input");
+        let ours = ApiError::bad_json(&error).to_string();
+        assert!(!ours.contains(secret), "{ours}");
+        assert!(ours.contains("data error at line 1"), "{ours}");
+    }
+}

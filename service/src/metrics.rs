@@ -1,0 +1,154 @@
+//! Prometheus metrics: requests, values, errors by code and latency. Labels are fixed sets of
+//! names (routes, modes, codes), never anything taken from a request's content.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ValueLabels {
+    operation: &'static str,
+    mode: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    code: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// The service's metrics and the registry that renders them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    values: Family<ValueLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("pseudonym");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let values = Family::<ValueLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "values",
+            "Non-null values or pseudonyms processed, by operation and mode",
+            values.clone(),
+        );
+        registry.register(
+            "errors",
+            "Request-level and per-item errors, by code",
+            errors.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being handled now",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            values,
+            errors,
+            in_flight,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts an answered request and its latency.
+    pub fn observe_request(&self, route: &'static str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(seconds);
+    }
+
+    /// Counts `count` values processed.
+    pub fn add_values(&self, operation: &'static str, mode: &'static str, count: usize) {
+        self.values
+            .get_or_create(&ValueLabels { operation, mode })
+            .inc_by(count as u64);
+    }
+
+    /// Counts `count` errors of one code.
+    pub fn add_errors(&self, code: &'static str, count: usize) {
+        self.errors
+            .get_or_create(&ErrorLabels { code })
+            .inc_by(count as u64);
+    }
+
+    /// The gauge of requests being handled.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_was_counted() {
+        let metrics = Metrics::default();
+        metrics.observe_request("/v1/pseudonymize", 200, 0.001);
+        metrics.add_values("pseudonymize", "deterministic", 900);
+        metrics.add_errors("invalid_token", 2);
+        let text = metrics.render();
+        assert!(text.contains(
+            "pseudonym_http_requests_total{route=\"/v1/pseudonymize\",status=\"200\"} 1"
+        ));
+        assert!(text.contains(
+            "pseudonym_values_total{operation=\"pseudonymize\",mode=\"deterministic\"} 900"
+        ));
+        assert!(text.contains("pseudonym_errors_total{code=\"invalid_token\"} 2"));
+        assert!(text.contains("pseudonym_http_request_duration_seconds_bucket"));
+    }
+}

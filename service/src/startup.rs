@@ -1,0 +1,256 @@
+//! From a [`Config`] to a running service: where keys come from (file, environment or dev
+//! mode), the server loop and graceful shutdown.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::auth::{self, ApiKeys, ApiKeysError, Operation};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::keyring::{Keyring, KeyringError};
+
+/// Name of the environment variable that may hold a whole keyring file's content.
+pub const KEYRING_ENV: &str = "PSEUDONYM_KEYRING";
+
+/// File names inside `data_dir` in dev mode.
+pub const DEV_KEYRING: &str = "keyring.toml";
+/// The dev API key file list.
+pub const DEV_API_KEYS: &str = "api-keys.toml";
+/// The dev API key itself (all operations, all domains), readable by its owner only.
+pub const DEV_API_KEY: &str = "dev-api-key";
+
+/// Where the keyring came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The `PSEUDONYM_KEYRING` environment variable.
+    Environment,
+    /// A keyring file named in the configuration.
+    File(PathBuf),
+    /// Dev mode: files the service created itself in `data_dir`.
+    Dev(PathBuf),
+}
+
+/// Keys ready to serve with.
+#[derive(Debug)]
+pub struct Keys {
+    /// The keyring.
+    pub keyring: Keyring,
+    /// The API keys.
+    pub api_keys: ApiKeys,
+    /// Where the keyring came from.
+    pub source: KeySource,
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The keyring is unusable.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// The API key file is unusable.
+    #[error(transparent)]
+    ApiKeys(#[from] ApiKeysError),
+    /// A keyring is configured but no API key file.
+    #[error(
+        "configuration: api_keys_file: required when a keyring is configured (create one with `pseudonymd api-key`)"
+    )]
+    MissingApiKeys,
+    /// The API key file lists no key: every request would be refused.
+    #[error("API key file {0} lists no keys (add one with `pseudonymd api-key`)")]
+    NoApiKeys(PathBuf),
+    /// Dev mode could not write its files.
+    #[error("dev mode: cannot write {path}: {source}")]
+    DevFiles {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Loads the keyring from `keyring_env` (the content of [`KEYRING_ENV`]), else from the
+/// configured file, else from dev mode's files, creating them on first start.
+pub fn load_keys(config: &Config, keyring_env: Option<SecretString>) -> Result<Keys, StartupError> {
+    let (keyring, source) = match (keyring_env, &config.keyring_file) {
+        (Some(text), _) => (
+            Keyring::from_toml(text.expose_secret(), KEYRING_ENV)?,
+            KeySource::Environment,
+        ),
+        (None, Some(path)) => (Keyring::load(path)?, KeySource::File(path.clone())),
+        (None, None) => return load_dev_keys(config),
+    };
+    let api_keys_file = config
+        .api_keys_file
+        .as_deref()
+        .ok_or(StartupError::MissingApiKeys)?;
+    Ok(Keys {
+        keyring,
+        api_keys: load_api_keys(api_keys_file)?,
+        source,
+    })
+}
+
+fn load_api_keys(path: &Path) -> Result<ApiKeys, StartupError> {
+    let api_keys = ApiKeys::load(path)?;
+    if api_keys.is_empty() {
+        return Err(StartupError::NoApiKeys(path.to_owned()));
+    }
+    Ok(api_keys)
+}
+
+fn load_dev_keys(config: &Config) -> Result<Keys, StartupError> {
+    let dir = &config.data_dir;
+    let dev_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StartupError::DevFiles { path, source }
+    };
+    create_private_dir(dir).map_err(dev_error(dir))?;
+
+    let keyring_path = dir.join(DEV_KEYRING);
+    let keyring = if keyring_path.exists() {
+        Keyring::load(&keyring_path)?
+    } else {
+        let keyring = Keyring::generate();
+        keyring.save(&keyring_path)?;
+        keyring
+    };
+
+    let api_keys_path = config
+        .api_keys_file
+        .clone()
+        .unwrap_or_else(|| dir.join(DEV_API_KEYS));
+    let key_path = dir.join(DEV_API_KEY);
+    if !key_path.exists() {
+        let (key, entry) = auth::generate_key(
+            "dev",
+            [Operation::Pseudonymize, Operation::Reidentify].into(),
+            ["*".to_owned()].into(),
+        );
+        crate::keyring::write_private_file(&key_path, key.expose_secret().as_bytes())
+            .map_err(dev_error(&key_path))?;
+        auth::append_entry(&api_keys_path, entry)?;
+    }
+    Ok(Keys {
+        keyring,
+        api_keys: load_api_keys(&api_keys_path)?,
+        source: KeySource::Dev(dir.clone()),
+    })
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Binds the configured address (port 0 picks a free one).
+pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartupError::Listen {
+            addr: config.listen,
+            source,
+        })
+}
+
+/// Serves until `shutdown` completes, then stops accepting, marks the service not ready and
+/// lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = api::router(state.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            state.set_not_ready();
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// The state a configuration and its keys give.
+pub fn state(config: &Config, keys: &Keys) -> AppState {
+    AppState::new(
+        Engine::new(&keys.keyring),
+        keys.api_keys.clone(),
+        config.limits.clone(),
+        config.compat_domain.clone(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_mode_creates_its_keys_once_and_reuses_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().join("dev"),
+            ..Config::default()
+        };
+        let first = load_keys(&config, None).expect("dev mode starts");
+        assert_eq!(first.source, KeySource::Dev(config.data_dir.clone()));
+        let key = std::fs::read_to_string(config.data_dir.join(DEV_API_KEY)).expect("key file");
+        assert!(first.api_keys.authenticate(&key).is_some());
+
+        let second = load_keys(&config, None).expect("dev mode restarts");
+        assert_eq!(second.api_keys.len(), 1);
+        let a = Engine::new(&first.keyring);
+        let b = Engine::new(&second.keyring);
+        let vin = crate::Domain::new("vin").expect("valid");
+        let mode = pseudonym_client::Mode::Deterministic;
+        assert_eq!(
+            a.pseudonymize(vin, mode, &[Some("x")]),
+            b.pseudonymize(vin, mode, &[Some("x")])
+        );
+    }
+
+    #[test]
+    fn a_configured_keyring_needs_an_api_key_file() {
+        let keyring = Keyring::generate();
+        let text = SecretString::from(keyring.to_toml().to_string());
+        let error = load_keys(&Config::default(), Some(text)).expect_err("no key file");
+        assert!(matches!(error, StartupError::MissingApiKeys));
+    }
+}
