@@ -1,0 +1,202 @@
+//! Helpers shared by the service's integration tests: a server on a loopback port, API keys.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use pseudonym_service::auth::{self, Operation};
+use pseudonym_service::config::Config;
+use pseudonym_service::keyring::Keyring;
+use pseudonym_service::startup;
+use secrecy::ExposeSecret;
+
+/// API keys of the test servers: one per kind of caller.
+pub struct TestKeys {
+    /// May do everything in every domain.
+    pub admin: String,
+    /// May only pseudonymize, only in `vin`.
+    pub writer: String,
+}
+
+/// Writes a keyring and an API key file into `dir`.
+pub fn write_keys(dir: &Path) -> (PathBuf, PathBuf, TestKeys) {
+    let keyring_file = dir.join("keyring.toml");
+    Keyring::generate()
+        .save(&keyring_file)
+        .expect("save keyring");
+    let api_keys_file = dir.join("api-keys.toml");
+    let add = |name: &str, operations: &[Operation], domains: &[&str]| {
+        let (key, entry) = auth::generate_key(
+            name,
+            operations.iter().copied().collect(),
+            domains
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<BTreeSet<_>>(),
+        );
+        auth::append_entry(&api_keys_file, entry).expect("append key");
+        key.expose_secret().to_owned()
+    };
+    let keys = TestKeys {
+        admin: add(
+            "admin",
+            &[Operation::Pseudonymize, Operation::Reidentify],
+            &["*"],
+        ),
+        writer: add("writer", &[Operation::Pseudonymize], &["vin"]),
+    };
+    (keyring_file, api_keys_file, keys)
+}
+
+/// A service running in this process on a loopback port; stops when dropped.
+pub struct TestServer {
+    pub url: String,
+    pub keys: TestKeys,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestServer {
+    /// Starts a server with the default configuration changed by `configure`.
+    pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring_file, api_keys_file, keys) = write_keys(dir.path());
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            keyring_file: Some(keyring_file),
+            api_keys_file: Some(api_keys_file),
+            ..Config::default()
+        };
+        configure(&mut config);
+        let loaded = startup::load_keys(&config, None).expect("keys load");
+        let state = startup::state(&config, &loaded);
+        let listener = startup::bind(&config).await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(startup::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            url,
+            keys,
+            _dir: dir,
+            _shutdown: tx,
+        }
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.post_raw(path, key, body.to_string()).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: String,
+    ) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("request sent");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    }
+}
+
+/// A `pseudonymd` process on a loopback port, killed when dropped. Its stderr is collected.
+pub struct Daemon {
+    pub url: String,
+    child: std::process::Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts the binary with `args` and `envs` and waits until it listens.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pseudonymd"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .env_remove("PSEUDONYM_KEYRING")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("pseudonymd starts");
+        let stderr = child.stderr.take().expect("piped");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = output.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(url);
+                }
+                let mut sink = sink.lock().expect("not poisoned");
+                sink.push_str(&line);
+                sink.push('\n');
+            }
+        });
+        let url = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                panic!("pseudonymd did not start: {}", output.lock().expect("lock"))
+            });
+        Daemon {
+            url,
+            child,
+            output,
+            reader: Some(reader),
+        }
+    }
+
+    /// Stops the process (SIGKILL) and returns everything it wrote to stdout and stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let mut all = self.output.lock().expect("lock").clone();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut all);
+        }
+        all
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,295 @@
+//! The HTTP API against a real server on 127.0.0.1.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn requests_without_a_known_key_are_unauthorized() {
+    let server = TestServer::start(|_| {}).await;
+    let body = json!({"domain": "vin", "values": ["a"]});
+    let (status, answer) = server.post("/v1/pseudonymize", None, body.clone()).await;
+    assert_eq!((status, code(&answer)), (401, "unauthorized"));
+    let (status, _) = server
+        .post("/v1/pseudonymize", Some("pk_unknown"), body.clone())
+        .await;
+    assert_eq!(status, 401);
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/pseudonymize", server.url))
+        .bearer_auth(&server.keys.admin)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200, "Bearer credentials work too");
+}
+
+#[tokio::test]
+async fn keys_are_limited_to_their_operations_and_domains() {
+    let server = TestServer::start(|_| {}).await;
+    let writer = Some(server.keys.writer.as_str());
+    let (status, answer) = server
+        .post(
+            "/v1/pseudonymize",
+            writer,
+            json!({"domain": "vin", "values": ["a"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let token = answer["pseudonyms"][0].clone();
+
+    let (status, answer) = server
+        .post(
+            "/v1/reidentify",
+            writer,
+            json!({"domain": "vin", "pseudonyms": [token]}),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (403, "forbidden"));
+    let (status, answer) = server
+        .post(
+            "/v1/pseudonymize",
+            writer,
+            json!({"domain": "email", "values": ["a"]}),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (403, "forbidden"));
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let server = TestServer::start(|config| config.limits.max_values = 100).await;
+    let admin = Some(server.keys.admin.as_str());
+
+    let (status, answer) = server
+        .post_raw(
+            "/v1/pseudonymize",
+            admin,
+            "{\"domain\": \"vin\", \"values\": [".into(),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (400, "bad_json"));
+
+    let (status, answer) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "VIN!", "values": ["a"]}),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (400, "invalid_argument"));
+
+    let (status, answer) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "vin", "mode": "rot13", "values": []}),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (400, "bad_json"));
+
+    let values = vec!["v"; 101];
+    let (status, answer) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "vin", "values": values}),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (413, "too_many_values"));
+
+    let long = "x".repeat(5000);
+    let (status, answer) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "vin", "values": ["ok", long]}),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (422, "value_too_long"));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("item 1"))
+    );
+
+    let (status, answer) = server.post("/v2/nothing", admin, json!({})).await;
+    assert_eq!((status, code(&answer)), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let server = TestServer::start(|config| config.limits.max_body_bytes = 1024).await;
+    let values = vec!["WVWZZZ1JZXW000001"; 100];
+    let (status, answer) = server
+        .post(
+            "/v1/pseudonymize",
+            Some(&server.keys.admin),
+            json!({"domain": "vin", "values": values}),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (413, "body_too_large"));
+}
+
+#[tokio::test]
+async fn a_mixed_batch_reports_failures_per_item() {
+    let server = TestServer::start(|_| {}).await;
+    let admin = Some(server.keys.admin.as_str());
+    let (_, made) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "vin", "values": ["first", "second"]}),
+        )
+        .await;
+    let (_, hashed) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "vin", "mode": "hash", "values": ["h"]}),
+        )
+        .await;
+    let pseudonyms = json!([
+        made["pseudonyms"][0],
+        "d1.bm90LWEtdG9rZW4",
+        null,
+        "d9.AAAAAAAAAAAAAAAAAAAAAA",
+        hashed["pseudonyms"][0],
+        "garbage",
+        made["pseudonyms"][1],
+    ]);
+    let (status, answer) = server
+        .post(
+            "/v1/reidentify",
+            admin,
+            json!({"domain": "vin", "pseudonyms": pseudonyms}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer,
+        json!({
+            "values": ["first", null, null, null, null, null, "second"],
+            "errors": [
+                {"index": 1, "code": "invalid_token"},
+                {"index": 3, "code": "unknown_key_version"},
+                {"index": 4, "code": "not_reversible"},
+                {"index": 5, "code": "invalid_token"},
+            ]
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_10000_value_batch_keeps_order_and_nulls() {
+    let server = TestServer::start(|_| {}).await;
+    let admin = Some(server.keys.admin.as_str());
+    let values: Vec<Option<String>> = (0..10_000)
+        .map(|i| (i % 7 != 3).then(|| format!("VIN{i:014}")))
+        .collect();
+    let (status, made) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "vin", "values": values}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let pseudonyms = made["pseudonyms"].as_array().expect("list");
+    assert_eq!(pseudonyms.len(), values.len());
+    for (value, pseudonym) in values.iter().zip(pseudonyms) {
+        assert_eq!(value.is_none(), pseudonym.is_null());
+    }
+    let (status, back) = server
+        .post(
+            "/v1/reidentify",
+            admin,
+            json!({"domain": "vin", "pseudonyms": pseudonyms}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(back["values"], json!(values));
+    assert_eq!(back["errors"], json!([]));
+}
+
+#[tokio::test]
+async fn routes_of_the_replaced_service_still_work() {
+    let server = TestServer::start(|config| config.compat_domain = "vin".into()).await;
+    let admin = Some(server.keys.admin.as_str());
+    let (status, det) = server
+        .post(
+            "/pseudonymization?deterministic=true",
+            admin,
+            json!({"identifiers": ["a", "a", null]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(det["pseudonyms"][0], det["pseudonyms"][1]);
+    assert_eq!(det["pseudonyms"][2], Value::Null);
+    let (_, v1) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "vin", "values": ["a"]}),
+        )
+        .await;
+    assert_eq!(
+        det["pseudonyms"][0], v1["pseudonyms"][0],
+        "compat uses its configured domain"
+    );
+
+    let (_, rand) = server
+        .post(
+            "/pseudonymization?deterministic=false",
+            admin,
+            json!({"identifiers": ["a", "a"]}),
+        )
+        .await;
+    assert_ne!(rand["pseudonyms"][0], rand["pseudonyms"][1]);
+
+    let tokens = json!([det["pseudonyms"][0], rand["pseudonyms"][1], "bad"]);
+    let (status, back) = server
+        .post("/reidentification", admin, json!({"pseudonyms": tokens}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(back, json!({"identifiers": ["a", "a", null]}));
+}
+
+#[tokio::test]
+async fn operations_routes_answer() {
+    let server = TestServer::start(|_| {}).await;
+    assert_eq!(server.get("/healthz").await.0, 200);
+    assert_eq!(server.get("/readyz").await.0, 200);
+
+    let (status, spec) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let spec: Value = serde_json::from_str(&spec).expect("OpenAPI is JSON");
+    for route in pseudonym_service::api::ROUTES {
+        assert!(spec["paths"].get(route).is_some(), "{route} is documented");
+    }
+
+    server
+        .post(
+            "/v1/pseudonymize",
+            Some(&server.keys.admin),
+            json!({"domain": "vin", "values": ["a", null, "b"]}),
+        )
+        .await;
+    server.post("/v1/pseudonymize", None, json!({})).await;
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "pseudonym_http_requests_total{route=\"/v1/pseudonymize\",status=\"200\"} 1",
+        "pseudonym_http_requests_total{route=\"/v1/pseudonymize\",status=\"401\"} 1",
+        "pseudonym_values_total{operation=\"pseudonymize\",mode=\"deterministic\"} 2",
+        "pseudonym_errors_total{code=\"unauthorized\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}

@@ -1,0 +1,152 @@
+//! `pseudonymd` as a process: replicas agree, logs never show values or keys.
+
+mod common;
+
+use common::{Daemon, write_keys};
+use serde_json::{Value, json};
+
+async fn post(url: &str, path: &str, key: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert!(response.status().is_success() || response.status().is_client_error());
+    response.json().await.expect("JSON answer")
+}
+
+#[tokio::test]
+async fn two_replicas_with_one_keyring_answer_byte_identical_pseudonyms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (keyring, api_keys, keys) = write_keys(dir.path());
+    let args = [
+        "--keyring-file",
+        keyring.to_str().expect("utf-8 path"),
+        "--api-keys-file",
+        api_keys.to_str().expect("utf-8 path"),
+    ];
+    let a = Daemon::start(&args, &[]);
+    let b = Daemon::start(&args, &[]);
+    assert_ne!(a.url, b.url);
+    let values: Vec<String> = (0..500).map(|i| format!("WVWZZZ1JZXW{i:06}")).collect();
+    for mode in ["deterministic", "hash"] {
+        let body = json!({"domain": "vin", "mode": mode, "values": values});
+        let from_a = post(&a.url, "/v1/pseudonymize", &keys.admin, body.clone()).await;
+        let from_b = post(&b.url, "/v1/pseudonymize", &keys.admin, body).await;
+        assert_eq!(from_a.to_string(), from_b.to_string(), "{mode}");
+    }
+    let randomized = post(
+        &a.url,
+        "/v1/pseudonymize",
+        &keys.admin,
+        json!({"domain": "vin", "mode": "randomized", "values": values}),
+    )
+    .await;
+    let back = post(
+        &b.url,
+        "/v1/reidentify",
+        &keys.admin,
+        json!({"domain": "vin", "pseudonyms": randomized["pseudonyms"]}),
+    )
+    .await;
+    assert_eq!(
+        back["values"],
+        json!(values),
+        "one replica opens the other's tokens"
+    );
+}
+
+#[tokio::test]
+async fn the_most_verbose_logs_hold_no_value_token_plaintext_or_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (keyring, api_keys, keys) = write_keys(dir.path());
+    let keyring_text = std::fs::read_to_string(&keyring).expect("keyring");
+    let daemon = Daemon::start(
+        &[
+            "--keyring-file",
+            keyring.to_str().expect("utf-8 path"),
+            "--api-keys-file",
+            api_keys.to_str().expect("utf-8 path"),
+            "--log",
+            "trace",
+        ],
+        &[],
+    );
+    let secrets = [
+        "SECRETVIN0000001",
+        "jane.secret@example.com",
+        "pLaInTeXt-with-\"quotes\"",
+    ];
+    let made = post(
+        &daemon.url,
+        "/v1/pseudonymize",
+        &keys.admin,
+        json!({"domain": "vin", "values": secrets}),
+    )
+    .await;
+    let mut tokens = made["pseudonyms"].as_array().expect("list").clone();
+    tokens.push(json!("d1.SECRETTOKENBODY"));
+    post(
+        &daemon.url,
+        "/v1/reidentify",
+        &keys.admin,
+        json!({"domain": "vin", "pseudonyms": tokens}),
+    )
+    .await;
+    post(
+        &daemon.url,
+        "/v1/reidentify",
+        &keys.writer,
+        json!({"domain": "vin", "pseudonyms": tokens}),
+    )
+    .await;
+    post(
+        &daemon.url,
+        "/v1/pseudonymize",
+        &keys.admin,
+        json!({"domain": "vin", "values": "SECRETVIN0000001"}),
+    )
+    .await;
+    let long = format!("SECRETVIN0000001{}", "x".repeat(5000));
+    post(
+        &daemon.url,
+        "/v1/pseudonymize",
+        &keys.admin,
+        json!({"domain": "vin", "values": [long]}),
+    )
+    .await;
+    post(
+        &daemon.url,
+        "/v1/pseudonymize",
+        "pk_SECRETWRONGKEY",
+        json!({"domain": "vin", "values": secrets}),
+    )
+    .await;
+
+    let logs = daemon.stop();
+    assert!(
+        logs.contains("reidentified"),
+        "trace logs were captured:\n{logs}"
+    );
+    assert!(
+        logs.contains("tower_http"),
+        "request traces were captured:\n{logs}"
+    );
+    let mut forbidden: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+    forbidden.push("SECRETTOKENBODY".into());
+    forbidden.push("SECRETWRONGKEY".into());
+    forbidden.push(keys.admin.clone());
+    forbidden.push(keys.writer.clone());
+    for line in keyring_text.lines().filter(|l| l.starts_with("secret")) {
+        forbidden.push(
+            line.trim_start_matches("secret = ")
+                .trim_matches('"')
+                .to_owned(),
+        );
+    }
+    for secret in forbidden {
+        assert!(!logs.contains(&secret), "the logs show {secret:?}");
+    }
+}
