@@ -1,0 +1,80 @@
+"""Shared fixtures: a real `pseudonymd` on a loopback port, started from the built binary."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PSEUDONYMD = Path(os.environ.get("PSEUDONYMD", ROOT / "target" / "debug" / "pseudonymd"))
+
+
+class Daemon:
+    """A `pseudonymd` process; `url` is where it listens, `output` what it printed."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        if not PSEUDONYMD.exists():
+            pytest.fail(f"{PSEUDONYMD} is missing: run `cargo build -p pseudonym-service` first")
+        self.output: list[str] = []
+        self._ready = threading.Event()
+        self.url = ""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
+        full_env.update(env or {})
+        self.process = subprocess.Popen(
+            [str(PSEUDONYMD), "--listen", "127.0.0.1:0", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(timeout=20):
+            self.stop()
+            raise RuntimeError("pseudonymd did not start:\n" + "".join(self.output))
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.output.append(line)
+            found = re.search(r"listening on (http://\S+)", line)
+            if found:
+                self.url = found.group(1)
+                self._ready.set()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def new_api_key(keys_file: Path, name: str, operations: str, domains: str) -> str:
+    """Creates an API key with `pseudonymd api-key` and returns it."""
+    done = subprocess.run(
+        [str(PSEUDONYMD), "api-key", "--api-keys-file", str(keys_file), "--name", name,
+         "--operations", operations, "--domains", domains],
+        check=True, capture_output=True, text=True, timeout=30,
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def start_daemon():
+    """Starts daemons for a test and stops them after it."""
+    started: list[Daemon] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None) -> Daemon:
+        daemon = Daemon(args, env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
