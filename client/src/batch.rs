@@ -1,0 +1,92 @@
+//! One partition's plan: the distinct values to send, cut into batches, and the way back from
+//! each distinct value's answer to every row that held it.
+
+use std::collections::HashMap;
+
+/// How the rows of a partition map to the distinct values actually sent.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// The values to send, each once (or every non-null row, when not deduplicated).
+    pub unique: Vec<&'a str>,
+    /// For each row, the index of its value in `unique`; `None` for a null row.
+    pub rows: Vec<Option<u32>>,
+}
+
+impl<'a> Plan<'a> {
+    /// A plan sending each distinct value once.
+    pub fn deduplicated<I>(values: I) -> Self
+    where
+        I: IntoIterator<Item = Option<&'a str>>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let values = values.into_iter();
+        let mut index: HashMap<&'a str, u32, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(values.len() / 2, Default::default());
+        let mut unique = Vec::new();
+        let rows = values
+            .map(|value| {
+                value.map(|v| {
+                    *index.entry(v).or_insert_with(|| {
+                        unique.push(v);
+                        to_u32(unique.len() - 1)
+                    })
+                })
+            })
+            .collect();
+        Plan { unique, rows }
+    }
+
+    /// A plan sending every non-null row, duplicates included (randomized pseudonyms must differ
+    /// even for equal values).
+    pub fn every_row<I>(values: I) -> Self
+    where
+        I: IntoIterator<Item = Option<&'a str>>,
+    {
+        let mut unique = Vec::new();
+        let rows = values
+            .into_iter()
+            .map(|value| {
+                value.map(|v| {
+                    unique.push(v);
+                    to_u32(unique.len() - 1)
+                })
+            })
+            .collect();
+        Plan { unique, rows }
+    }
+
+    /// The answer of every row, given the answer of every unique value.
+    pub fn spread<T: Clone>(&self, answers: &[Option<T>]) -> Vec<Option<T>> {
+        self.rows
+            .iter()
+            .map(|row| row.and_then(|i| answers[i as usize].clone()))
+            .collect()
+    }
+}
+
+fn to_u32(index: usize) -> u32 {
+    u32::try_from(index).expect("a partition holds fewer than 2^32 values")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_sent_once_and_spread_back() {
+        let values = [Some("a"), None, Some("b"), Some("a"), None, Some("b")];
+        let plan = Plan::deduplicated(values.iter().copied());
+        assert_eq!(plan.unique, ["a", "b"]);
+        let answers = [Some("A".to_owned()), Some("B".to_owned())];
+        let rows = plan.spread(&answers);
+        let expected = [Some("A"), None, Some("B"), Some("A"), None, Some("B")];
+        assert_eq!(rows, expected.map(|s| s.map(str::to_owned)));
+    }
+
+    #[test]
+    fn every_row_keeps_duplicates() {
+        let plan = Plan::every_row([Some("a"), None, Some("a")]);
+        assert_eq!(plan.unique, ["a", "a"]);
+        assert_eq!(plan.rows, [Some(0), None, Some(1)]);
+    }
+}

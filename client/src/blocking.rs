@@ -1,0 +1,55 @@
+//! A blocking face of [`Client`] for callers without an async runtime.
+
+use crate::client::{Client, ClientBuilder};
+use crate::error::Error;
+use crate::wire::{Mode, ReidentifyResponse};
+
+/// [`Client`] with blocking calls. Owns a small single-threaded Tokio runtime that drives the
+/// batches of a call concurrently; build it in the process (or forked child) that uses it.
+#[derive(Debug)]
+pub struct BlockingClient {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl ClientBuilder {
+    /// Builds a [`BlockingClient`] with these settings.
+    pub fn build_blocking(self) -> Result<BlockingClient, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|_| Error::Config("the client's Tokio runtime could not start".to_owned()))?;
+        Ok(BlockingClient {
+            client: self.build()?,
+            runtime,
+        })
+    }
+}
+
+impl BlockingClient {
+    /// See [`Client::pseudonymize`].
+    pub fn pseudonymize<S: AsRef<str>>(
+        &self,
+        domain: &str,
+        mode: Mode,
+        values: &[Option<S>],
+    ) -> Result<Vec<Option<String>>, Error> {
+        self.runtime
+            .block_on(self.client.pseudonymize(domain, mode, values))
+    }
+
+    /// See [`Client::reidentify`].
+    pub fn reidentify<S: AsRef<str>>(
+        &self,
+        domain: &str,
+        pseudonyms: &[Option<S>],
+    ) -> Result<ReidentifyResponse, Error> {
+        self.runtime
+            .block_on(self.client.reidentify(domain, pseudonyms))
+    }
+
+    /// The async client inside, e.g. to run several calls at once on another runtime.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
