@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
 use rand::Rng;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -384,27 +385,40 @@ impl Client {
     where
         Resp: DeserializeOwned,
     {
-        let chunks: Vec<&[&str]> = unique.chunks(self.inner.batch_size).collect();
-        let of = chunks.len();
+        let of = unique.len().div_ceil(self.inner.batch_size);
+        let mut chunks = unique.chunks(self.inner.batch_size).enumerate();
         let mut answers: Vec<Option<Out>> = (0..of).map(|_| None).collect();
-        let encode = &encode;
-        let accept = &accept;
-        let mut in_flight = futures::stream::iter(chunks.into_iter().enumerate())
-            .map(|(index, chunk)| async move {
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.inner.max_in_flight {
+                let Some((index, chunk)) = chunks.next() else {
+                    break;
+                };
                 let id = BatchId {
                     number: index + 1,
                     of,
                 };
                 let body =
                     encode(chunk).map_err(|_| protocol(id, "the request could not be encoded"))?;
-                let response = self.send::<Resp>(route, Bytes::from(body), id).await?;
-                Ok::<_, Error>((index, accept(id, chunk.len(), response)?))
-            })
-            .buffer_unordered(self.inner.max_in_flight);
-        while let Some((index, answer)) = in_flight.try_next().await? {
-            answers[index] = Some(answer);
+                in_flight.push(self.send_batch::<Resp>(route, Bytes::from(body), id, chunk.len()));
+            }
+            let Some(sent) = in_flight.next().await else {
+                break;
+            };
+            let (id, len, response) = sent?;
+            answers[id.number - 1] = Some(accept(id, len, response)?);
         }
         Ok(answers.into_iter().flatten().collect())
+    }
+
+    async fn send_batch<R: DeserializeOwned>(
+        &self,
+        route: Route,
+        body: Bytes,
+        id: BatchId,
+        len: usize,
+    ) -> Result<(BatchId, usize, R), Error> {
+        Ok((id, len, self.send(route, body, id).await?))
     }
 
     /// Sends one batch until it succeeds, fails for good, or the retry policy gives up.

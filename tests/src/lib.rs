@@ -1,0 +1,229 @@
+//! Helpers for the end-to-end tests: service replicas on loopback ports that can be killed, and
+//! fault-injecting fronts.
+//!
+//! Each [`Replica`] runs on its own Tokio runtime, so [`Replica::kill`] drops its listener and
+//! every open connection at once, as `kill -9` would.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use pseudonym_service::api::{self, AppState};
+use pseudonym_service::auth::{self, Operation};
+use pseudonym_service::config::Config;
+use pseudonym_service::keyring::Keyring;
+use pseudonym_service::startup::{self, Keys};
+use pseudonym_service::{Domain, Engine};
+
+/// A keyring and an all-powerful API key, written to a temporary folder.
+pub struct Fixture {
+    /// The service configuration that uses them.
+    pub config: Config,
+    /// The API key (all operations, all domains).
+    pub api_key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A new random keyring and key.
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keyring_file = dir.path().join("keyring.toml");
+        Keyring::generate()
+            .save(&keyring_file)
+            .expect("save keyring");
+        let api_keys_file = dir.path().join("api-keys.toml");
+        let (key, entry) = auth::generate_key(
+            "e2e",
+            [Operation::Pseudonymize, Operation::Reidentify].into(),
+            ["*".to_owned()].into(),
+        );
+        auth::append_entry(&api_keys_file, entry).expect("save API key");
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            keyring_file: Some(keyring_file),
+            api_keys_file: Some(api_keys_file),
+            ..Config::default()
+        };
+        Fixture {
+            config,
+            api_key: secrecy::ExposeSecret::expose_secret(&key).to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// The keys, loaded as the service loads them.
+    pub fn keys(&self) -> Keys {
+        startup::load_keys(&self.config, None).expect("keys load")
+    }
+
+    /// What the engine itself answers, without any HTTP: the reference for end-to-end results.
+    pub fn direct_pseudonyms(
+        &self,
+        domain: &str,
+        mode: pseudonym_client::Mode,
+        values: &[Option<String>],
+    ) -> Vec<Option<String>> {
+        let engine = Engine::new(&self.keys().keyring);
+        engine.pseudonymize(Domain::new(domain).expect("valid domain"), mode, values)
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture::new()
+    }
+}
+
+/// How a replica misbehaves before it serves normally.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Serve every request.
+    None,
+    /// Answer the first `n` requests `503` without `Retry-After`.
+    Unavailable(usize),
+    /// Answer the first `n` requests `429` with `Retry-After: 1`.
+    TooManyRequests(usize),
+    /// Answer every request `503`.
+    AlwaysUnavailable,
+}
+
+/// A service replica on a loopback port, on a runtime of its own.
+pub struct Replica {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The service's state, for its metrics.
+    pub state: AppState,
+    /// Requests that reached this replica, faulty answers included.
+    pub requests: Arc<AtomicUsize>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Replica {
+    /// Starts a replica of `fixture` that misbehaves as `fault` says.
+    pub fn start(fixture: &Fixture, fault: Fault) -> Replica {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let keys = fixture.keys();
+        let state = startup::state(&fixture.config, &keys);
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let router: Router = api::router(state.clone()).layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let seen = counter.fetch_add(1, Ordering::SeqCst);
+                async move { inject(fault, seen, request, next).await }
+            },
+        ));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking socket");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio socket");
+            axum::serve(listener, router).await
+        });
+        Replica {
+            url,
+            state,
+            requests,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Stops the replica at once: listener and open connections are dropped mid-request.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    /// Non-null values this replica pseudonymized (from its metrics).
+    pub fn values_pseudonymized(&self) -> u64 {
+        let metrics = self.state.metrics().render();
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("pseudonym_values_total{operation=\"pseudonymize\""))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn inject(fault: Fault, seen: usize, request: Request, next: Next) -> Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let failing = match fault {
+        Fault::None => None,
+        Fault::Unavailable(n) => (seen < n).then_some((StatusCode::SERVICE_UNAVAILABLE, None)),
+        Fault::TooManyRequests(n) => {
+            (seen < n).then_some((StatusCode::TOO_MANY_REQUESTS, Some("1")))
+        }
+        Fault::AlwaysUnavailable => Some((StatusCode::SERVICE_UNAVAILABLE, None)),
+    };
+    match failing {
+        Some((status, retry_after)) => {
+            let mut response = (status, "injected fault").into_response();
+            if let Some(seconds) = retry_after {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from_static(seconds),
+                );
+            }
+            response
+        }
+        None => next.run(request).await,
+    }
+}
+
+/// A TCP front that accepts and at once drops the first `drops` connections, then forwards
+/// every later one to `target`. Runs on the caller's runtime until dropped.
+pub struct DroppingProxy {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DroppingProxy {
+    /// Starts the proxy in front of `target` (`http://host:port`).
+    pub async fn start(target: &str, drops: usize) -> DroppingProxy {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let task = tokio::spawn(async move {
+            let mut accepted = 0;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                accepted += 1;
+                if accepted <= drops {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        DroppingProxy { url, task }
+    }
+}
+
+impl Drop for DroppingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
