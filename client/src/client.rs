@@ -534,7 +534,11 @@ impl Client {
     }
 }
 
-fn plan<'a>(mode: Mode, rows: impl ExactSizeIterator<Item = Option<&'a str>>) -> Plan<'a> {
+/// How a partition is sent in `mode`: deduplicated, except where each row needs its own answer.
+pub(crate) fn plan<'a>(
+    mode: Mode,
+    rows: impl ExactSizeIterator<Item = Option<&'a str>>,
+) -> Plan<'a> {
     match mode {
         Mode::Randomized => Plan::every_row(rows),
         Mode::Deterministic | Mode::Hash => Plan::deduplicated(rows),

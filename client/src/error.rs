@@ -7,6 +7,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// An input the client cannot handle, e.g. an Arrow array that holds no strings.
+    #[error("unsupported input: {0}")]
+    Unsupported(String),
     /// The builder's settings cannot work.
     #[error("client configuration: {0}")]
     Config(String),

@@ -25,10 +25,13 @@
 //! - [`retry`]: [`RetryPolicy`]: what is retried, how often, how long to wait.
 //! - `blocking`: [`BlockingClient`] for callers without a runtime.
 //! - `error`: the one [`Error`] type.
+//! - `arrow` (feature `arrow`): the same operations on Arrow string arrays.
 #![forbid(unsafe_code)]
 
 pub mod wire;
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 #[cfg(feature = "http")]
 mod batch;
 #[cfg(feature = "http")]

@@ -1,0 +1,228 @@
+//! The client's operations on Arrow string arrays (feature `arrow`).
+//!
+//! Accepted: `Utf8`, `LargeUtf8`, `Utf8View`, and dictionaries of any integer key over those.
+//! Rows are read in place (no copy of the input's strings) and the answer is built straight
+//! into an Arrow array. Nulls stay null; the output has the input's length and order.
+//!
+//! A dictionary is transformed through its dictionary only: the keys are kept as they are and
+//! each dictionary entry is sent once. The exception is `randomized` mode, where equal values
+//! must get different pseudonyms: there every row is transformed and the output is a plain
+//! array of the dictionary's value type (see [`output_type`]).
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArray};
+use arrow_schema::DataType;
+
+use crate::batch::Plan;
+use crate::client::{Client, plan};
+use crate::error::Error;
+use crate::wire::{ItemError, Mode};
+
+/// Re-identified rows of an array, and the rows that failed.
+#[derive(Debug, Clone)]
+pub struct ReidentifiedArray {
+    /// One value per input row, of the type [`output_type`] gives for deterministic mode;
+    /// failed rows are null.
+    pub values: ArrayRef,
+    /// The rows that failed, with their row index and code, in row order.
+    pub errors: Vec<ItemError>,
+}
+
+/// The type of the array that pseudonymizing (or re-identifying, with
+/// [`Mode::Deterministic`]) an array of `input` type in `mode` gives, or an error naming the
+/// unsupported type.
+pub fn output_type(input: &DataType, mode: Mode) -> Result<DataType, Error> {
+    match input {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(input.clone()),
+        DataType::Dictionary(key, value) if is_string(value) && key.is_dictionary_key_type() => {
+            Ok(match mode {
+                Mode::Randomized => value.as_ref().clone(),
+                Mode::Deterministic | Mode::Hash => input.clone(),
+            })
+        }
+        other => Err(Error::Unsupported(format!(
+            "{other} (expected Utf8, LargeUtf8, Utf8View or a dictionary of them)"
+        ))),
+    }
+}
+
+fn is_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+impl Client {
+    /// Pseudonymizes an Arrow string array; see the [module](self) for types and dictionaries.
+    pub async fn pseudonymize_array(
+        &self,
+        domain: &str,
+        mode: Mode,
+        array: &dyn Array,
+    ) -> Result<ArrayRef, Error> {
+        output_type(array.data_type(), mode)?;
+        if let (Some(dictionary), false) = (array.as_any_dictionary_opt(), mode == Mode::Randomized)
+        {
+            let values = Box::pin(self.pseudonymize_array(domain, mode, dictionary.values()));
+            return Ok(dictionary.with_values(values.await?));
+        }
+        let rows = string_rows(array)?;
+        let plan = plan(mode, rows.iter().copied());
+        let answers = self.pseudonymize_unique(domain, mode, &plan.unique).await?;
+        let out_type = output_type(array.data_type(), mode)?;
+        Ok(build(&out_type, spread(&plan, &answers)))
+    }
+
+    /// Re-identifies an Arrow string array of pseudonyms; failed rows are null in `values` and
+    /// listed in `errors`.
+    pub async fn reidentify_array(
+        &self,
+        domain: &str,
+        array: &dyn Array,
+    ) -> Result<ReidentifiedArray, Error> {
+        output_type(array.data_type(), Mode::Deterministic)?;
+        if let Some(dictionary) = array.as_any_dictionary_opt() {
+            let entries = Box::pin(self.reidentify_array(domain, dictionary.values())).await?;
+            let keys = dictionary.normalized_keys();
+            let errors = entries_to_rows(&keys, array, &entries.errors);
+            return Ok(ReidentifiedArray {
+                values: dictionary.with_values(entries.values),
+                errors,
+            });
+        }
+        let rows = string_rows(array)?;
+        let plan = Plan::deduplicated(rows.iter().copied());
+        let (answers, codes) = self.reidentify_unique(domain, &plan.unique).await?;
+        let errors = plan
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(index, row)| {
+                let code = codes[(*row)? as usize]?;
+                Some(ItemError { index, code })
+            })
+            .collect();
+        Ok(ReidentifiedArray {
+            values: build(array.data_type(), spread(&plan, &answers)),
+            errors,
+        })
+    }
+}
+
+/// Every row's answer, borrowed from the answers of the unique values.
+fn spread<'a>(
+    plan: &'a Plan<'_>,
+    answers: &'a [Option<String>],
+) -> impl Iterator<Item = Option<&'a str>> + 'a {
+    plan.rows
+        .iter()
+        .map(|row| row.and_then(|i| answers[i as usize].as_deref()))
+}
+
+/// The rows of a dictionary whose entry failed, with the entry's code.
+fn entries_to_rows(keys: &[usize], array: &dyn Array, entries: &[ItemError]) -> Vec<ItemError> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let mut code_of_entry = std::collections::HashMap::with_capacity(entries.len());
+    for error in entries {
+        code_of_entry.insert(error.index, error.code);
+    }
+    keys.iter()
+        .enumerate()
+        .filter(|(row, _)| array.is_valid(*row))
+        .filter_map(|(index, key)| {
+            code_of_entry
+                .get(key)
+                .map(|&code| ItemError { index, code })
+        })
+        .collect()
+}
+
+/// The rows of a plain or dictionary string array, read in place.
+fn string_rows(array: &dyn Array) -> Result<Vec<Option<&str>>, Error> {
+    Ok(match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
+        DataType::Utf8View => array.as_string_view().iter().collect(),
+        DataType::Dictionary(_, _) => dictionary_rows(array)?,
+        other => return Err(Error::Unsupported(other.to_string())),
+    })
+}
+
+fn dictionary_rows(array: &dyn Array) -> Result<Vec<Option<&str>>, Error> {
+    let dictionary = array
+        .as_any_dictionary_opt()
+        .ok_or_else(|| Error::Unsupported(array.data_type().to_string()))?;
+    let entries = string_rows(dictionary.values().as_ref())?;
+    Ok(dictionary
+        .normalized_keys()
+        .into_iter()
+        .enumerate()
+        .map(|(row, key)| {
+            if array.is_valid(row) {
+                entries[key]
+            } else {
+                None
+            }
+        })
+        .collect())
+}
+
+/// An array of `data_type` (`Utf8`, `LargeUtf8` or `Utf8View`) holding `rows`.
+fn build<'a>(data_type: &DataType, rows: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    match data_type {
+        DataType::LargeUtf8 => Arc::new(LargeStringArray::from_iter(rows)),
+        DataType::Utf8View => Arc::new(StringViewArray::from_iter(rows)),
+        _ => Arc::new(StringArray::from_iter(rows)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::DictionaryArray;
+    use arrow_array::types::Int32Type;
+
+    #[test]
+    fn output_types_follow_input_and_mode() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert_eq!(
+            output_type(&dict, Mode::Deterministic).ok(),
+            Some(dict.clone())
+        );
+        assert_eq!(
+            output_type(&dict, Mode::Randomized).ok(),
+            Some(DataType::Utf8)
+        );
+        assert_eq!(
+            output_type(&DataType::Utf8View, Mode::Hash).ok(),
+            Some(DataType::Utf8View)
+        );
+        assert!(matches!(
+            output_type(&DataType::Int64, Mode::Hash),
+            Err(Error::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn rows_of_every_string_type_are_read_in_place() {
+        let plain = StringArray::from(vec![Some("a"), None, Some("b")]);
+        assert_eq!(
+            string_rows(&plain).ok(),
+            Some(vec![Some("a"), None, Some("b")])
+        );
+        let view = StringViewArray::from(vec![Some("a"), None]);
+        assert_eq!(string_rows(&view).ok(), Some(vec![Some("a"), None]));
+        let dict: DictionaryArray<Int32Type> = vec![Some("x"), None, Some("y"), Some("x")]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            string_rows(&dict).ok(),
+            Some(vec![Some("x"), None, Some("y"), Some("x")])
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The client's Arrow operations against a real service: every string type, dictionaries.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int16Type;
+use arrow_array::{
+    Array, ArrayRef, DictionaryArray, LargeStringArray, StringArray, StringViewArray,
+};
+use arrow_schema::DataType;
+use pseudonym_client::{Client, ItemErrorCode, Mode};
+use pseudonym_e2e::{Fault, Fixture, Replica};
+
+fn rows(array: &dyn Array) -> Vec<Option<String>> {
+    arrow_cast(array)
+        .iter()
+        .map(|v| v.map(str::to_owned))
+        .collect()
+}
+
+/// Any string array as `Utf8`, for comparing.
+fn arrow_cast(array: &dyn Array) -> StringArray {
+    match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().clone(),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
+        DataType::Utf8View => array.as_string_view().iter().collect(),
+        DataType::Dictionary(_, _) => {
+            let dictionary = array.as_dictionary::<Int16Type>();
+            let values = arrow_cast(dictionary.values().as_ref());
+            dictionary
+                .keys()
+                .iter()
+                .map(|key| {
+                    key.and_then(|k| {
+                        values
+                            .is_valid(k as usize)
+                            .then(|| values.value(k as usize))
+                    })
+                })
+                .collect()
+        }
+        other => panic!("not a string type: {other}"),
+    }
+}
+
+fn inputs() -> Vec<ArrayRef> {
+    let values = vec![
+        Some("WVWZZZ1JZXW000001"),
+        None,
+        Some("x"),
+        Some("WVWZZZ1JZXW000001"),
+    ];
+    let dictionary: DictionaryArray<Int16Type> = values.iter().copied().collect();
+    vec![
+        Arc::new(StringArray::from(values.clone())),
+        Arc::new(LargeStringArray::from(values.clone())),
+        Arc::new(StringViewArray::from(values)),
+        Arc::new(dictionary),
+    ]
+}
+
+#[tokio::test]
+async fn every_string_type_round_trips_with_its_type_and_nulls() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .build()
+        .expect("client");
+    for input in inputs() {
+        let expected = fixture.direct_pseudonyms("vin", Mode::Deterministic, &rows(input.as_ref()));
+        let pseudonyms = client
+            .pseudonymize_array("vin", Mode::Deterministic, input.as_ref())
+            .await
+            .expect("pseudonymized");
+        assert_eq!(pseudonyms.data_type(), input.data_type());
+        assert_eq!(rows(pseudonyms.as_ref()), expected, "{}", input.data_type());
+
+        let back = client
+            .reidentify_array("vin", pseudonyms.as_ref())
+            .await
+            .expect("reidentified");
+        assert!(back.errors.is_empty());
+        assert_eq!(back.values.data_type(), input.data_type());
+        assert_eq!(rows(back.values.as_ref()), rows(input.as_ref()));
+    }
+}
+
+#[tokio::test]
+async fn dictionaries_go_through_their_dictionary_except_when_randomized() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .build()
+        .expect("client");
+    let rows_in: Vec<Option<&str>> = (0..1000)
+        .map(|i| (i % 5 != 0).then_some(["a", "b", "c"][i % 3]))
+        .collect();
+    let dictionary: DictionaryArray<Int16Type> = rows_in.iter().copied().collect();
+    assert_eq!(dictionary.values().len(), 3);
+
+    let pseudonyms = client
+        .pseudonymize_array("vin", Mode::Hash, &dictionary)
+        .await
+        .expect("pseudonymized");
+    let out = pseudonyms.as_dictionary::<Int16Type>();
+    assert_eq!(out.keys(), dictionary.keys(), "keys are kept");
+    assert_eq!(out.values().len(), 3);
+    assert_eq!(
+        replica.values_pseudonymized(),
+        3,
+        "only the dictionary is sent"
+    );
+
+    let randomized = client
+        .pseudonymize_array("vin", Mode::Randomized, &dictionary)
+        .await
+        .expect("pseudonymized");
+    assert_eq!(randomized.data_type(), &DataType::Utf8);
+    let randomized = rows(randomized.as_ref());
+    let distinct: std::collections::HashSet<_> = randomized.iter().flatten().collect();
+    assert_eq!(
+        distinct.len(),
+        randomized.iter().flatten().count(),
+        "every row differs"
+    );
+    assert_eq!(randomized.iter().filter(|v| v.is_none()).count(), 200);
+}
+
+#[tokio::test]
+async fn failed_dictionary_entries_are_reported_on_every_row_that_uses_them() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .build()
+        .expect("client");
+    let good = client
+        .pseudonymize("vin", Mode::Deterministic, &[Some("a")])
+        .await
+        .expect("pseudonymized")[0]
+        .clone()
+        .expect("not null");
+    let tokens: DictionaryArray<Int16Type> = vec![
+        Some(good.as_str()),
+        Some("bad"),
+        None,
+        Some("bad"),
+        Some(good.as_str()),
+    ]
+    .into_iter()
+    .collect();
+    let back = client
+        .reidentify_array("vin", &tokens)
+        .await
+        .expect("answered");
+    assert_eq!(
+        rows(back.values.as_ref()),
+        [Some("a".to_owned()), None, None, None, Some("a".to_owned())]
+    );
+    let errors: Vec<_> = back.errors.iter().map(|e| (e.index, e.code)).collect();
+    assert_eq!(
+        errors,
+        [
+            (1, ItemErrorCode::InvalidToken),
+            (3, ItemErrorCode::InvalidToken)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn non_string_arrays_are_refused_by_name() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .build()
+        .expect("client");
+    let numbers = arrow_array::Int64Array::from(vec![1, 2]);
+    let error = client
+        .pseudonymize_array("vin", Mode::Deterministic, &numbers)
+        .await
+        .expect_err("not strings");
+    assert!(error.to_string().contains("Int64"), "{error}");
+}
