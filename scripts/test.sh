@@ -19,6 +19,11 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "client builds alone, with and without its features"
+cargo check --locked -p pseudonym-client
+cargo check --locked -p pseudonym-client --no-default-features
+cargo check --locked -p pseudonym-client --features arrow
+
 step "cargo test"
 cargo test --workspace --locked
 

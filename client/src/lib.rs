@@ -21,7 +21,7 @@
 //!
 //! - [`wire`]: the JSON bodies of the HTTP API (always built; no HTTP dependency).
 //! - `client`: [`Client`] and its [`ClientBuilder`] (feature `http`, on by default).
-//! - `batch`: dedup of a partition and the way back to its rows.
+//! - [`batch`]: dedup of a partition and the way back to its rows.
 //! - [`retry`]: [`RetryPolicy`]: what is retried, how often, how long to wait.
 //! - `blocking`: [`BlockingClient`] for callers without a runtime.
 //! - `error`: the one [`Error`] type.
@@ -33,7 +33,7 @@ pub mod wire;
 #[cfg(feature = "arrow")]
 pub mod arrow;
 #[cfg(feature = "http")]
-mod batch;
+pub mod batch;
 #[cfg(feature = "http")]
 mod blocking;
 #[cfg(feature = "http")]
