@@ -4,8 +4,9 @@ use crate::client::{Client, ClientBuilder};
 use crate::error::Error;
 use crate::wire::{Mode, ReidentifyResponse};
 
-/// [`Client`] with blocking calls. Owns a small single-threaded Tokio runtime that drives the
-/// batches of a call concurrently; build it in the process (or forked child) that uses it.
+/// [`Client`] with blocking calls. Owns a small Tokio runtime (one I/O thread) that drives the
+/// batches of a call concurrently; several threads may call at once. Build it in the process
+/// (or forked child) that uses it: a runtime does not survive `fork`.
 #[derive(Debug)]
 pub struct BlockingClient {
     client: Client,
@@ -15,7 +16,9 @@ pub struct BlockingClient {
 impl ClientBuilder {
     /// Builds a [`BlockingClient`] with these settings.
     pub fn build_blocking(self) -> Result<BlockingClient, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pseudonym-client")
             .enable_all()
             .build()
             .map_err(|_| Error::Config("the client's Tokio runtime could not start".to_owned()))?;
@@ -46,6 +49,29 @@ impl BlockingClient {
     ) -> Result<ReidentifyResponse, Error> {
         self.runtime
             .block_on(self.client.reidentify(domain, pseudonyms))
+    }
+
+    /// See [`Client::pseudonymize_array`].
+    #[cfg(feature = "arrow")]
+    pub fn pseudonymize_array(
+        &self,
+        domain: &str,
+        mode: Mode,
+        array: &dyn arrow_array::Array,
+    ) -> Result<arrow_array::ArrayRef, Error> {
+        self.runtime
+            .block_on(self.client.pseudonymize_array(domain, mode, array))
+    }
+
+    /// See [`Client::reidentify_array`].
+    #[cfg(feature = "arrow")]
+    pub fn reidentify_array(
+        &self,
+        domain: &str,
+        array: &dyn arrow_array::Array,
+    ) -> Result<crate::arrow::ReidentifiedArray, Error> {
+        self.runtime
+            .block_on(self.client.reidentify_array(domain, array))
     }
 
     /// The async client inside, e.g. to run several calls at once on another runtime.

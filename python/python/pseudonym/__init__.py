@@ -1,0 +1,183 @@
+"""Pseudonymize and re-identify values through the pseudonym service.
+
+Rust does the work (dedup, batching, concurrent requests, retries, failover); this package is
+its typed face. The GIL is released while a call runs.
+
+>>> from pseudonym import Client
+>>> client = Client("http://127.0.0.1:8080", api_key="...")          # doctest: +SKIP
+>>> client.pseudonymize("vin", ["WVWZZZ1JZXW000001", None])            # doctest: +SKIP
+['d1.DfHT...', None]
+
+`pseudonym.spark` applies the same to Spark DataFrames, batch or streaming.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Literal, TypeVar, Union, overload
+
+import pyarrow as pa
+
+from . import _internal
+from .errors import (
+    ConfigurationError,
+    ProtocolError,
+    PseudonymError,
+    ReidentificationError,
+    ServiceRejectedError,
+    ServiceUnavailableError,
+    UnsupportedTypeError,
+)
+
+__all__ = [
+    "Client",
+    "Mode",
+    "ConfigurationError",
+    "ProtocolError",
+    "PseudonymError",
+    "ReidentificationError",
+    "ServiceRejectedError",
+    "ServiceUnavailableError",
+    "UnsupportedTypeError",
+]
+__version__: str = _internal.__version__
+
+Mode = Literal["deterministic", "randomized", "hash"]
+OnError = Literal["raise", "null"]
+ArrowInput = TypeVar("ArrowInput", pa.Array, pa.ChunkedArray)
+Values = Union[Sequence[Union[str, None]], pa.Array, pa.ChunkedArray]
+
+URL_ENV = "PSEUDONYM_URL"
+API_KEY_ENV = "PSEUDONYM_API_KEY"
+
+
+class Client:
+    """A client of the pseudonym service.
+
+    `urls` is one URL, a comma-separated list, or a sequence; with several, batches are spread
+    over them and move off one that fails. Without `urls` or `api_key`, the environment
+    variables `PSEUDONYM_URL` and `PSEUDONYM_API_KEY` are used.
+
+    Every call takes a whole partition: equal values are sent once (except in `randomized` mode),
+    in batches of `batch_size`, `concurrency` at a time, each attempt bounded by `timeout`
+    seconds, failed attempts retried up to `retries` times with backoff. Results have the
+    input's length and order; `None` stays `None`. A batch that still fails raises; nothing is
+    ever filled in with empty strings or silent nulls.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str] | None = None,
+        api_key: str | None = None,
+        *,
+        batch_size: int = 2000,
+        concurrency: int = 4,
+        timeout: float = 30.0,
+        retries: int = 7,
+    ) -> None:
+        url_list = _url_list(urls if urls is not None else os.environ.get(URL_ENV, ""))
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        if not url_list:
+            raise ConfigurationError(f"no service URL: pass urls= or set {URL_ENV}")
+        if not key:
+            raise ConfigurationError(f"no API key: pass api_key= or set {API_KEY_ENV}")
+        if retries < 0:
+            raise ConfigurationError("retries must be 0 or more")
+        self._native = _internal.Client(
+            url_list, key, batch_size, concurrency, float(timeout), retries + 1
+        )
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+    @overload
+    def pseudonymize(self, domain: str, values: ArrowInput, mode: Mode = ...) -> ArrowInput: ...
+    @overload
+    def pseudonymize(
+        self, domain: str, values: Sequence[str | None], mode: Mode = ...
+    ) -> list[str | None]: ...
+    def pseudonymize(self, domain: str, values: Values, mode: Mode = "deterministic"):  # type: ignore[no-untyped-def]
+        """Pseudonyms of `values` (a list or a pyarrow string array) in `domain`.
+
+        Arrow input gives Arrow output of the same type (dictionaries keep their keys and go
+        through the service once per dictionary entry, except in `randomized` mode).
+        """
+        if isinstance(values, pa.ChunkedArray):
+            chunks = [self._native.pseudonymize_arrow(domain, mode, c) for c in values.chunks]
+            return pa.chunked_array(chunks, type=chunks[0].type if chunks else values.type)
+        if isinstance(values, pa.Array):
+            return self._native.pseudonymize_arrow(domain, mode, values)
+        return self._native.pseudonymize_list(domain, mode, _as_list(values))
+
+    def reidentify(self, domain: str, pseudonyms: Values, *, on_error: OnError = "raise"):  # type: ignore[no-untyped-def]
+        """Values behind `pseudonyms` (a list or a pyarrow string array) of `domain`.
+
+        With `on_error="raise"` (the default) any pseudonym that fails raises
+        `ReidentificationError` (its `errors` name the rows and codes, its `values` hold the
+        rest); with `on_error="null"` failed rows are `None`.
+        """
+        values, errors = self.reidentify_with_errors(domain, pseudonyms)
+        if errors and on_error == "raise":
+            raise ReidentificationError(errors, values)
+        return values
+
+    def reidentify_with_errors(self, domain: str, pseudonyms: Values):  # type: ignore[no-untyped-def]
+        """Values behind `pseudonyms`, and the `(row, code)` pairs of the rows that failed."""
+        if isinstance(pseudonyms, pa.ChunkedArray):
+            chunks, errors, offset = [], [], 0
+            for chunk in pseudonyms.chunks:
+                values, chunk_errors = self._native.reidentify_arrow(domain, chunk)
+                chunks.append(values)
+                errors.extend((offset + row, code) for row, code in chunk_errors)
+                offset += len(chunk)
+            return pa.chunked_array(chunks, type=pseudonyms.type), errors
+        if isinstance(pseudonyms, pa.Array):
+            return self._native.reidentify_arrow(domain, pseudonyms)
+        return self._native.reidentify_list(domain, _as_list(pseudonyms))
+
+    def pseudonymize_batch(
+        self,
+        batch: pa.RecordBatch,
+        domains: Mapping[str, str],
+        mode: Mode = "deterministic",
+    ) -> pa.RecordBatch:
+        """`batch` with each column named in `domains` pseudonymized in that column's domain."""
+        return _replace_columns(
+            batch, domains, lambda domain, column: self.pseudonymize(domain, column, mode)
+        )
+
+    def reidentify_batch(
+        self,
+        batch: pa.RecordBatch,
+        domains: Mapping[str, str],
+        *,
+        on_error: OnError = "raise",
+    ) -> pa.RecordBatch:
+        """`batch` with each column named in `domains` re-identified in that column's domain."""
+        return _replace_columns(
+            batch, domains, lambda domain, column: self.reidentify(domain, column, on_error=on_error)
+        )
+
+
+def _replace_columns(batch: pa.RecordBatch, domains: Mapping[str, str], transform) -> pa.RecordBatch:  # type: ignore[no-untyped-def]
+    missing = [name for name in domains if name not in batch.schema.names]
+    if missing:
+        raise ConfigurationError(f"no such column(s): {', '.join(missing)}")
+    arrays = [
+        transform(domains[field.name], column) if field.name in domains else column
+        for field, column in zip(batch.schema, batch.columns)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
+def _url_list(urls: str | Sequence[str]) -> list[str]:
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    return [url.strip() for url in urls if url.strip()]
+
+
+def _as_list(values: Sequence[str | None]) -> list[str | None]:
+    if isinstance(values, str):
+        raise UnsupportedTypeError("values must be a sequence of strings, not one string")
+    return list(values)

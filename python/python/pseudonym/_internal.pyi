@@ -1,0 +1,26 @@
+"""Type stubs of the native module (checked against it with `mypy.stubtest`)."""
+
+import pyarrow as pa
+
+__version__: str
+
+class Client:
+    def __new__(
+        cls,
+        urls: list[str],
+        api_key: str,
+        batch_size: int,
+        concurrency: int,
+        timeout: float,
+        attempts: int,
+    ) -> Client: ...
+    def pseudonymize_list(
+        self, domain: str, mode: str, values: list[str | None]
+    ) -> list[str | None]: ...
+    def reidentify_list(
+        self, domain: str, pseudonyms: list[str | None]
+    ) -> tuple[list[str | None], list[tuple[int, str]]]: ...
+    def pseudonymize_arrow(self, domain: str, mode: str, array: pa.Array) -> pa.Array: ...
+    def reidentify_arrow(
+        self, domain: str, array: pa.Array
+    ) -> tuple[pa.Array, list[tuple[int, str]]]: ...

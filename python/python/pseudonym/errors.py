@@ -1,0 +1,53 @@
+"""Exceptions of the `pseudonym` package. Messages never contain a value or a key."""
+
+from __future__ import annotations
+
+
+class PseudonymError(Exception):
+    """Base class of every error raised by this package."""
+
+
+class ConfigurationError(PseudonymError, ValueError):
+    """Settings that cannot work: no URL, no API key, a zero batch size, ..."""
+
+
+class UnsupportedTypeError(PseudonymError, TypeError):
+    """An input that holds no strings (e.g. an integer Arrow array)."""
+
+
+class ServiceRejectedError(PseudonymError):
+    """The service refused a batch for a reason retrying cannot change (400, 401, 403, 413, 422)."""
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class ServiceUnavailableError(PseudonymError):
+    """A batch failed on every attempt (connection errors, timeouts, 429, 502, 503, 504)."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class ProtocolError(PseudonymError):
+    """The service's answer did not fit the request."""
+
+
+class ReidentificationError(PseudonymError):
+    """Some pseudonyms could not be re-identified.
+
+    `errors` lists `(row index, code)` pairs; codes are `invalid_token`, `unknown_key_version`
+    and `not_reversible`. `values` holds the result with the failed rows as `None`.
+    """
+
+    def __init__(self, errors: list[tuple[int, str]], values: object) -> None:
+        codes = sorted({code for _, code in errors})
+        super().__init__(
+            f"{len(errors)} pseudonym(s) could not be re-identified "
+            f"(first row {errors[0][0]}; codes: {', '.join(codes)})"
+        )
+        self.errors = errors
+        self.values = values

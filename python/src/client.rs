@@ -1,0 +1,185 @@
+//! The native `Client`: a [`BlockingClient`] per process, used with the GIL released.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::{ArrayData, make_array};
+use arrow::pyarrow::PyArrowType;
+use pseudonym_client::{BlockingClient, Client as RustClient, Mode, RetryPolicy};
+use pyo3::prelude::*;
+
+use crate::errors::{invalid_argument, to_py};
+
+/// Rows that failed re-identification: `(row index, code)`.
+type ItemErrors = Vec<(usize, &'static str)>;
+
+/// What a client is built from; kept so a forked child can build its own.
+struct Settings {
+    urls: Vec<String>,
+    api_key: secrecy::SecretString,
+    batch_size: usize,
+    concurrency: usize,
+    timeout: Duration,
+    attempts: u32,
+}
+
+impl Settings {
+    fn build(&self) -> Result<BlockingClient, pseudonym_client::Error> {
+        use secrecy::ExposeSecret;
+        RustClient::builder()
+            .urls(self.urls.iter().cloned())
+            .api_key(self.api_key.expose_secret())
+            .batch_size(self.batch_size)
+            .max_in_flight(self.concurrency)
+            .request_timeout(self.timeout)
+            .retry_policy(RetryPolicy {
+                max_attempts: self.attempts,
+                ..RetryPolicy::default()
+            })
+            .build_blocking()
+    }
+}
+
+/// The native client. Spark's Python workers fork: a client made before a fork is never used
+/// after it; each process builds its own runtime and connection pool on first use.
+#[pyclass(module = "pseudonym._internal", frozen)]
+pub struct Client {
+    settings: Settings,
+    native: Mutex<Option<(u32, Arc<BlockingClient>)>>,
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (urls, api_key, batch_size, concurrency, timeout, attempts))]
+    fn new(
+        urls: Vec<String>,
+        api_key: String,
+        batch_size: usize,
+        concurrency: usize,
+        timeout: f64,
+        attempts: u32,
+    ) -> PyResult<Self> {
+        let timeout = Duration::try_from_secs_f64(timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| invalid_argument("timeout must be a positive number of seconds"))?;
+        let settings = Settings {
+            urls,
+            api_key: api_key.into(),
+            batch_size,
+            concurrency,
+            timeout,
+            attempts,
+        };
+        let native = settings.build().map_err(to_py)?;
+        Ok(Client {
+            settings,
+            native: Mutex::new(Some((std::process::id(), Arc::new(native)))),
+        })
+    }
+
+    /// Pseudonyms of a list of optional strings, in order.
+    fn pseudonymize_list(
+        &self,
+        py: Python<'_>,
+        domain: String,
+        mode: &str,
+        values: Vec<Option<String>>,
+    ) -> PyResult<Vec<Option<String>>> {
+        let (mode, native) = (parse_mode(mode)?, self.native()?);
+        py.detach(|| native.pseudonymize(&domain, mode, &values))
+            .map_err(to_py)
+    }
+
+    /// Values of a list of optional pseudonyms, and the rows that failed.
+    fn reidentify_list(
+        &self,
+        py: Python<'_>,
+        domain: String,
+        pseudonyms: Vec<Option<String>>,
+    ) -> PyResult<(Vec<Option<String>>, ItemErrors)> {
+        let native = self.native()?;
+        let answer = py
+            .detach(|| native.reidentify(&domain, &pseudonyms))
+            .map_err(to_py)?;
+        let errors = answer
+            .errors
+            .iter()
+            .map(|e| (e.index, e.code.as_str()))
+            .collect();
+        Ok((answer.values, errors))
+    }
+
+    /// Pseudonyms of a pyarrow string array (read through the C data interface, no copy).
+    fn pseudonymize_arrow(
+        &self,
+        py: Python<'_>,
+        domain: String,
+        mode: &str,
+        array: PyArrowType<ArrayData>,
+    ) -> PyResult<PyArrowType<ArrayData>> {
+        let (mode, native) = (parse_mode(mode)?, self.native()?);
+        let input = make_array(array.0);
+        let output = py
+            .detach(|| native.pseudonymize_array(&domain, mode, input.as_ref()))
+            .map_err(to_py)?;
+        Ok(PyArrowType(output.to_data()))
+    }
+
+    /// Values of a pyarrow array of pseudonyms, and the rows that failed.
+    fn reidentify_arrow(
+        &self,
+        py: Python<'_>,
+        domain: String,
+        array: PyArrowType<ArrayData>,
+    ) -> PyResult<(PyArrowType<ArrayData>, ItemErrors)> {
+        let native = self.native()?;
+        let input = make_array(array.0);
+        let answer = py
+            .detach(|| native.reidentify_array(&domain, input.as_ref()))
+            .map_err(to_py)?;
+        let errors = answer
+            .errors
+            .iter()
+            .map(|e| (e.index, e.code.as_str()))
+            .collect();
+        Ok((PyArrowType(answer.values.to_data()), errors))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Client(urls={:?}, batch_size={}, concurrency={})",
+            self.settings.urls, self.settings.batch_size, self.settings.concurrency
+        )
+    }
+}
+
+impl Client {
+    /// This process's client, built on first use after a fork.
+    fn native(&self) -> PyResult<Arc<BlockingClient>> {
+        let pid = std::process::id();
+        let mut slot = self
+            .native
+            .lock()
+            .map_err(|_| invalid_argument("the client was poisoned by an earlier panic"))?;
+        match slot.take() {
+            Some((owner, client)) if owner == pid => {
+                *slot = Some((owner, client.clone()));
+                return Ok(client);
+            }
+            // Made in the parent before a fork: its runtime's threads do not exist here, and
+            // dropping it could wait for them forever. It is left alone, never used again.
+            Some(inherited) => std::mem::forget(inherited),
+            None => {}
+        }
+        let client = Arc::new(self.settings.build().map_err(to_py)?);
+        *slot = Some((pid, client.clone()));
+        Ok(client)
+    }
+}
+
+fn parse_mode(mode: &str) -> PyResult<Mode> {
+    mode.parse()
+        .map_err(|error: pseudonym_client::wire::UnknownMode| invalid_argument(error.to_string()))
+}
