@@ -65,6 +65,33 @@ def new_api_key(keys_file: Path, name: str, operations: str, domains: str) -> st
     return done.stdout.strip()
 
 
+def new_keyring(path: Path) -> Path:
+    """Creates a keyring file with `pseudonymd keygen`."""
+    subprocess.run([str(PSEUDONYMD), "keygen", "--keyring-file", str(path)],
+                   check=True, capture_output=True, timeout=30)
+    return path
+
+
+class Service:
+    """A running service with an all-powerful key (`admin`) and a pseudonymize-only key for `vin`."""
+
+    def __init__(self, folder: Path) -> None:
+        keys_file = folder / "api-keys.toml"
+        self.admin = new_api_key(keys_file, "admin", "pseudonymize,reidentify", "*")
+        self.writer = new_api_key(keys_file, "writer", "pseudonymize", "vin")
+        self.keyring = new_keyring(folder / "keyring.toml")
+        self.daemon = Daemon(["--keyring-file", str(self.keyring), "--api-keys-file", str(keys_file)])
+        self.url = self.daemon.url
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory):
+    """One service for the whole session."""
+    running = Service(tmp_path_factory.mktemp("service"))
+    yield running
+    running.daemon.stop()
+
+
 @pytest.fixture
 def start_daemon():
     """Starts daemons for a test and stops them after it."""
