@@ -30,8 +30,15 @@ cargo test --workspace --locked
 step "benchmarks compile"
 cargo bench --workspace --locked --no-run
 
-step "pytest"
+step "python wheel (maturin, release) into .venv"
+rm -rf target/wheels
+.venv/bin/maturin build --release --locked -m python/Cargo.toml --out target/wheels
+.venv/bin/python -m pip install --quiet --force-reinstall --no-deps target/wheels/pseudonym-*.whl
+.venv/bin/python -m mypy.stubtest --mypy-config-file python/mypy.ini pseudonym._internal
+
+step "pytest (the service, the Python API, PySpark local[2])"
 cargo build --locked -p pseudonym-service --bin pseudonymd
+export PYSPARK_PYTHON="$PWD/.venv/bin/python"
 .venv/bin/python -m pytest -q tests/python
 
 step "all tests passed"

@@ -1,9 +1,13 @@
 """Type stubs of the native module (checked against it with `mypy.stubtest`)."""
 
+from typing import final
+
 import pyarrow as pa
 
+__all__ = ["Client", "__version__"]
 __version__: str
 
+@final
 class Client:
     def __new__(
         cls,
