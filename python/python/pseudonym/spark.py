@@ -14,7 +14,9 @@ The same holds for `url=` and `PSEUDONYM_URL`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -86,8 +88,7 @@ def pseudonymize(
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         client = _client_for(settings)
-        for batch in batches:
-            yield client.pseudonymize_batch(batch, domains, mode)
+        yield from _pipelined(batches, lambda batch: client.pseudonymize_batch(batch, domains, mode))
 
     return df.mapInArrow(run, df.schema)
 
@@ -115,10 +116,30 @@ def reidentify(
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         client = _client_for(settings)
-        for batch in batches:
-            yield client.reidentify_batch(batch, domains, on_error=on_error)
+        yield from _pipelined(
+            batches, lambda batch: client.reidentify_batch(batch, domains, on_error=on_error)
+        )
 
     return df.mapInArrow(run, df.schema)
+
+
+PIPELINE_DEPTH = 2
+
+
+def _pipelined(
+    batches: Iterator[pa.RecordBatch],
+    transform: Callable[[pa.RecordBatch], pa.RecordBatch],
+) -> Iterator[pa.RecordBatch]:
+    """`transform` of each batch, in order, with the next batch already read from Spark and
+    sent while one waits for the service (the client releases the GIL while it waits)."""
+    with ThreadPoolExecutor(max_workers=PIPELINE_DEPTH, thread_name_prefix="pseudonym") as pool:
+        pending: deque[Future[pa.RecordBatch]] = deque()
+        for batch in batches:
+            pending.append(pool.submit(transform, batch))
+            if len(pending) >= PIPELINE_DEPTH:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _settings(
