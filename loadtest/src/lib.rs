@@ -1,0 +1,343 @@
+//! `pseudonym-loadtest`: replays the batch and streaming scenarios of the design `pseudonymd`
+//! replaces against any running service, or one it starts itself, and reports throughput,
+//! latency percentiles, errors and the service's memory.
+//!
+//! - [`Opts`] and [`run`]: the command line and the whole run (`main` is a thin shell).
+//! - `scenario`: `batch` (closed loop), `rate` (open loop on a schedule), `sweep`.
+//! - `send`: raw fixed requests (the server alone) or the client crate (what pipelines get).
+//! - `report`: HDR latency histograms, the human table, the JSON report.
+//! - `target`: starting a `pseudonymd` on loopback and sampling its RSS.
+//! - `data`: VIN-like values of a chosen cardinality.
+
+mod data;
+mod report;
+mod scenario;
+mod send;
+mod target;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pseudonym_client::Mode;
+
+pub use report::{Percentiles, Report, RunReport, Schedule};
+use scenario::RunSettings;
+use send::{Sender, SenderSettings};
+use target::Spawned;
+
+/// Load generator for pseudonymd.
+#[derive(Debug, Parser)]
+#[command(name = "pseudonym-loadtest", version, about)]
+pub struct Opts {
+    /// What to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    /// Settings every scenario shares.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Settings every scenario shares.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Service URL. Without it, a pseudonymd is started on loopback (see --pseudonymd).
+    #[arg(long, env = "PSEUDONYM_URL", global = true)]
+    pub url: Option<String>,
+    /// API key for --url.
+    #[arg(long, env = "PSEUDONYM_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+    /// The pseudonymd binary to start when no --url is given [default: next to this tool].
+    #[arg(long, global = true)]
+    pub pseudonymd: Option<PathBuf>,
+    /// Process id of the service under test, to report its memory (automatic when started here).
+    #[arg(long, global = true)]
+    pub service_pid: Option<u32>,
+    /// Send raw fixed requests (the server alone) or through the client crate.
+    #[arg(long, value_enum, default_value_t = Via::Raw, global = true)]
+    pub via: Via,
+    /// Mode to request.
+    #[arg(long, default_value = "deterministic", value_parser = parse_mode, global = true)]
+    pub mode: Mode,
+    /// Domain to request.
+    #[arg(long, default_value = "vin", global = true)]
+    pub domain: String,
+    /// Distinct values in the generated data.
+    #[arg(long, default_value_t = 1_000_000, global = true)]
+    pub cardinality: u64,
+    /// Values per partition when sending through the client.
+    #[arg(long, default_value_t = 100_000, global = true)]
+    pub partition: usize,
+    /// Also write the report as JSON to this file.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Skip measuring the in-process crypto rate of the same values.
+    #[arg(long, global = true)]
+    pub no_crypto_baseline: bool,
+}
+
+/// How values are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// Pre-encoded requests of --batch-size values: measures the server alone.
+    Raw,
+    /// The client crate, one partition (--partition values) per send: what pipelines get.
+    Client,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// A fixed number of values in batches at a fixed concurrency (closed loop), as the seed's
+    /// batch job (900 values per call).
+    Batch {
+        /// Values to send.
+        #[arg(long, default_value_t = 1_000_000)]
+        values: u64,
+        /// Values per request.
+        #[arg(long, default_value_t = 900)]
+        batch_size: usize,
+        /// Sends in flight (workers).
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Stop after this many seconds even if values remain.
+        #[arg(long, default_value_t = 60.0)]
+        max_seconds: f64,
+    },
+    /// Values arriving at a fixed rate in micro-batches (open loop), as the seed's streaming job
+    /// (85,000 records a minute); reports whether the service keeps up.
+    Rate {
+        /// Arrival rate in values per second.
+        #[arg(long, conflicts_with = "records_per_minute")]
+        values_per_s: Option<f64>,
+        /// Arrival rate in records per minute [default: 85000, the seed's streaming load].
+        #[arg(long)]
+        records_per_minute: Option<f64>,
+        /// Time between micro-batches, in milliseconds (fractions allowed; the timer's
+        /// resolution is 1 ms, and lateness counts against the service).
+        #[arg(long, default_value_t = 1000.0)]
+        interval_ms: f64,
+        /// Length of the run, in seconds.
+        #[arg(long, default_value_t = 30.0)]
+        duration_s: f64,
+        /// Values per request.
+        #[arg(long, default_value_t = 900)]
+        batch_size: usize,
+        /// Requests in flight per micro-batch.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Micro-batches in flight at most; a due one beyond this is counted as not started.
+        #[arg(long, default_value_t = 16)]
+        max_outstanding: usize,
+        /// Search for the highest rate that keeps up (doubling, then bisecting; at most 12 trials).
+        #[arg(long)]
+        find_max: bool,
+        /// Seconds per trial of --find-max.
+        #[arg(long, default_value_t = 5.0)]
+        trial_s: f64,
+    },
+    /// The batch scenario over a table of batch sizes and concurrency levels.
+    Sweep {
+        /// Batch sizes to try.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,100,900,5000")]
+        batch_sizes: Vec<usize>,
+        /// Concurrency levels to try.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        concurrency: Vec<usize>,
+        /// Values per cell at most.
+        #[arg(long, default_value_t = 500_000)]
+        values_per_cell: u64,
+        /// Seconds per cell at most.
+        #[arg(long, default_value_t = 5.0)]
+        seconds_per_cell: f64,
+    },
+}
+
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    text.parse()
+        .map_err(|e: pseudonym_client::wire::UnknownMode| e.to_string())
+}
+
+/// Runs the scenario, prints the table, writes the JSON if asked, and returns the report.
+pub async fn run(opts: Opts) -> anyhow::Result<Report> {
+    let common = &opts.common;
+    let spawned = match &common.url {
+        Some(_) => None,
+        None => {
+            let binary = common
+                .pseudonymd
+                .clone()
+                .unwrap_or_else(Spawned::default_binary);
+            Some(Spawned::start(&binary, &[]).context("starting a pseudonymd to test")?)
+        }
+    };
+    let (url, api_key) = match &spawned {
+        Some(s) => (s.url.clone(), s.api_key.clone()),
+        None => (
+            common.url.clone().unwrap_or_default(),
+            common
+                .api_key
+                .clone()
+                .context("--api-key (or PSEUDONYM_API_KEY) is needed with --url")?,
+        ),
+    };
+    let service_pid = common.service_pid.or(spawned.as_ref().map(|s| s.pid));
+
+    let crypto = if common.no_crypto_baseline {
+        None
+    } else {
+        Some(crypto_rate(common.mode, &common.domain, common.cardinality).await?)
+    };
+    let mut report = Report {
+        version: env!("CARGO_PKG_VERSION"),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        in_process_crypto_values_per_s: crypto,
+        runs: Vec::new(),
+        highest_rate_keeping_up: None,
+    };
+    let sender_for =
+        |batch_size: usize, concurrency: usize| -> anyhow::Result<(Sender, RunSettings)> {
+            let settings = SenderSettings {
+                url: &url,
+                api_key: &api_key,
+                domain: &common.domain,
+                mode: common.mode,
+                batch_size,
+                cardinality: common.cardinality,
+                client_in_flight: concurrency,
+                partition: common.partition,
+            };
+            let sender = match common.via {
+                Via::Raw => Sender::raw(&settings)?,
+                Via::Client => Sender::client(&settings)?,
+            };
+            let run = RunSettings {
+                via: match common.via {
+                    Via::Raw => "raw",
+                    Via::Client => "client",
+                },
+                mode: common.mode.as_str(),
+                batch_size,
+                service_pid,
+                progress: !common.no_progress,
+            };
+            Ok((sender, run))
+        };
+
+    match opts.scenario {
+        Scenario::Batch {
+            values,
+            batch_size,
+            concurrency,
+            max_seconds,
+        } => {
+            let (sender, settings) = sender_for(batch_size, concurrency)?;
+            let limit = Duration::from_secs_f64(max_seconds);
+            report
+                .runs
+                .push(scenario::batch(&sender, &settings, values, concurrency, limit).await);
+        }
+        Scenario::Sweep {
+            batch_sizes,
+            concurrency,
+            values_per_cell,
+            seconds_per_cell,
+        } => {
+            for &batch_size in &batch_sizes {
+                for &level in &concurrency {
+                    let (sender, settings) = sender_for(batch_size, level)?;
+                    let limit = Duration::from_secs_f64(seconds_per_cell);
+                    let mut run =
+                        scenario::batch(&sender, &settings, values_per_cell, level, limit).await;
+                    run.scenario = "sweep".into();
+                    report.runs.push(run);
+                }
+            }
+        }
+        Scenario::Rate {
+            values_per_s,
+            records_per_minute,
+            interval_ms,
+            duration_s,
+            batch_size,
+            concurrency,
+            max_outstanding,
+            find_max,
+            trial_s,
+        } => {
+            let start_rate = values_per_s
+                .or(records_per_minute.map(|r| r / 60.0))
+                .unwrap_or(85_000.0 / 60.0);
+            let (sender, settings) = sender_for(batch_size, concurrency)?;
+            let interval = Duration::from_secs_f64(interval_ms.max(0.01) / 1000.0);
+            let trial = |rate: f64, seconds: f64| {
+                scenario::rate(
+                    &sender,
+                    &settings,
+                    rate,
+                    interval,
+                    Duration::from_secs_f64(seconds),
+                    concurrency,
+                    max_outstanding,
+                )
+            };
+            if !find_max {
+                report.runs.push(trial(start_rate, duration_s).await);
+            } else {
+                let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
+                let mut rate = start_rate;
+                for _ in 0..12 {
+                    let run = trial(rate, trial_s).await;
+                    let kept_up = run.schedule.as_ref().is_some_and(|s| s.keeps_up);
+                    report.runs.push(run);
+                    if kept_up {
+                        good = Some(good.map_or(rate, |g: f64| g.max(rate)));
+                    } else {
+                        bad = Some(bad.map_or(rate, |b: f64| b.min(rate)));
+                    }
+                    rate = match (good, bad) {
+                        (Some(g), Some(b)) if (b - g) / g < 0.1 => break,
+                        (Some(g), Some(b)) => (g + b) / 2.0,
+                        (Some(g), None) => g * 2.0,
+                        (None, Some(b)) => b / 2.0,
+                        (None, None) => rate,
+                    };
+                }
+                report.highest_rate_keeping_up = good;
+            }
+        }
+    }
+
+    print!("{}", report.table());
+    if let Some(path) = &common.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+/// Single-core rate of the engine itself on the same kind of values, no HTTP, same mode.
+async fn crypto_rate(mode: Mode, domain: &str, cardinality: u64) -> anyhow::Result<f64> {
+    let domain = domain.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use pseudonym_service::{Domain, Engine, Keyring};
+        let engine = Engine::new(&Keyring::generate());
+        let domain = Domain::new(&domain).map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
+        let values: Vec<Option<String>> = data::vins(0, 200_000, cardinality)
+            .into_iter()
+            .map(Some)
+            .collect();
+        engine.pseudonymize(domain, mode, &values[..10_000]);
+        let started = Instant::now();
+        let mut done = 0usize;
+        while started.elapsed() < Duration::from_secs(1) {
+            done += engine.pseudonymize(domain, mode, &values).len();
+        }
+        Ok(done as f64 / started.elapsed().as_secs_f64())
+    })
+    .await?
+}
