@@ -57,6 +57,14 @@ impl std::fmt::Display for UnknownMode {
 
 impl std::error::Error for UnknownMode {}
 
+/// Whether `label` is a valid domain: 1 to 64 characters of `a-z`, `0-9`, `.`, `_`, `-`.
+pub fn is_valid_domain(label: &str) -> bool {
+    (1..=64).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+}
+
 /// A string in a request body: borrowed from the body unless it had to be unescaped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -114,6 +122,28 @@ pub struct ReidentifyResponse {
     /// The values, index for index.
     pub values: Vec<Option<String>>,
     /// The items that could not be re-identified, in index order.
+    #[serde(default)]
+    pub errors: Vec<ItemError>,
+}
+
+/// `POST /v1/rewrap`: pseudonyms of older key versions made again under the primary one.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RewrapRequest<'a> {
+    /// The domain the pseudonyms were made in.
+    #[serde(borrow)]
+    pub domain: Text<'a>,
+    /// Pseudonyms to rewrap; `null` stays `null`.
+    #[serde(borrow)]
+    pub pseudonyms: Vec<Option<Text<'a>>>,
+}
+
+/// Answer to [`RewrapRequest`]: new pseudonyms in the same modes; no plaintext. A failed item is
+/// `null` in `pseudonyms` and listed in `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrapResponse {
+    /// The new pseudonyms, index for index.
+    pub pseudonyms: Vec<Option<String>>,
+    /// The items that could not be rewrapped, in index order.
     #[serde(default)]
     pub errors: Vec<ItemError>,
 }

@@ -19,14 +19,17 @@ use bytes::Bytes;
 use pseudonym_client::Mode;
 use pseudonym_client::wire::{
     CompatPseudonymizeRequest, CompatPseudonymizeResponse, CompatReidentifyRequest,
-    CompatReidentifyResponse, PseudonymizeRequest, PseudonymizeResponse, ReidentifyRequest,
-    ReidentifyResponse, Text,
+    CompatReidentifyResponse, ItemError, PseudonymizeRequest, PseudonymizeResponse,
+    ReidentifyRequest, ReidentifyResponse, RewrapRequest, RewrapResponse, Text,
 };
 use serde::Deserialize;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+use arc_swap::ArcSwap;
+
+use crate::audit::{AuditLog, Outcome};
 use crate::auth::{ApiKeys, Caller, Operation};
 use crate::config::Limits;
 use crate::domain::Domain;
@@ -38,9 +41,10 @@ use crate::metrics::Metrics;
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Every route, as used for metric labels; anything else counts as `other`.
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 9] = [
     "/v1/pseudonymize",
     "/v1/reidentify",
+    "/v1/rewrap",
     "/pseudonymization",
     "/reidentification",
     "/healthz",
@@ -54,25 +58,42 @@ pub const ROUTES: [&str; 8] = [
 pub struct AppState(Arc<Shared>);
 
 struct Shared {
-    engine: Engine,
-    api_keys: ApiKeys,
+    keyed: ArcSwap<Keyed>,
     limits: Limits,
     compat_domain: String,
     metrics: Metrics,
+    audit: AuditLog,
     ready: AtomicBool,
+}
+
+/// What a reload replaces, together: requests see the old keys or the new, never a mix.
+struct Keyed {
+    engine: Engine,
+    api_keys: ApiKeys,
 }
 
 impl AppState {
     /// State for a service with these keys and settings.
-    pub fn new(engine: Engine, api_keys: ApiKeys, limits: Limits, compat_domain: String) -> Self {
+    pub fn new(
+        engine: Engine,
+        api_keys: ApiKeys,
+        limits: Limits,
+        compat_domain: String,
+        audit: AuditLog,
+    ) -> Self {
         AppState(Arc::new(Shared {
-            engine,
-            api_keys,
+            keyed: ArcSwap::from_pointee(Keyed { engine, api_keys }),
             limits,
             compat_domain,
             metrics: Metrics::default(),
+            audit,
             ready: AtomicBool::new(true),
         }))
+    }
+
+    /// Serves new keys from the next request on; requests under way finish with the old ones.
+    pub fn replace_keys(&self, engine: Engine, api_keys: ApiKeys) {
+        self.0.keyed.store(Arc::new(Keyed { engine, api_keys }));
     }
 
     /// Makes `/readyz` answer 503, so load balancers stop sending while in-flight requests end.
@@ -82,7 +103,7 @@ impl AppState {
 
     /// The key version new pseudonyms are made with.
     pub fn primary_version(&self) -> u32 {
-        self.0.engine.primary_version()
+        self.0.keyed.load().engine.primary_version()
     }
 
     /// The service's metrics.
@@ -121,7 +142,12 @@ impl AppState {
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
         self.check_batch(values, self.0.limits.max_value_bytes)?;
-        let pseudonyms = self.0.engine.pseudonymize(domain, mode, values);
+        let pseudonyms = self
+            .0
+            .keyed
+            .load()
+            .engine
+            .pseudonymize(domain, mode, values);
         let count = values.iter().flatten().count();
         self.0
             .metrics
@@ -142,23 +168,86 @@ impl AppState {
         domain: &str,
         tokens: &[Option<Text<'_>>],
     ) -> Result<ReidentifyResponse, ApiError> {
-        let domain = parse_domain(domain)?;
-        caller.authorize(Operation::Reidentify, domain)?;
-        self.check_batch(tokens, self.0.limits.max_token_bytes())?;
-        let response = self.0.engine.reidentify(domain, tokens);
+        let response = self.audited(
+            Operation::Reidentify,
+            caller,
+            domain,
+            tokens,
+            |engine, d| {
+                let response = engine.reidentify(d, tokens);
+                let failed = response.errors.len();
+                (response, failed)
+            },
+        )?;
+        self.count_item_errors(&response.errors);
+        Ok(response)
+    }
+
+    fn rewrap(
+        &self,
+        caller: &Caller,
+        domain: &str,
+        tokens: &[Option<Text<'_>>],
+    ) -> Result<RewrapResponse, ApiError> {
+        let response = self.audited(Operation::Rewrap, caller, domain, tokens, |engine, d| {
+            let response = engine.rewrap(d, tokens);
+            let failed = response.errors.len();
+            (response, failed)
+        })?;
+        self.count_item_errors(&response.errors);
+        Ok(response)
+    }
+
+    /// Checks and runs a privileged operation on `tokens`, leaving one audit line whatever
+    /// happens once the caller is known.
+    fn audited<T>(
+        &self,
+        operation: Operation,
+        caller: &Caller,
+        domain: &str,
+        tokens: &[Option<Text<'_>>],
+        run: impl FnOnce(&Engine, Domain<'_>) -> (T, usize),
+    ) -> Result<T, ApiError> {
         let count = tokens.iter().flatten().count();
-        self.0.metrics.add_values("reidentify", "any", count);
-        for error in &response.errors {
+        let audit = |failed, outcome| {
+            self.0.audit.record(
+                operation.as_str(),
+                caller.name(),
+                domain,
+                count,
+                failed,
+                outcome,
+            )
+        };
+        let checked = parse_domain(domain).and_then(|d| {
+            caller.authorize(operation, d)?;
+            self.check_batch(tokens, self.0.limits.max_token_bytes())?;
+            Ok(d)
+        });
+        let domain_ok = match checked {
+            Ok(d) => d,
+            Err(error) => {
+                audit(0, Outcome::Refused);
+                return Err(error);
+            }
+        };
+        let (answer, failed) = run(&self.0.keyed.load().engine, domain_ok);
+        audit(
+            failed,
+            if failed == 0 {
+                Outcome::Ok
+            } else {
+                Outcome::Partial
+            },
+        );
+        self.0.metrics.add_values(operation.as_str(), "any", count);
+        Ok(answer)
+    }
+
+    fn count_item_errors(&self, errors: &[ItemError]) {
+        for error in errors {
             self.0.metrics.add_errors(error.code.as_str(), 1);
         }
-        tracing::info!(
-            caller = caller.name(),
-            domain = domain.as_str(),
-            count,
-            failed = response.errors.len(),
-            "reidentified"
-        );
-        Ok(response)
     }
 }
 
@@ -181,6 +270,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/pseudonymize", post(pseudonymize))
         .route("/v1/reidentify", post(reidentify))
+        .route("/v1/rewrap", post(rewrap))
         .route("/pseudonymization", post(compat_pseudonymize))
         .route("/reidentification", post(compat_reidentify))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -264,6 +354,8 @@ impl FromRequestParts<AppState> for Authenticated {
             .ok_or(ApiError::Unauthorized)?;
         state
             .0
+            .keyed
+            .load()
             .api_keys
             .authenticate(presented.trim())
             .cloned()
@@ -310,7 +402,7 @@ async fn pseudonymize(
         state.pseudonymize(&caller, &request.domain.0, request.mode, &request.values)?;
     Ok(Json(PseudonymizeResponse {
         pseudonyms,
-        key_version: state.0.engine.primary_version(),
+        key_version: state.primary_version(),
     }))
 }
 
@@ -321,6 +413,19 @@ async fn reidentify(
 ) -> Result<Json<ReidentifyResponse>, ApiError> {
     let request: ReidentifyRequest = body.parse()?;
     Ok(Json(state.reidentify(
+        &caller,
+        &request.domain.0,
+        &request.pseudonyms,
+    )?))
+}
+
+async fn rewrap(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Body,
+) -> Result<Json<RewrapResponse>, ApiError> {
+    let request: RewrapRequest = body.parse()?;
+    Ok(Json(state.rewrap(
         &caller,
         &request.domain.0,
         &request.pseudonyms,

@@ -6,7 +6,7 @@
 //! [[api_keys]]
 //! name = "etl-batch"                 # shows in logs and metrics instead of the key
 //! sha256 = "<hex digest of the key>"
-//! operations = ["pseudonymize"]      # and/or "reidentify"
+//! operations = ["pseudonymize"]      # and/or "reidentify", "rewrap"
 //! domains = ["vin", "crm.email"]     # or ["*"] for every domain
 //! ```
 
@@ -32,6 +32,8 @@ pub enum Operation {
     Pseudonymize,
     /// Tokens to values: the privileged operation.
     Reidentify,
+    /// Tokens of older key versions to tokens of the primary one, without plaintext.
+    Rewrap,
 }
 
 impl Operation {
@@ -40,6 +42,7 @@ impl Operation {
         match self {
             Operation::Pseudonymize => "pseudonymize",
             Operation::Reidentify => "reidentify",
+            Operation::Rewrap => "rewrap",
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Domain used by the routes compatible with the replaced service, which name none.
     pub compat_domain: String,
+    /// File the audit trail is appended to; without it, audit lines go to the log under the
+    /// target `pseudonym::audit`.
+    pub audit_log: Option<PathBuf>,
     /// Log filter in `tracing` syntax, e.g. `info` or `pseudonym_service=debug`.
     pub log: String,
     /// `text` or `json` log lines.
@@ -69,6 +72,7 @@ impl Default for Config {
             api_keys_file: None,
             data_dir: PathBuf::from(".pseudonym-dev"),
             compat_domain: "default".to_owned(),
+            audit_log: None,
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             limits: Limits::default(),

@@ -4,9 +4,6 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Domain<'a>(&'a str);
 
-/// Longest domain label, in bytes.
-pub const MAX_DOMAIN_LEN: usize = 64;
-
 /// A string that is not a valid domain label. Carries no copy of the string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("domain must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")]
@@ -15,11 +12,7 @@ pub struct InvalidDomain;
 impl<'a> Domain<'a> {
     /// Checks `label` against the domain syntax.
     pub fn new(label: &'a str) -> Result<Self, InvalidDomain> {
-        let valid = (1..=MAX_DOMAIN_LEN).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
-        if valid {
+        if pseudonym_client::wire::is_valid_domain(label) {
             Ok(Domain(label))
         } else {
             Err(InvalidDomain)

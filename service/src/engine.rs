@@ -18,7 +18,7 @@ use aes_siv::aead::generic_array::GenericArray;
 use aes_siv::siv::Aes256Siv;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use pseudonym_client::wire::{ItemError, ReidentifyResponse};
+use pseudonym_client::wire::{ItemError, ReidentifyResponse, RewrapResponse};
 use pseudonym_client::{ItemErrorCode, Mode};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
@@ -152,6 +152,38 @@ impl Engine {
         ReidentifyResponse { values, errors }
     }
 
+    /// Each token of `domain` made again under the primary key version, in the same mode, without
+    /// the plaintext ever leaving the engine: same order, `None` stays `None`. A token that cannot
+    /// be opened (or a `hash` one, which cannot be opened at all) is `None` and listed in
+    /// `errors`. Rewrapping a deterministic token gives exactly what pseudonymizing its value
+    /// under the primary version gives.
+    pub fn rewrap<S: AsRef<str>>(
+        &self,
+        domain: Domain<'_>,
+        tokens: &[Option<S>],
+    ) -> RewrapResponse {
+        let mut opener = Opener::new(self, domain);
+        let mut sealers: [Option<Sealer<'_>>; 2] = [None, None];
+        let mut errors = Vec::new();
+        let pseudonyms = tokens
+            .iter()
+            .enumerate()
+            .map(|(index, token)| {
+                let token = token.as_ref()?;
+                let (mode, value) = opener
+                    .open_with_mode(token.as_ref())
+                    .map_err(|code| errors.push(ItemError { index, code }))
+                    .ok()?;
+                let slot = &mut sealers[usize::from(mode == Mode::Randomized)];
+                let sealer = slot.get_or_insert_with(|| {
+                    Sealer::new(self.primary_keys(), self.primary, mode, domain)
+                });
+                Some(sealer.seal(value.as_bytes()))
+            })
+            .collect();
+        RewrapResponse { pseudonyms, errors }
+    }
+
     fn primary_keys(&self) -> &VersionKeys {
         self.versions
             .get(&self.primary)
@@ -251,6 +283,10 @@ impl<'e, 'd> Opener<'e, 'd> {
     }
 
     fn open(&mut self, token: &str) -> Result<String, ItemErrorCode> {
+        self.open_with_mode(token).map(|(_, value)| value)
+    }
+
+    fn open_with_mode(&mut self, token: &str) -> Result<(Mode, String), ItemErrorCode> {
         let (mode, version) = token::parse(token, &mut self.payload)
             .map_err(|token::Malformed| ItemErrorCode::InvalidToken)?;
         let keys = self
@@ -288,7 +324,7 @@ impl<'e, 'd> Opener<'e, 'd> {
         };
         opened.map_err(|_| ItemErrorCode::InvalidToken)?;
         std::str::from_utf8(ciphertext)
-            .map(str::to_owned)
+            .map(|value| (mode, value.to_owned()))
             .map_err(|_| ItemErrorCode::InvalidToken)
     }
 }

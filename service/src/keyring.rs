@@ -127,6 +127,12 @@ pub enum KeyringError {
     /// `primary` names a version the ring does not hold.
     #[error("primary version {0} is not among the keys")]
     MissingPrimary(u32),
+    /// A version the ring does not hold.
+    #[error("key version {0} is not among the keys")]
+    MissingVersion(u32),
+    /// The primary version cannot be retired.
+    #[error("key version {0} is the primary; make another version primary before retiring it")]
+    RetirePrimary(u32),
 }
 
 #[derive(Deserialize)]
@@ -244,6 +250,18 @@ impl Keyring {
         }
         self.primary = version;
         Ok(())
+    }
+
+    /// Removes a version: its tokens stop re-identifying (`unknown_key_version`). The primary
+    /// cannot be retired.
+    pub fn retire(&mut self, version: u32) -> Result<(), KeyringError> {
+        if version == self.primary {
+            return Err(KeyringError::RetirePrimary(version));
+        }
+        self.keys
+            .remove(&version)
+            .map(drop)
+            .ok_or(KeyringError::MissingVersion(version))
     }
 
     /// The version new pseudonyms are made with.

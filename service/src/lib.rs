@@ -7,12 +7,14 @@
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
 //! - [`config`]: the typed configuration, its defaults and its limits.
 //! - [`api`]: the HTTP routes, thin handlers and the tower layers around them.
+//! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
 //! - [`error`]: request-level errors and their one conversion into HTTP answers.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`startup`]: key sources (file, environment, dev mode), serving and graceful shutdown.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod domain;

@@ -68,6 +68,10 @@ struct ServeArgs {
     #[arg(long, env = "PSEUDONYM_COMPAT_DOMAIN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     compat_domain: Option<String>,
+    /// File to append the audit trail to [default: the log, target pseudonym::audit].
+    #[arg(long, env = "PSEUDONYM_AUDIT_LOG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_log: Option<PathBuf>,
     /// Log filter, e.g. `info` or `debug` [default: info].
     #[arg(long, env = "PSEUDONYM_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +123,9 @@ struct KeygenArgs {
     /// Make an existing version the primary.
     #[arg(long, conflicts_with = "add")]
     set_primary: Option<u32>,
+    /// Remove a version: its pseudonyms stop re-identifying (rewrap them first).
+    #[arg(long, conflicts_with_all = ["add", "set_primary"])]
+    retire: Option<u32>,
 }
 
 #[derive(Args)]
@@ -141,6 +148,7 @@ struct ApiKeyArgs {
 enum OperationArg {
     Pseudonymize,
     Reidentify,
+    Rewrap,
 }
 
 fn main() -> ExitCode {
@@ -163,13 +171,12 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &args)?;
     init_logging(&config)?;
-    let keyring_env = std::env::var(KEYRING_ENV).ok().map(SecretString::from);
-    let keys = startup::load_keys(&config, keyring_env)?;
+    let keys = startup::load_keys(&config, keyring_from_env())?;
     if let KeySource::Dev(dir) = &keys.source {
         warn_dev_mode(dir);
     }
     let versions: Vec<u32> = keys.keyring.keys().map(|(version, _)| version).collect();
-    let state = startup::state(&config, &keys);
+    let state = startup::state(&config, &keys)?;
     drop(keys);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -184,10 +191,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ?versions,
             "listening on http://{addr}"
         );
+        #[cfg(unix)]
+        tokio::spawn(startup::reload_on_sighup(
+            config.clone(),
+            state.clone(),
+            keyring_from_env,
+        ));
         startup::serve(listener, state, startup::shutdown_signal())
             .await
             .context("server failed")
     })
+}
+
+fn keyring_from_env() -> Option<SecretString> {
+    std::env::var(KEYRING_ENV).ok().map(SecretString::from)
 }
 
 fn warn_dev_mode(dir: &std::path::Path) {
@@ -225,8 +242,8 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     let path = &args.keyring_file;
     if !path.exists() {
         anyhow::ensure!(
-            !args.add && args.set_primary.is_none(),
-            "{} does not exist; run without --add/--set-primary to create it",
+            !args.add && args.set_primary.is_none() && args.retire.is_none(),
+            "{} does not exist; run without --add/--set-primary/--retire to create it",
             path.display()
         );
         Keyring::generate().save(path)?;
@@ -246,9 +263,13 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         keyring.set_primary(version)?;
         keyring.save(path)?;
         eprintln!("primary of {} is now {version}", path.display());
+    } else if let Some(version) = args.retire {
+        keyring.retire(version)?;
+        keyring.save(path)?;
+        eprintln!("retired key version {version} from {}", path.display());
     } else {
         anyhow::bail!(
-            "{} already exists; use --add to add a key version or --set-primary to change the primary",
+            "{} already exists; use --add, --set-primary or --retire to change it",
             path.display()
         );
     }
@@ -262,6 +283,7 @@ fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
         .map(|op| match op {
             OperationArg::Pseudonymize => Operation::Pseudonymize,
             OperationArg::Reidentify => Operation::Reidentify,
+            OperationArg::Rewrap => Operation::Rewrap,
         })
         .collect();
     let domains: BTreeSet<String> = args.domains.into_iter().collect();

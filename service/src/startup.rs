@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::audit::AuditLog;
 use crate::auth::{self, ApiKeys, ApiKeysError, Operation};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -66,6 +67,14 @@ pub enum StartupError {
     #[error("dev mode: cannot write {path}: {source}")]
     DevFiles {
         /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The audit log could not be opened.
+    #[error("audit_log {path}: {source}")]
+    Audit {
+        /// The file.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
@@ -135,7 +144,12 @@ fn load_dev_keys(config: &Config) -> Result<Keys, StartupError> {
     if !key_path.exists() {
         let (key, entry) = auth::generate_key(
             "dev",
-            [Operation::Pseudonymize, Operation::Reidentify].into(),
+            [
+                Operation::Pseudonymize,
+                Operation::Reidentify,
+                Operation::Rewrap,
+            ]
+            .into(),
             ["*".to_owned()].into(),
         );
         crate::keyring::write_private_file(&key_path, key.expose_secret().as_bytes())
@@ -209,13 +223,59 @@ pub async fn shutdown_signal() {
 }
 
 /// The state a configuration and its keys give.
-pub fn state(config: &Config, keys: &Keys) -> AppState {
-    AppState::new(
+pub fn state(config: &Config, keys: &Keys) -> Result<AppState, StartupError> {
+    let audit =
+        AuditLog::open(config.audit_log.as_deref()).map_err(|source| StartupError::Audit {
+            path: config.audit_log.clone().unwrap_or_default(),
+            source,
+        })?;
+    Ok(AppState::new(
         Engine::new(&keys.keyring),
         keys.api_keys.clone(),
         config.limits.clone(),
         config.compat_domain.clone(),
-    )
+        audit,
+    ))
+}
+
+/// Loads the keys again from the sources of the start and serves them from the next request on.
+/// On any error the keys in service stay as they were.
+pub fn reload(
+    config: &Config,
+    state: &AppState,
+    keyring_env: Option<SecretString>,
+) -> Result<Keys, StartupError> {
+    let keys = load_keys(config, keyring_env)?;
+    state.replace_keys(Engine::new(&keys.keyring), keys.api_keys.clone());
+    Ok(keys)
+}
+
+/// Reloads the keyring and API keys on every SIGHUP, logging what happened, until the process
+/// ends. `keyring_env` reads `PSEUDONYM_KEYRING` afresh each time.
+#[cfg(unix)]
+pub async fn reload_on_sighup(
+    config: Config,
+    state: AppState,
+    keyring_env: impl Fn() -> Option<SecretString>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: keys reload only on restart");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match reload(&config, &state, keyring_env()) {
+            Ok(keys) => tracing::info!(
+                primary = keys.keyring.primary(),
+                versions = ?keys.keyring.keys().map(|(v, _)| v).collect::<Vec<_>>(),
+                api_keys = keys.api_keys.len(),
+                "reloaded keys"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "reload failed; the keys loaded before stay in service")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

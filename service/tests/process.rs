@@ -127,7 +127,7 @@ async fn the_most_verbose_logs_hold_no_value_token_plaintext_or_key() {
 
     let logs = daemon.stop();
     assert!(
-        logs.contains("reidentified"),
+        logs.contains("pseudonym::audit"),
         "trace logs were captured:\n{logs}"
     );
     assert!(

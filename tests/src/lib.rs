@@ -112,7 +112,7 @@ impl Replica {
             .build()
             .expect("runtime");
         let keys = fixture.keys();
-        let state = startup::state(&fixture.config, &keys);
+        let state = startup::state(&fixture.config, &keys).expect("state");
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
         let router: Router = api::router(state.clone()).layer(axum::middleware::from_fn(

@@ -40,7 +40,11 @@ pub fn write_keys(dir: &Path) -> (PathBuf, PathBuf, TestKeys) {
     let keys = TestKeys {
         admin: add(
             "admin",
-            &[Operation::Pseudonymize, Operation::Reidentify],
+            &[
+                Operation::Pseudonymize,
+                Operation::Reidentify,
+                Operation::Rewrap,
+            ],
             &["*"],
         ),
         writer: add("writer", &[Operation::Pseudonymize], &["vin"]),
@@ -69,7 +73,7 @@ impl TestServer {
         };
         configure(&mut config);
         let loaded = startup::load_keys(&config, None).expect("keys load");
-        let state = startup::state(&config, &loaded);
+        let state = startup::state(&config, &loaded).expect("state");
         let listener = startup::bind(&config).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -177,6 +181,16 @@ impl Daemon {
             output,
             reader: Some(reader),
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn output(&self) -> String {
+        self.output.lock().expect("lock").clone()
     }
 
     /// Stops the process (SIGKILL) and returns everything it wrote to stdout and stderr.
