@@ -12,7 +12,7 @@ pub async fn parquet(ctx: &SessionContext, out: &Path, rows: u64, cardinality: u
     let sql = format!(
         "COPY (SELECT CAST(value % 20 AS VARCHAR) AS dept_id, \
                 'WVWZZZ1J' || substr(CAST(1000000000 + (value * 7919) % {cardinality} AS VARCHAR), 2) AS vin, \
-                CAST(TIMESTAMP '2024-01-01 00:00:00' + value * INTERVAL '1 second' AS TIMESTAMP) AS example_ts \
+                to_timestamp(1704067200 + value) AS example_ts \
          FROM range({rows})) TO '{}' STORED AS PARQUET",
         out.to_string_lossy().replace('\'', "''")
     );

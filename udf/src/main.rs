@@ -29,7 +29,9 @@ Examples:
 Functions:
   pseudonymize(value, domain [, mode])   mode: 'deterministic' (default), 'randomized', 'hash'
   reidentify(token, domain [, on_error]) on_error: 'error' (default: fail the query) or 'null'
-  The domain and mode are string literals, checked when the query is planned.";
+  The domain and mode are string literals, checked when the query is planned. DataFusion 55
+  cannot nest these functions directly (reidentify(pseudonymize(x, 'd'), 'd')): use a
+  subquery, SELECT reidentify(p, 'd') FROM (SELECT pseudonymize(x, 'd') AS p FROM t).";
 
 /// SQL over files with pseudonymize() and reidentify().
 #[derive(Parser)]
@@ -67,6 +69,9 @@ struct Cli {
     /// No progress display.
     #[arg(short, long)]
     quiet: bool,
+    /// Print each statement's wall time to standard error.
+    #[arg(long)]
+    timing: bool,
 }
 
 #[derive(Subcommand)]
@@ -170,6 +175,7 @@ async fn execute(cli: Cli, io: tokio::runtime::Handle) -> anyhow::Result<()> {
         bail!("no SQL given (pass it as an argument, with --file, or on standard input)");
     }
     for statement in statements {
+        let started = std::time::Instant::now();
         let progress = (!cli.quiet).then(|| Progress::start(service.clone()));
         let frame = ctx.sql(&statement).await.map_err(|e| {
             if service.is_none() && e.to_string().contains("pseudonymize") {
@@ -181,6 +187,9 @@ async fn execute(cli: Cli, io: tokio::runtime::Handle) -> anyhow::Result<()> {
         let batches = frame.collect().await;
         drop(progress);
         print(&batches?, cli.format)?;
+        if cli.timing {
+            eprintln!("time: {:.3} s", started.elapsed().as_secs_f64());
+        }
     }
     Ok(())
 }

@@ -1,0 +1,337 @@
+//! The SQL functions through DataFusion against a real service on loopback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, AsArray, DictionaryArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use pseudonym_client::{Client, RetryPolicy};
+use pseudonym_e2e::{Fault, Fixture, Replica};
+use pseudonym_udf::{Service, generate, tables};
+
+/// A session with the functions registered against `url`, its I/O on `io`.
+fn session(
+    url: &str,
+    key: &str,
+    io: &tokio::runtime::Runtime,
+    retry: RetryPolicy,
+) -> SessionContext {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(4096));
+    let client = Client::builder()
+        .url(url)
+        .api_key(key)
+        .retry_policy(retry)
+        .build()
+        .expect("client");
+    Service::new(client, io.handle().clone()).register(&ctx);
+    ctx
+}
+
+fn io_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn count(ctx: &SessionContext, sql: &str) -> i64 {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    batches[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(0)
+}
+
+/// 20,000 seed-shaped rows with every 10th VIN null, as table `cars`.
+async fn cars(ctx: &SessionContext, dir: &std::path::Path) {
+    let path = dir.join("cars.parquet");
+    generate::parquet(ctx, &path, 20_000, 3_000)
+        .await
+        .expect("generated");
+    tables::register(ctx, "raw_cars", &path)
+        .await
+        .expect("registered");
+    ctx.sql("CREATE VIEW cars AS SELECT dept_id, CASE WHEN CAST(dept_id AS INT) % 10 = 3 THEN NULL ELSE vin END AS vin, example_ts FROM raw_cars")
+        .await
+        .expect("view");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_nulls_and_joins_through_sql() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let io = io_runtime();
+    let ctx = session(&replica.url, &fixture.api_key, &io, RetryPolicy::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    cars(&ctx, dir.path()).await;
+
+    assert_eq!(count(&ctx, "SELECT count(*) FROM cars").await, 20_000);
+    let wrong = "SELECT count(*) FROM (SELECT vin, pseudonymize(vin, 'vin') AS p FROM cars) \
+                 WHERE reidentify(p, 'vin') IS DISTINCT FROM vin";
+    assert_eq!(
+        count(&ctx, wrong).await,
+        0,
+        "every row round-trips, nulls included"
+    );
+    let nulls = "SELECT count(*) FROM cars WHERE (pseudonymize(vin, 'vin', 'hash') IS NULL) != (vin IS NULL)";
+    assert_eq!(count(&ctx, nulls).await, 0);
+
+    ctx.sql("CREATE TABLE pseudo AS SELECT dept_id, pseudonymize(vin, 'vin') AS vin FROM cars")
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    let plain = count(
+        &ctx,
+        "SELECT count(*) FROM cars a JOIN cars b ON a.vin = b.vin",
+    )
+    .await;
+    let pseudo = count(
+        &ctx,
+        "SELECT count(*) FROM pseudo a JOIN pseudo b ON a.vin = b.vin",
+    )
+    .await;
+    assert!(plain > 20_000);
+    assert_eq!(pseudo, plain, "joins on pseudonyms match joins on values");
+    assert!(replica.values_pseudonymized() > 0);
+
+    let copy = dir.path().join("out.parquet");
+    let sql = format!(
+        "COPY (SELECT dept_id, pseudonymize(vin, 'vin') AS vin FROM cars) TO '{}' STORED AS PARQUET",
+        copy.display()
+    );
+    ctx.sql(&sql)
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    tables::register(&ctx, "out", &copy)
+        .await
+        .expect("registered");
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM out WHERE vin LIKE 'd1.%'").await,
+        18_000
+    );
+    io.shutdown_background();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dictionary_encoded_parquet_goes_through_its_dictionary() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let io = io_runtime();
+    let ctx = session(&replica.url, &fixture.api_key, &io, RetryPolicy::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let vins: DictionaryArray<Int32Type> = (0..10_000)
+        .map(|i| (i % 7 != 0).then(|| ["WVWZZZ1JZXW000001", "WVWZZZ1JZXW000002"][i % 2]))
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("vin", vins.data_type().clone(), true),
+    ]));
+    let ids = Int64Array::from_iter_values(0..10_000);
+    let batch =
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(vins)]).expect("batch");
+    let path = dir.path().join("dict.parquet");
+    let file = std::fs::File::create(&path).expect("file");
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    tables::register(&ctx, "dict", &path)
+        .await
+        .expect("registered");
+
+    let batches = ctx
+        .sql("SELECT p, reidentify(p, 'vin') AS back, vin FROM (SELECT pseudonymize(vin, 'vin') AS p, vin FROM dict)")
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    let mut rows = 0;
+    for batch in &batches {
+        assert!(matches!(
+            batch.column(0).data_type(),
+            DataType::Dictionary(_, _)
+        ));
+        rows += batch.num_rows();
+        let (p, back, vin) = (batch.column(0), batch.column(1), batch.column(2));
+        assert_eq!(p.logical_null_count(), vin.logical_null_count());
+        assert_eq!(
+            datafusion::arrow::compute::cast(back, &DataType::Utf8)
+                .expect("cast")
+                .as_string::<i32>(),
+            datafusion::arrow::compute::cast(vin, &DataType::Utf8)
+                .expect("cast")
+                .as_string::<i32>()
+        );
+    }
+    assert_eq!(rows, 10_000);
+    assert!(
+        replica.values_pseudonymized() < 100,
+        "only dictionary entries are sent"
+    );
+    io.shutdown_background();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_literals_fail_at_planning_and_a_missing_service_fails_clearly() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let io = io_runtime();
+    let ctx = session(&replica.url, &fixture.api_key, &io, RetryPolicy::default());
+    ctx.sql("CREATE TABLE t AS VALUES ('a', 'vin'), ('b', 'vin')")
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+
+    for (sql, expected) in [
+        (
+            "SELECT pseudonymize(column1, 5) FROM t",
+            "argument 2 (domain) must be a string literal",
+        ),
+        (
+            "SELECT pseudonymize(column1, column2) FROM t",
+            "argument 2 (domain) must be a string literal",
+        ),
+        (
+            "SELECT pseudonymize(column1, 'VIN!') FROM t",
+            "the domain must be",
+        ),
+        (
+            "SELECT pseudonymize(column1, 'vin', 'rot13') FROM t",
+            "mode must be one of",
+        ),
+        (
+            "SELECT reidentify(column1, 'vin', 'skip') FROM t",
+            "on_error must be 'error' or 'null'",
+        ),
+        (
+            "SELECT pseudonymize(42, 'vin')",
+            "pseudonymize: unsupported input: Int64",
+        ),
+    ] {
+        let error = match ctx.sql(sql).await {
+            Err(error) => error.to_string(),
+            Ok(frame) => frame.collect().await.expect_err(sql).to_string(),
+        };
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
+
+    let error = ctx
+        .sql("SELECT reidentify(column1, 'vin') FROM t")
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect_err("not tokens");
+    assert!(
+        error
+            .to_string()
+            .contains("2 value(s) could not be re-identified"),
+        "{error}"
+    );
+    let nulls = ctx
+        .sql("SELECT reidentify(column1, 'vin', 'null') AS v FROM t")
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    assert_eq!(nulls[0].column(0).null_count(), 2);
+
+    let nobody = session(
+        "http://127.0.0.1:9",
+        &fixture.api_key,
+        &io,
+        RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        },
+    );
+    nobody
+        .sql("CREATE TABLE t AS VALUES ('SECRET-VIN')")
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    let error = nobody
+        .sql("SELECT pseudonymize(column1, 'vin') FROM t")
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect_err("no service")
+        .to_string();
+    assert!(
+        error.contains("pseudonymize: batch 1 of 1: failed after 2 attempts"),
+        "{error}"
+    );
+    assert!(!error.contains("SECRET-VIN"));
+    io.shutdown_background();
+}
+
+#[test]
+fn the_command_line_pseudonymizes_a_parquet_file() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sql = env!("CARGO_BIN_EXE_pseudonym-sql");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(sql)
+            .args(args)
+            .env("PSEUDONYM_URL", &replica.url)
+            .env("PSEUDONYM_API_KEY", &fixture.api_key)
+            .output()
+            .expect("runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    };
+    let help = run(&["--help"]);
+    assert!(help.contains("pseudonymize(value, domain [, mode])") && help.contains("COPY"));
+
+    let cars = dir.path().join("cars.parquet");
+    run(&[
+        "generate",
+        "--rows",
+        "5000",
+        "--cardinality",
+        "700",
+        cars.to_str().expect("utf-8"),
+    ]);
+    let out = dir.path().join("out.parquet");
+    let copy = format!(
+        "COPY (SELECT dept_id, pseudonymize(vin, 'vin') AS vin, example_ts FROM cars) TO '{}'",
+        out.display()
+    );
+    run(&["-t", &format!("cars={}", cars.display()), &copy]);
+    let table = run(&[
+        "-t",
+        &format!("out={}", out.display()),
+        "--format",
+        "csv",
+        "SELECT count(DISTINCT vin) AS n, min(vin) LIKE 'd1.%' AS tokens FROM out",
+    ]);
+    assert_eq!(table.trim(), "n,tokens\n700,true");
+}
