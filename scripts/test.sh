@@ -28,7 +28,7 @@ step "cargo test"
 cargo test --workspace --locked
 
 step "benchmarks compile"
-cargo bench --workspace --locked --no-run
+cargo bench --locked --no-run -p pseudonym-service -p pseudonym-client
 
 step "python wheel (maturin, release) into .venv"
 rm -rf target/wheels

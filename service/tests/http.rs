@@ -293,3 +293,53 @@ async fn operations_routes_answer() {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn beyond_the_concurrency_limit_requests_are_shed_at_once_with_retry_after() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(|config| config.limits.max_concurrent_requests = 1).await;
+    // A request whose body never finishes holds the only slot.
+    let address = server.url.trim_start_matches("http://");
+    let mut holder = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /v1/pseudonymize HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"domain\":",
+        server.keys.admin
+    );
+    holder.write_all(head.as_bytes()).await.expect("write");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let started = std::time::Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/pseudonymize", server.url))
+        .header("x-api-key", &server.keys.admin)
+        .json(&json!({"domain": "vin", "values": ["a"]}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(code(&body), "overloaded");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "shed at once, not queued"
+    );
+    assert_eq!(
+        server.get("/healthz").await.0,
+        200,
+        "health checks are never shed"
+    );
+
+    drop(holder);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, _) = server
+        .post(
+            "/v1/pseudonymize",
+            Some(&server.keys.admin),
+            json!({"domain": "vin", "values": ["a"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "the slot is free again");
+}

@@ -96,6 +96,8 @@ pub enum Fault {
 pub struct Replica {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    addr: SocketAddr,
+    fault: Fault,
     /// The service's state, for its metrics.
     pub state: AppState,
     /// Requests that reached this replica, faulty answers included.
@@ -106,6 +108,17 @@ pub struct Replica {
 impl Replica {
     /// Starts a replica of `fixture` that misbehaves as `fault` says.
     pub fn start(fixture: &Fixture, fault: Fault) -> Replica {
+        Replica::start_at(fixture, fault, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts the replica again on its own port after [`Replica::kill`], as a restarted
+    /// process would come back.
+    pub fn restart(&mut self, fixture: &Fixture) {
+        self.kill();
+        *self = Replica::start_at(fixture, self.fault, self.addr);
+    }
+
+    fn start_at(fixture: &Fixture, fault: Fault, addr: SocketAddr) -> Replica {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -121,15 +134,18 @@ impl Replica {
                 async move { inject(fault, seen, request, next).await }
             },
         ));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener = std::net::TcpListener::bind(addr).expect("bind");
         listener.set_nonblocking(true).expect("non-blocking socket");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let addr = listener.local_addr().expect("address");
+        let url = format!("http://{addr}");
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio socket");
             axum::serve(listener, router).await
         });
         Replica {
             url,
+            addr,
+            fault,
             state,
             requests,
             runtime: Some(runtime),

@@ -266,6 +266,44 @@ async fn a_replica_killed_mid_run_loses_nothing() {
     assert!(survivor.values_pseudonymized() > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_replica_killed_and_restarted_mid_run_loses_nothing() {
+    let fixture = Fixture::new();
+    let mut replica = Replica::start(&fixture, Fault::None);
+    let values = partition(200_000, 200_000);
+    let expected = fixture.direct_pseudonyms("vin", Mode::Deterministic, &values);
+    let client = builder(&[&replica.url], &fixture.api_key)
+        .batch_size(500)
+        .retry_policy(RetryPolicy {
+            max_attempts: 30,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+            max_elapsed: Duration::from_secs(60),
+        })
+        .build()
+        .expect("client");
+    let call = tokio::spawn({
+        let values = values.clone();
+        async move {
+            client
+                .pseudonymize("vin", Mode::Deterministic, &values)
+                .await
+        }
+    });
+    while replica.requests.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    replica.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replica.restart(&fixture);
+    let pseudonyms = call.await.expect("task").expect("the job completes");
+    assert_eq!(pseudonyms, expected);
+    assert!(
+        replica.values_pseudonymized() > 0,
+        "the restarted replica did the rest"
+    );
+}
+
 #[tokio::test]
 async fn a_stream_of_micro_batches_comes_back_in_order() {
     use futures::StreamExt;
