@@ -96,15 +96,7 @@ impl Client {
         let rows = string_rows(array)?;
         let plan = Plan::deduplicated(rows.iter().copied());
         let (answers, codes) = self.reidentify_unique(domain, &plan.unique).await?;
-        let errors = plan
-            .rows
-            .iter()
-            .enumerate()
-            .filter_map(|(index, row)| {
-                let code = codes[(*row)? as usize]?;
-                Some(ItemError { index, code })
-            })
-            .collect();
+        let errors = plan.row_errors(&codes);
         Ok(ReidentifiedArray {
             values: build(array.data_type(), spread(&plan, &answers)),
             errors,

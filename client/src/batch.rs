@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::wire::{ItemError, ItemErrorCode};
+
 /// How the rows of a partition map to the distinct values actually sent.
 #[derive(Debug)]
 pub struct Plan<'a> {
@@ -53,6 +55,18 @@ impl<'a> Plan<'a> {
             })
             .collect();
         Plan { unique, rows }
+    }
+
+    /// The failed rows, in row order, given the failure (if any) of every unique value.
+    pub fn row_errors(&self, codes: &[Option<ItemErrorCode>]) -> Vec<ItemError> {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter_map(|(index, row)| {
+                let code = codes[(*row)? as usize]?;
+                Some(ItemError { index, code })
+            })
+            .collect()
     }
 
     /// The answer of every row, given the answer of every unique value.

@@ -18,8 +18,8 @@ use crate::batch::Plan;
 use crate::error::{Error, Failure};
 use crate::retry::RetryPolicy;
 use crate::wire::{
-    ErrorBody, ItemError, ItemErrorCode, Mode, PseudonymizeRequest, PseudonymizeResponse,
-    ReidentifyRequest, ReidentifyResponse, Text,
+    ErrorBody, ItemErrorCode, Mode, PseudonymizeRequest, PseudonymizeResponse, ReidentifyRequest,
+    ReidentifyResponse, Text,
 };
 
 /// Values per request unless set: near the service's measured sweet spot (see README).
@@ -265,15 +265,7 @@ impl Client {
         let rows = pseudonyms.iter().map(|v| v.as_ref().map(AsRef::as_ref));
         let plan = Plan::deduplicated(rows);
         let (answers, codes) = self.reidentify_unique(domain, &plan.unique).await?;
-        let errors = plan
-            .rows
-            .iter()
-            .enumerate()
-            .filter_map(|(index, row)| {
-                let code = codes[(*row)? as usize]?;
-                Some(ItemError { index, code })
-            })
-            .collect();
+        let errors = plan.row_errors(&codes);
         Ok(ReidentifyResponse {
             values: plan.spread(&answers),
             errors,
