@@ -23,6 +23,7 @@
 //! - `client`: [`Client`] and its [`ClientBuilder`] (feature `http`, on by default).
 //! - [`batch`]: dedup of a partition and the way back to its rows.
 //! - [`retry`]: [`RetryPolicy`]: what is retried, how often, how long to wait.
+//! - `cache`: an optional memo of pseudonyms already received, across calls.
 //! - `blocking`: [`BlockingClient`] for callers without a runtime.
 //! - `error`: the one [`Error`] type.
 //! - `arrow` (feature `arrow`): the same operations on Arrow string arrays.
@@ -36,6 +37,8 @@ pub mod arrow;
 pub mod batch;
 #[cfg(feature = "http")]
 mod blocking;
+#[cfg(feature = "http")]
+mod cache;
 #[cfg(feature = "http")]
 mod client;
 #[cfg(feature = "http")]

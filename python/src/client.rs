@@ -21,6 +21,7 @@ struct Settings {
     concurrency: usize,
     timeout: Duration,
     attempts: u32,
+    cache_size: usize,
 }
 
 impl Settings {
@@ -36,6 +37,7 @@ impl Settings {
                 max_attempts: self.attempts,
                 ..RetryPolicy::default()
             })
+            .cache_capacity(self.cache_size)
             .build_blocking()
     }
 }
@@ -51,7 +53,7 @@ pub struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (urls, api_key, batch_size, concurrency, timeout, attempts))]
+    #[pyo3(signature = (urls, api_key, batch_size, concurrency, timeout, attempts, cache_size))]
     fn new(
         urls: Vec<String>,
         api_key: String,
@@ -59,6 +61,7 @@ impl Client {
         concurrency: usize,
         timeout: f64,
         attempts: u32,
+        cache_size: usize,
     ) -> PyResult<Self> {
         let timeout = Duration::try_from_secs_f64(timeout)
             .ok()
@@ -71,6 +74,7 @@ impl Client {
             concurrency,
             timeout,
             attempts,
+            cache_size,
         };
         let native = settings.build().map_err(to_py)?;
         Ok(Client {

@@ -64,6 +64,51 @@ async fn a_100k_partition_equals_the_services_direct_answers_and_sends_each_valu
 }
 
 #[tokio::test]
+async fn with_a_cache_repeated_values_go_to_the_service_once_per_client() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = builder(&[&replica.url], &fixture.api_key)
+        .cache_capacity(10_000)
+        .build()
+        .expect("client");
+    let first = partition(3_000, 1_000);
+    let second = partition(6_000, 2_000);
+    let a = client
+        .pseudonymize("vin", Mode::Deterministic, &first)
+        .await
+        .expect("first");
+    let b = client
+        .pseudonymize("vin", Mode::Deterministic, &second)
+        .await
+        .expect("second");
+    assert_eq!(
+        a,
+        fixture.direct_pseudonyms("vin", Mode::Deterministic, &first)
+    );
+    assert_eq!(
+        b,
+        fixture.direct_pseudonyms("vin", Mode::Deterministic, &second)
+    );
+    let distinct: std::collections::HashSet<_> = first.iter().chain(&second).flatten().collect();
+    assert_eq!(
+        replica.values_pseudonymized(),
+        distinct.len() as u64,
+        "each value sent once"
+    );
+
+    let randomized = [Some("r"), Some("r")];
+    let one = client
+        .pseudonymize("vin", Mode::Randomized, &randomized)
+        .await
+        .expect("r");
+    let two = client
+        .pseudonymize("vin", Mode::Randomized, &randomized)
+        .await
+        .expect("r");
+    assert_ne!(one, two, "randomized pseudonyms are never cached");
+}
+
+#[tokio::test]
 async fn randomized_rows_each_get_their_own_pseudonym() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);

@@ -60,6 +60,10 @@ struct Cli {
     /// Requests in flight per record batch.
     #[arg(long, default_value_t = pseudonym_client::DEFAULT_MAX_IN_FLIGHT)]
     concurrency: usize,
+    /// Deterministic and hash pseudonyms to remember across record batches, so repeated values
+    /// are sent once per run (0: off).
+    #[arg(long, default_value_t = 1_000_000)]
+    cache_values: usize,
     /// Rows per DataFusion record batch (each is one set of service calls).
     #[arg(long, default_value_t = 32_768)]
     rows_per_batch: usize,
@@ -158,6 +162,7 @@ async fn execute(cli: Cli, io: tokio::runtime::Handle) -> anyhow::Result<()> {
             .api_key(api_key)
             .batch_size(cli.batch_size)
             .max_in_flight(cli.concurrency)
+            .cache_capacity(cli.cache_values)
             .build()?;
         let service = Service::new(client, io);
         service.register(&ctx);

@@ -61,7 +61,9 @@ class Client:
 
     Every call takes a whole partition: equal values are sent once (except in `randomized` mode),
     in batches of `batch_size`, `concurrency` at a time, each attempt bounded by `timeout`
-    seconds, failed attempts retried up to `retries` times with backoff. Results have the
+    seconds, failed attempts retried up to `retries` times with backoff. With `cache_size`, up to
+    that many deterministic and hash pseudonyms are remembered across calls, so values repeated
+    across batches are sent once (off by default; it keeps values in memory). Results have the
     input's length and order; `None` stays `None`. A batch that still fails raises; nothing is
     ever filled in with empty strings or silent nulls.
     """
@@ -75,6 +77,7 @@ class Client:
         concurrency: int = 4,
         timeout: float = 30.0,
         retries: int = 7,
+        cache_size: int = 0,
     ) -> None:
         url_list = _url_list(urls if urls is not None else os.environ.get(URL_ENV, ""))
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
@@ -85,7 +88,7 @@ class Client:
         if retries < 0:
             raise ConfigurationError("retries must be 0 or more")
         self._native = _internal.Client(
-            url_list, key, batch_size, concurrency, float(timeout), retries + 1
+            url_list, key, batch_size, concurrency, float(timeout), retries + 1, cache_size
         )
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ class Client:
         concurrency: int,
         timeout: float,
         attempts: int,
+        cache_size: int,
     ) -> Client: ...
     def pseudonymize_list(
         self, domain: str, mode: str, values: list[str | None]
