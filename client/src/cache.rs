@@ -138,7 +138,13 @@ mod tests {
             &["c", "d"],
             &[token("c"), token("d")],
         );
-        assert_eq!(cache.lookup("vin", Mode::Deterministic, &["a", "c"]).1, [0]);
+        let (answers, misses) = cache.lookup("vin", Mode::Deterministic, &["a", "c", "d"]);
+        assert_eq!(
+            answers,
+            [token("a"), token("c"), None],
+            "full after c: d is not kept"
+        );
+        assert_eq!(misses, [2]);
         assert!(!format!("{cache:?}").contains("d1."));
     }
 }
