@@ -2,19 +2,14 @@
 
 mod common;
 
-use common::{Daemon, write_keys};
+use common::{Daemon, post_json, write_keys};
 use serde_json::{Value, json};
 
 async fn post(url: &str, path: &str, key: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("{url}{path}"))
-        .header("x-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    assert!(response.status().is_success() || response.status().is_client_error());
-    response.json().await.expect("JSON answer")
+    let (status, answer) = post_json(url, path, Some(key), body.to_string()).await;
+    assert!((200..500).contains(&status), "{status}");
+    assert!(!answer.is_null(), "a JSON answer");
+    answer
 }
 
 #[tokio::test]

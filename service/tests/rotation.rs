@@ -7,19 +7,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, write_keys};
+use common::{Daemon, post_json, write_keys};
 use serde_json::{Value, json};
 
 async fn post(url: &str, path: &str, key: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{url}{path}"))
-        .header("x-api-key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    post_json(url, path, Some(key), body.to_string()).await
 }
 
 fn keygen(keyring: &Path, args: &[&str]) {

@@ -127,6 +127,27 @@ impl TestServer {
     }
 }
 
+/// POSTs `body` to `url` + `path` (with `key` as `x-api-key` if given); the status and the JSON
+/// answer (`Null` if there is none).
+pub async fn post_json(
+    url: &str,
+    path: &str,
+    key: Option<&str>,
+    body: String,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let json = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
 /// A `pseudonymd` process on a loopback port, killed when dropped. Its stderr is collected.
 pub struct Daemon {
     pub url: String,
