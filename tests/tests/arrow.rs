@@ -43,6 +43,14 @@ fn arrow_cast(array: &dyn Array) -> StringArray {
     }
 }
 
+fn client_of(fixture: &Fixture, replica: &Replica) -> Client {
+    Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .build()
+        .expect("client")
+}
+
 fn inputs() -> Vec<ArrayRef> {
     let values = vec![
         Some("WVWZZZ1JZXW000001"),
@@ -63,11 +71,7 @@ fn inputs() -> Vec<ArrayRef> {
 async fn every_string_type_round_trips_with_its_type_and_nulls() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
-        .build()
-        .expect("client");
+    let client = client_of(&fixture, &replica);
     for input in inputs() {
         let expected = fixture.direct_pseudonyms("vin", Mode::Deterministic, &rows(input.as_ref()));
         let pseudonyms = client
@@ -91,11 +95,7 @@ async fn every_string_type_round_trips_with_its_type_and_nulls() {
 async fn dictionaries_go_through_their_dictionary_except_when_randomized() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
-        .build()
-        .expect("client");
+    let client = client_of(&fixture, &replica);
     let rows_in: Vec<Option<&str>> = (0..1000)
         .map(|i| (i % 5 != 0).then_some(["a", "b", "c"][i % 3]))
         .collect();
@@ -134,11 +134,7 @@ async fn dictionaries_go_through_their_dictionary_except_when_randomized() {
 async fn failed_dictionary_entries_are_reported_on_every_row_that_uses_them() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
-        .build()
-        .expect("client");
+    let client = client_of(&fixture, &replica);
     let good = client
         .pseudonymize("vin", Mode::Deterministic, &[Some("a")])
         .await
@@ -176,11 +172,7 @@ async fn failed_dictionary_entries_are_reported_on_every_row_that_uses_them() {
 async fn non_string_arrays_are_refused_by_name() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
-        .build()
-        .expect("client");
+    let client = client_of(&fixture, &replica);
     let numbers = arrow_array::Int64Array::from(vec![1, 2]);
     let error = client
         .pseudonymize_array("vin", Mode::Deterministic, &numbers)

@@ -103,17 +103,7 @@ impl TestServer {
         key: Option<&str>,
         body: String,
     ) -> (u16, serde_json::Value) {
-        let mut request = reqwest::Client::new()
-            .post(format!("{}{path}", self.url))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(key) = key {
-            request = request.header("x-api-key", key);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let json = response.json().await.unwrap_or(serde_json::Value::Null);
-        (status, json)
+        post_json(&self.url, path, key, body).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
