@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use rand::Rng;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::de::DeserializeOwned;
 
 use crate::batch::Plan;
@@ -40,6 +40,8 @@ pub struct ClientBuilder {
     failover_pause: Duration,
     retry: RetryPolicy,
     cache_capacity: usize,
+    root_certificates: Vec<Vec<u8>>,
+    identity: Option<SecretBox<Vec<u8>>>,
 }
 
 impl Default for ClientBuilder {
@@ -54,6 +56,8 @@ impl Default for ClientBuilder {
             failover_pause: Duration::from_secs(2),
             retry: RetryPolicy::default(),
             cache_capacity: 0,
+            root_certificates: Vec::new(),
+            identity: None,
         }
     }
 }
@@ -124,6 +128,20 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts the CA certificates in this PEM for `https` URLs, besides the public web roots:
+    /// for a service whose certificate a private CA signed.
+    pub fn root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self
+    }
+
+    /// Presents this client certificate to services that require one (mTLS): a PEM holding
+    /// the private key and the certificate chain, leaf first.
+    pub fn client_identity_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some(SecretBox::new(Box::new(pem.into())));
+        self
+    }
+
     /// Checks the settings and builds the client and its connection pool.
     pub fn build(self) -> Result<Client, Error> {
         let config = |message: &str| Error::Config(message.to_owned());
@@ -144,11 +162,27 @@ impl ClientBuilder {
             .iter()
             .map(|url| Endpoint::parse(url))
             .collect::<Result<Vec<_>, _>>()?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             .pool_max_idle_per_host(self.max_in_flight.max(16))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        for pem in &self.root_certificates {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .ok()
+                .filter(|certificates| !certificates.is_empty())
+                .ok_or_else(|| config("root certificates: not a PEM certificate bundle"))?;
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        if let Some(identity) = &self.identity {
+            let identity = reqwest::Identity::from_pem(identity.expose_secret()).map_err(|_| {
+                config("client identity: not a PEM private key with its certificate chain")
+            })?;
+            http = http.identity(identity);
+        }
+        let http = http
             .build()
             .map_err(|_| config("the HTTP client could not be built"))?;
         Ok(Client {

@@ -106,6 +106,11 @@ impl AppState {
         self.0.keyed.load().engine.primary_version()
     }
 
+    /// The request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
     /// The service's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics

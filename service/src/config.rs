@@ -10,6 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Domain;
+use crate::tls::TlsConfig;
 
 /// Everything `pseudonymd` needs to serve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +35,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Request limits.
     pub limits: Limits,
+    /// HTTPS, and client certificates (mTLS). Without it, plain HTTP.
+    pub tls: TlsConfig,
 }
 
 /// How log lines are written.
@@ -76,6 +79,7 @@ impl Default for Config {
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             limits: Limits::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -149,6 +153,12 @@ impl Config {
             return invalid(
                 "compat_domain",
                 "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
+            );
+        }
+        if self.tls.enabled().is_err() {
+            return invalid(
+                "tls",
+                "cert_file and key_file go together, and client_ca_file needs them",
             );
         }
         let limits = &self.limits;

@@ -10,6 +10,7 @@
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
 //! - [`error`]: request-level errors and their one conversion into HTTP answers.
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
 //! - [`startup`]: key sources (file, environment, dev mode), serving and graceful shutdown.
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod keyring;
 pub mod metrics;
 pub mod startup;
+pub mod tls;
 pub mod token;
 
 pub use domain::Domain;

@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service (what `pseudonymd` does without a subcommand).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create a keyring file, or add a key version to one.
     Keygen(KeygenArgs),
     /// Create an API key: adds its digest to the key file and prints the key once, on stdout.
@@ -82,6 +82,24 @@ struct ServeArgs {
     log_format: Option<LogFormat>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Args, Serialize, Default)]
+struct TlsArgs {
+    /// PEM certificate chain: serve HTTPS (with --tls-key-file).
+    #[arg(long = "tls-cert-file", env = "PSEUDONYM_TLS_CERT_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long = "tls-key-file", env = "PSEUDONYM_TLS_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_file: Option<PathBuf>,
+    /// PEM CA certificates: require client certificates signed by one (mTLS).
+    #[arg(long = "tls-client-ca-file", env = "PSEUDONYM_TLS_CLIENT_CA_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Args, Serialize, Default)]
@@ -155,7 +173,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Keygen(args)) => keygen(args),
         Some(Command::ApiKey(args)) => api_key(args),
     };
@@ -178,6 +196,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let versions: Vec<u32> = keys.keyring.keys().map(|(version, _)| version).collect();
     let state = startup::state(&config, &keys)?;
     drop(keys);
+    let tls = startup::tls(&config)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -186,18 +205,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = startup::bind(&config).await?;
         let addr = listener.local_addr().context("listening socket")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(
             primary = state.primary_version(),
             ?versions,
-            "listening on http://{addr}"
+            client_certificates = config.tls.client_ca_file.is_some(),
+            "listening on {scheme}://{addr}"
         );
         #[cfg(unix)]
         tokio::spawn(startup::reload_on_sighup(
             config.clone(),
             state.clone(),
+            tls.clone(),
             keyring_from_env,
         ));
-        startup::serve(listener, state, startup::shutdown_signal())
+        startup::serve(listener, tls, state, startup::shutdown_signal())
             .await
             .context("server failed")
     })

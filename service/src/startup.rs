@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
+use axum_server::Handle;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
@@ -13,6 +15,7 @@ use crate::auth::{self, ApiKeys, ApiKeysError, Operation};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::keyring::{Keyring, KeyringError};
+use crate::tls::TlsError;
 
 /// Name of the environment variable that may hold a whole keyring file's content.
 pub const KEYRING_ENV: &str = "PSEUDONYM_KEYRING";
@@ -79,6 +82,9 @@ pub enum StartupError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -181,21 +187,39 @@ pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
         })
 }
 
+/// The listener's TLS settings, to serve with and to reload: `None` for plain HTTP.
+pub fn tls(config: &Config) -> Result<Option<RustlsConfig>, StartupError> {
+    if !config.tls.enabled()? {
+        return Ok(None);
+    }
+    Ok(Some(RustlsConfig::from_config(config.tls.server_config()?)))
+}
+
 /// Serves until `shutdown` completes, then stops accepting, marks the service not ready and
-/// lets in-flight requests finish.
+/// gives in-flight requests up to the request timeout to finish.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<RustlsConfig>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = api::router(state.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
+    let app = api::router(state.clone()).into_make_service();
+    let handle = Handle::<std::net::SocketAddr>::new();
+    let drain = state.limits().request_timeout();
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
             shutdown.await;
             state.set_not_ready();
             tracing::info!("shutting down: finishing in-flight requests");
-        })
-        .await
+            handle.graceful_shutdown(Some(drain));
+        }
+    });
+    let server = axum_server::Server::from_listener(listener).handle(handle);
+    match tls {
+        None => server.serve(app).await,
+        Some(tls) => server.acceptor(RustlsAcceptor::new(tls)).serve(app).await,
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
@@ -238,25 +262,31 @@ pub fn state(config: &Config, keys: &Keys) -> Result<AppState, StartupError> {
     ))
 }
 
-/// Loads the keys again from the sources of the start and serves them from the next request on.
-/// On any error the keys in service stay as they were.
+/// Loads the keys and the TLS files again from the sources of the start and serves them from
+/// the next request (or connection) on. On any error everything in service stays as it was.
 pub fn reload(
     config: &Config,
     state: &AppState,
+    tls: Option<&RustlsConfig>,
     keyring_env: Option<SecretString>,
 ) -> Result<Keys, StartupError> {
     let keys = load_keys(config, keyring_env)?;
+    let server_config = tls.map(|_| config.tls.server_config()).transpose()?;
     state.replace_keys(Engine::new(&keys.keyring), keys.api_keys.clone());
+    if let (Some(tls), Some(server_config)) = (tls, server_config) {
+        tls.reload_from_config(server_config);
+    }
     Ok(keys)
 }
 
-/// Reloads the keyring and API keys on every SIGHUP, logging what happened, until the process
-/// ends. `keyring_env` reads `PSEUDONYM_KEYRING` afresh each time.
+/// Reloads the keyring, API keys and TLS files on every SIGHUP, logging what happened, until
+/// the process ends. `keyring_env` reads `PSEUDONYM_KEYRING` afresh each time.
 #[cfg(unix)]
 pub async fn reload_on_sighup(
     config: Config,
     state: AppState,
-    keyring_env: impl Fn() -> Option<SecretString>,
+    tls: Option<RustlsConfig>,
+    keyring_env: fn() -> Option<SecretString>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
@@ -264,7 +294,13 @@ pub async fn reload_on_sighup(
         return;
     };
     while hangups.recv().await.is_some() {
-        match reload(&config, &state, keyring_env()) {
+        let (config, state, tls) = (config.clone(), state.clone(), tls.clone());
+        // Blocking: a keyring sealed by a KMS is opened over HTTP.
+        let reloaded = tokio::task::spawn_blocking(move || {
+            reload(&config, &state, tls.as_ref(), keyring_env())
+        })
+        .await;
+        match reloaded.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic())) {
             Ok(keys) => tracing::info!(
                 primary = keys.keyring.primary(),
                 versions = ?keys.keyring.keys().map(|(v, _)| v).collect::<Vec<_>>(),

@@ -25,11 +25,7 @@ fn keygen(keyring: &Path, args: &[&str]) {
 
 /// Sends SIGHUP and waits until the service answers with `primary` as its key version.
 async fn reload_until(daemon: &Daemon, key: &str, primary: u64) {
-    let status = Command::new("kill")
-        .args(["-HUP", &daemon.pid().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    daemon.hangup();
     let started = Instant::now();
     loop {
         let (_, answer) = post(
@@ -158,18 +154,8 @@ async fn rotate_rewrap_retire_with_reloads_and_an_audit_trail() {
     }
 
     std::fs::write(&keyring, "primary = 9\n").expect("break the keyring");
-    Command::new("kill")
-        .args(["-HUP", &daemon.pid().to_string()])
-        .status()
-        .expect("kill");
-    let started = Instant::now();
-    while !daemon.output().contains("reload failed") {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no reload error logged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    daemon.hangup();
+    daemon.wait_for_output("reload failed");
     let (_, back) = post(
         &daemon.url,
         "/v1/reidentify",

@@ -77,7 +77,7 @@ impl TestServer {
         let listener = startup::bind(&config).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(startup::serve(listener, state, async {
+        tokio::spawn(startup::serve(listener, None, state, async {
             let _ = rx.await;
         }));
         TestServer {
@@ -168,7 +168,7 @@ impl Daemon {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(at) = line.find("listening on http://") {
+                if let Some(at) = line.find("listening on http") {
                     let url = line[at + "listening on ".len()..]
                         .split_whitespace()
                         .next()
@@ -197,6 +197,28 @@ impl Daemon {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGHUP: the service reloads its keys and TLS files.
+    pub fn hangup(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -HUP");
+    }
+
+    /// Waits until the process has written `text` to stderr.
+    pub fn wait_for_output(&self, text: &str) {
+        let started = std::time::Instant::now();
+        while !self.output().contains(text) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "no {text:?} in: {}",
+                self.output()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Everything the process wrote to stderr so far.
