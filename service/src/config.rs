@@ -10,6 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Domain;
+use crate::kms::KmsConfig;
 use crate::tls::TlsConfig;
 
 /// Everything `pseudonymd` needs to serve.
@@ -37,6 +38,8 @@ pub struct Config {
     pub limits: Limits,
     /// HTTPS, and client certificates (mTLS). Without it, plain HTTP.
     pub tls: TlsConfig,
+    /// The OpenBao/Vault transit key that seals `keyring_file`. Without it, the file is plain.
+    pub kms: Option<KmsConfig>,
 }
 
 /// How log lines are written.
@@ -80,6 +83,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             limits: Limits::default(),
             tls: TlsConfig::default(),
+            kms: None,
         }
     }
 }
@@ -154,6 +158,9 @@ impl Config {
                 "compat_domain",
                 "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
             );
+        }
+        if self.kms.is_some() && self.keyring_file.is_none() {
+            return invalid("kms", "seals a keyring file: set keyring_file too");
         }
         if self.tls.enabled().is_err() {
             return invalid(
@@ -234,5 +241,15 @@ mod tests {
             .expect_err("zero")
             .to_string();
         assert!(message.contains("limits.max_values"), "{message}");
+
+        std::fs::write(
+            &file,
+            "[kms]\naddress = \"http://127.0.0.1:8200\"\nkey = \"k\"\n",
+        )
+        .expect("write");
+        let message = Config::load(Some(&file), Flags { listen: None })
+            .expect_err("kms without a keyring file")
+            .to_string();
+        assert!(message.contains("kms: seals a keyring file"), "{message}");
     }
 }

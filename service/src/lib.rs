@@ -10,6 +10,7 @@
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
 //! - [`error`]: request-level errors and their one conversion into HTTP answers.
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`kms`]: keyring files sealed by an OpenBao/Vault transit key (envelope keys).
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
 //! - [`startup`]: key sources (file, environment, dev mode), serving and graceful shutdown.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod keyring;
+pub mod kms;
 pub mod metrics;
 pub mod startup;
 pub mod tls;

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use pseudonym_service::auth::{self, Operation};
 use pseudonym_service::config::{Config, LogFormat};
 use pseudonym_service::keyring::Keyring;
+use pseudonym_service::kms::KeyringStore;
 use pseudonym_service::startup::{self, KEYRING_ENV, KeySource};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -128,9 +129,16 @@ struct LimitArgs {
 
 #[derive(Args)]
 struct KeygenArgs {
-    /// The keyring file to create or change.
+    /// The service's configuration file: its keyring_file, and its [kms] to seal the keyring.
+    #[arg(long, env = "PSEUDONYM_CONFIG")]
+    config: Option<PathBuf>,
+    /// The keyring file to create or change [default: the configuration's keyring_file].
     #[arg(long, env = "PSEUDONYM_KEYRING_FILE")]
-    keyring_file: PathBuf,
+    keyring_file: Option<PathBuf>,
+    /// Create the keyring file from this plain keyring (to seal an existing keyring with the
+    /// configured [kms]; delete the plain file afterwards).
+    #[arg(long, conflicts_with_all = ["add", "set_primary", "retire"])]
+    import: Option<PathBuf>,
     /// Add a new version to an existing keyring (and make it primary unless --stage).
     #[arg(long)]
     add: bool,
@@ -261,42 +269,60 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 }
 
 fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
-    let path = &args.keyring_file;
-    if !path.exists() {
+    let config = Config::load(args.config.as_deref(), KeygenOverrides::default())?;
+    let path = args
+        .keyring_file
+        .or(config.keyring_file)
+        .context("no keyring file: pass --keyring-file or a --config that names one")?;
+    let store = KeyringStore::new(&path, config.kms.as_ref())?;
+    let sealed = if config.kms.is_some() {
+        " (sealed)"
+    } else {
+        ""
+    };
+    let path = path.display();
+    if let Some(plain) = &args.import {
         anyhow::ensure!(
-            !args.add && args.set_primary.is_none() && args.retire.is_none(),
-            "{} does not exist; run without --add/--set-primary/--retire to create it",
-            path.display()
+            !store.path().exists(),
+            "{path} already exists; --import creates a new file"
         );
-        Keyring::generate().save(path)?;
-        eprintln!("created {} with key version 1 (primary)", path.display());
+        store.save(&Keyring::load(plain)?)?;
+        eprintln!("wrote the keyring of {} to {path}{sealed}", plain.display());
         return Ok(());
     }
-    let mut keyring = Keyring::load(path)?;
-    if args.add {
-        let version = keyring.add_version(!args.stage);
-        keyring.save(path)?;
-        eprintln!(
-            "added key version {version} to {}; primary is {}",
-            path.display(),
-            keyring.primary()
+    if !store.path().exists() {
+        anyhow::ensure!(
+            !args.add && args.set_primary.is_none() && args.retire.is_none(),
+            "{path} does not exist; run without --add/--set-primary/--retire to create it"
         );
+        store.save(&Keyring::generate())?;
+        eprintln!("created {path}{sealed} with key version 1 (primary)");
+        return Ok(());
+    }
+    let mut keyring = store.load()?;
+    let done = if args.add {
+        let version = keyring.add_version(!args.stage);
+        format!(
+            "added key version {version} to {path}; primary is {}",
+            keyring.primary()
+        )
     } else if let Some(version) = args.set_primary {
         keyring.set_primary(version)?;
-        keyring.save(path)?;
-        eprintln!("primary of {} is now {version}", path.display());
+        format!("primary of {path} is now {version}")
     } else if let Some(version) = args.retire {
         keyring.retire(version)?;
-        keyring.save(path)?;
-        eprintln!("retired key version {version} from {}", path.display());
+        format!("retired key version {version} from {path}")
     } else {
-        anyhow::bail!(
-            "{} already exists; use --add, --set-primary or --retire to change it",
-            path.display()
-        );
-    }
+        anyhow::bail!("{path} already exists; use --add, --set-primary or --retire to change it");
+    };
+    store.save(&keyring)?;
+    eprintln!("{done}");
     Ok(())
 }
+
+/// `keygen` reads the configuration file but takes no serve flags.
+#[derive(Serialize, Default)]
+struct KeygenOverrides {}
 
 fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
     let operations: BTreeSet<Operation> = args

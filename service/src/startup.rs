@@ -15,6 +15,7 @@ use crate::auth::{self, ApiKeys, ApiKeysError, Operation};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::keyring::{Keyring, KeyringError};
+use crate::kms::{KeyringStore, KmsError};
 use crate::tls::TlsError;
 
 /// Name of the environment variable that may hold a whole keyring file's content.
@@ -82,6 +83,9 @@ pub enum StartupError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The sealed keyring could not be opened.
+    #[error(transparent)]
+    Kms(#[from] KmsError),
     /// The TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -103,7 +107,10 @@ pub fn load_keys(config: &Config, keyring_env: Option<SecretString>) -> Result<K
             Keyring::from_toml(text.expose_secret(), KEYRING_ENV)?,
             KeySource::Environment,
         ),
-        (None, Some(path)) => (Keyring::load(path)?, KeySource::File(path.clone())),
+        (None, Some(path)) => (
+            KeyringStore::new(path, config.kms.as_ref())?.load()?,
+            KeySource::File(path.clone()),
+        ),
         (None, None) => return load_dev_keys(config),
     };
     let api_keys_file = config

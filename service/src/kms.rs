@@ -1,0 +1,362 @@
+//! Envelope keys: a keyring file sealed under a key-encryption key that never leaves an
+//! OpenBao or Vault server, opened with its transit engine's `decrypt` at start and on reload.
+//!
+//! A sealed keyring file holds only the transit ciphertext of the plain keyring's TOML:
+//!
+//! ```toml
+//! kms_key = "pseudonym"
+//! ciphertext = "vault:v1:..."
+//! ```
+//!
+//! `pseudonymd keygen --config <file with [kms]>` writes such files; the plain key bytes exist
+//! only in the memory of `pseudonymd` and of the KMS.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::keyring::{Keyring, KeyringError, write_private_file};
+
+/// Environment variables read, in this order, for the KMS token when `token_file` is not set.
+pub const TOKEN_ENV: [&str; 3] = ["PSEUDONYM_KMS_TOKEN", "BAO_TOKEN", "VAULT_TOKEN"];
+
+/// The `[kms]` section: the OpenBao/Vault transit key that seals the keyring file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsConfig {
+    /// Base address of the server, e.g. `https://bao.internal:8200`.
+    pub address: String,
+    /// Name of the transit key.
+    pub key: String,
+    /// Where the transit engine is mounted.
+    #[serde(default = "default_mount")]
+    pub mount: String,
+    /// File holding the token (read at every load, so it may be renewed). Without it, the
+    /// first of [`TOKEN_ENV`] that is set.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for the server's certificate, besides the public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Time for one call to the server.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_mount() -> String {
+    "transit".to_owned()
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Why the KMS could not seal or open a keyring. Messages never hold key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    /// No token in `token_file` or the environment.
+    #[error("kms: no token: set kms.token_file or one of {TOKEN_ENV:?}")]
+    NoToken,
+    /// A file named in `[kms]` could not be read or used.
+    #[error("kms: {path}: {problem}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The server could not be reached or did not answer in time.
+    #[error("kms: {address} did not answer: {problem}")]
+    Unreachable {
+        /// The server.
+        address: String,
+        /// What happened.
+        problem: String,
+    },
+    /// The server answered with an error (bad token, unknown key, tampered ciphertext...).
+    #[error("kms: transit {operation} with key {key:?} refused ({status}): {message}")]
+    Refused {
+        /// `encrypt` or `decrypt`.
+        operation: &'static str,
+        /// The transit key.
+        key: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's own error messages.
+        message: String,
+    },
+    /// The server's answer is not what the transit API returns.
+    #[error("kms: transit {0}: unexpected answer")]
+    BadAnswer(&'static str),
+    /// The sealed file is unreadable or not of the sealed format.
+    #[error("keyring file {path}: {problem}")]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The opened keyring is not valid.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+}
+
+/// An OpenBao/Vault transit key, reached over HTTP(S).
+#[derive(Debug)]
+pub struct Transit {
+    config: KmsConfig,
+    http: reqwest::blocking::Client,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealedFile {
+    kms_key: String,
+    ciphertext: String,
+}
+
+#[derive(Deserialize)]
+struct Answer<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct Encrypted {
+    ciphertext: String,
+}
+
+#[derive(Deserialize)]
+struct Decrypted {
+    plaintext: SecretString,
+}
+
+#[derive(Deserialize, Default)]
+struct Errors {
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+impl Transit {
+    /// A client of the configured transit key. Blocking: call it outside async tasks.
+    pub fn new(config: &KmsConfig) -> Result<Self, KmsError> {
+        let mut http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .connect_timeout(Duration::from_millis(config.timeout_ms));
+        if let Some(ca_file) = &config.ca_file {
+            let file_error = |problem: String| KmsError::File {
+                path: ca_file.clone(),
+                problem,
+            };
+            let pem = std::fs::read(ca_file).map_err(|error| file_error(error.to_string()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certificates| !certificates.is_empty())
+                .ok_or_else(|| file_error("no PEM certificate in the file".to_owned()))?;
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build().map_err(|error| KmsError::Unreachable {
+            address: config.address.clone(),
+            problem: error.to_string(),
+        })?;
+        Ok(Transit {
+            config: config.clone(),
+            http,
+        })
+    }
+
+    /// Encrypts `plaintext` under the transit key; the answer is a `vault:vN:...` ciphertext.
+    pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, KmsError> {
+        let encoded = Zeroizing::new(STANDARD.encode(plaintext));
+        let body = Zeroizing::new(format!(r#"{{"plaintext":"{}"}}"#, encoded.as_str()));
+        let answer: Encrypted = self.call("encrypt", body)?;
+        Ok(answer.ciphertext)
+    }
+
+    /// Decrypts a ciphertext of [`Transit::encrypt`].
+    pub fn decrypt(&self, ciphertext: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let body = Zeroizing::new(serde_json::json!({ "ciphertext": ciphertext }).to_string());
+        let answer: Decrypted = self.call("decrypt", body)?;
+        STANDARD
+            .decode(answer.plaintext.expose_secret())
+            .map(Zeroizing::new)
+            .map_err(|_| KmsError::BadAnswer("decrypt"))
+    }
+
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        body: Zeroizing<String>,
+    ) -> Result<T, KmsError> {
+        let config = &self.config;
+        let url = format!(
+            "{}/v1/{}/{operation}/{}",
+            config.address.trim_end_matches('/'),
+            config.mount.trim_matches('/'),
+            config.key
+        );
+        let mut token = reqwest::header::HeaderValue::from_str(self.token()?.expose_secret())
+            .map_err(|_| KmsError::NoToken)?;
+        token.set_sensitive(true);
+        let response = self
+            .http
+            .post(url)
+            .header("x-vault-token", token)
+            .header("content-type", "application/json")
+            .body(body.as_bytes().to_vec())
+            .send()
+            .map_err(|error| KmsError::Unreachable {
+                address: config.address.clone(),
+                problem: error.without_url().to_string(),
+            })?;
+        let status = response.status();
+        let bytes = Zeroizing::new(
+            response
+                .bytes()
+                .map_err(|_| KmsError::BadAnswer(operation))?
+                .to_vec(),
+        );
+        if !status.is_success() {
+            let errors: Errors = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(KmsError::Refused {
+                operation,
+                key: config.key.clone(),
+                status: status.as_u16(),
+                message: errors.errors.join("; "),
+            });
+        }
+        serde_json::from_slice::<Answer<T>>(&bytes)
+            .map(|answer| answer.data)
+            .map_err(|_| KmsError::BadAnswer(operation))
+    }
+
+    fn token(&self) -> Result<SecretString, KmsError> {
+        let token = match &self.config.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(SecretString::from)
+                .map_err(|error| KmsError::File {
+                    path: path.clone(),
+                    problem: error.to_string(),
+                })?,
+            None => TOKEN_ENV
+                .iter()
+                .find_map(|name| std::env::var(name).ok())
+                .map(SecretString::from)
+                .ok_or(KmsError::NoToken)?,
+        };
+        let trimmed = token.expose_secret().trim();
+        if trimmed.is_empty() {
+            return Err(KmsError::NoToken);
+        }
+        Ok(SecretString::from(trimmed.to_owned()))
+    }
+
+    /// Opens a sealed keyring file.
+    pub fn load_keyring(&self, path: &Path) -> Result<Keyring, KmsError> {
+        let sealed_error = |problem: String| KmsError::Sealed {
+            path: path.to_owned(),
+            problem,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|error| sealed_error(error.to_string()))?;
+        let sealed: SealedFile = toml::from_str(&text).map_err(|_| {
+            sealed_error(
+                "not a sealed keyring (kms_key and ciphertext); a plain keyring needs no [kms]"
+                    .to_owned(),
+            )
+        })?;
+        if sealed.kms_key != self.config.key {
+            return Err(sealed_error(format!(
+                "sealed with transit key {:?}, but kms.key is {:?}",
+                sealed.kms_key, self.config.key
+            )));
+        }
+        let plain = self.decrypt(&sealed.ciphertext)?;
+        let plain = std::str::from_utf8(&plain)
+            .map_err(|_| sealed_error("the opened keyring is not UTF-8".to_owned()))?;
+        Ok(Keyring::from_toml(plain, &path.display().to_string())?)
+    }
+
+    /// Seals `keyring` and writes it to `path`, replacing the file atomically.
+    pub fn save_keyring(&self, keyring: &Keyring, path: &Path) -> Result<(), KmsError> {
+        let sealed = SealedFile {
+            kms_key: self.config.key.clone(),
+            ciphertext: self.encrypt(keyring.to_toml().as_bytes())?,
+        };
+        let text = format!(
+            "# pseudonym keyring, sealed by the OpenBao/Vault transit key {:?}.\n\
+             # pseudonymd opens it with its [kms] settings; it holds no plain key bytes.\n{}",
+            self.config.key,
+            toml::to_string(&sealed).map_err(|_| KmsError::BadAnswer("encrypt"))?
+        );
+        write_private_file(path, text.as_bytes()).map_err(|error| KmsError::Sealed {
+            path: path.to_owned(),
+            problem: error.to_string(),
+        })
+    }
+}
+
+/// A keyring file as configured: plain, or sealed by a KMS.
+#[derive(Debug)]
+pub enum KeyringStore {
+    /// A plain TOML keyring, mode 0600.
+    Plain(PathBuf),
+    /// A keyring sealed by a transit key.
+    Sealed(PathBuf, Transit),
+}
+
+impl KeyringStore {
+    /// The store of `path`, sealed when `kms` is configured.
+    pub fn new(path: &Path, kms: Option<&KmsConfig>) -> Result<Self, KmsError> {
+        Ok(match kms {
+            None => KeyringStore::Plain(path.to_owned()),
+            Some(kms) => KeyringStore::Sealed(path.to_owned(), Transit::new(kms)?),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        match self {
+            KeyringStore::Plain(path) | KeyringStore::Sealed(path, _) => path,
+        }
+    }
+
+    /// Reads (and opens) the keyring.
+    pub fn load(&self) -> Result<Keyring, KmsError> {
+        match self {
+            KeyringStore::Plain(path) => Keyring::load(path).map_err(|error| {
+                if is_sealed(path) {
+                    KmsError::Sealed {
+                        path: path.clone(),
+                        problem: "this keyring is sealed by a KMS: configure [kms] to open it"
+                            .to_owned(),
+                    }
+                } else {
+                    error.into()
+                }
+            }),
+            KeyringStore::Sealed(path, transit) => transit.load_keyring(path),
+        }
+    }
+
+    /// Writes (and seals) the keyring.
+    pub fn save(&self, keyring: &Keyring) -> Result<(), KmsError> {
+        match self {
+            KeyringStore::Plain(path) => Ok(keyring.save(path)?),
+            KeyringStore::Sealed(path, transit) => transit.save_keyring(keyring, path),
+        }
+    }
+}
+
+fn is_sealed(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| toml::from_str::<SealedFile>(&text).ok())
+        .is_some()
+}
