@@ -311,11 +311,13 @@ impl<'e, 'd> Opener<'e, 'd> {
             });
         let domain = self.domain.as_str().as_bytes();
         let payload = &mut self.payload;
-        let (nonce, sealed) = payload.split_at_mut(if randomized { NONCE_LEN } else { 0 });
-        if sealed.len() < TAG_LEN {
-            return Err(ItemErrorCode::InvalidToken);
-        }
-        let (tag, ciphertext) = sealed.split_at_mut(TAG_LEN);
+        let nonce_len = if randomized { NONCE_LEN } else { 0 };
+        let (nonce, sealed) = payload
+            .split_at_mut_checked(nonce_len)
+            .ok_or(ItemErrorCode::InvalidToken)?;
+        let (tag, ciphertext) = sealed
+            .split_at_mut_checked(TAG_LEN)
+            .ok_or(ItemErrorCode::InvalidToken)?;
         let tag = GenericArray::clone_from_slice(tag);
         let opened = if randomized {
             siv.decrypt_in_place_detached([domain, &*nonce], ciphertext, &tag)
@@ -414,6 +416,26 @@ mod tests {
                 (1, ItemErrorCode::UnknownKeyVersion)
             ]
         );
+    }
+
+    /// Found by the `token` fuzz target: a randomized token shorter than its nonce panicked.
+    #[test]
+    fn tokens_too_short_for_their_nonce_or_tag_are_invalid() {
+        let short = [
+            "r1.AAAA",
+            "r1.",
+            "d1.AAAA",
+            "d1.",
+            "r1.AAAAAAAAAAAAAAAAAAAAAA",
+        ];
+        let back = engine().reidentify(vin(), &short.map(Some));
+        assert_eq!(back.values, [None, None, None, None, None]);
+        assert!(
+            back.errors
+                .iter()
+                .all(|error| error.code == ItemErrorCode::InvalidToken)
+        );
+        assert_eq!(back.errors.len(), short.len());
     }
 
     #[test]

@@ -1,0 +1,157 @@
+//! What the fuzz targets check, shared with `tests/replay.rs`, which runs every saved input
+//! (seeds and regressions) through the same checks in a plain `cargo test`.
+//!
+//! Run the fuzzers with `scripts/fuzz.sh` (see README).
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use pseudonym_client::Mode;
+use pseudonym_service::api::{self, AppState};
+use pseudonym_service::audit::AuditLog;
+use pseudonym_service::auth::{self, ApiKeys, Operation};
+use pseudonym_service::config::Limits;
+use pseudonym_service::{Domain, Engine, Keyring, token};
+use secrecy::ExposeSecret;
+use tower::ServiceExt;
+
+/// The golden vectors' test keyring (versions 1 and 2), so seeds can hold real tokens.
+const KEYRING: &str = r#"
+primary = 2
+[[keys]]
+version = 1
+secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+[[keys]]
+version = 2
+secret = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8"
+"#;
+
+/// The routes a request input is sent to, chosen by its first byte.
+pub const ROUTES: [&str; 5] = [
+    "/v1/pseudonymize",
+    "/v1/reidentify",
+    "/v1/rewrap",
+    "/pseudonymization",
+    "/reidentification",
+];
+
+struct Fixture {
+    engine: Engine,
+    runtime: tokio::runtime::Runtime,
+    router: Router,
+    api_key: String,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let keyring = Keyring::from_toml(KEYRING, "fuzz keyring").expect("valid keyring");
+        let dir = std::env::temp_dir().join(format!("pseudonym-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary folder");
+        let keys_file = dir.join("api-keys.toml");
+        let _ = std::fs::remove_file(&keys_file);
+        let operations = [
+            Operation::Pseudonymize,
+            Operation::Reidentify,
+            Operation::Rewrap,
+        ];
+        let (key, entry) = auth::generate_key("fuzz", operations.into(), ["*".to_owned()].into());
+        auth::append_entry(&keys_file, entry).expect("API key file");
+        let api_keys = ApiKeys::load(&keys_file).expect("API keys");
+        let _ = std::fs::remove_dir_all(&dir);
+        let limits = Limits {
+            max_values: 64,
+            max_body_bytes: 64 * 1024,
+            max_value_bytes: 256,
+            ..Limits::default()
+        };
+        let state = AppState::new(
+            Engine::new(&keyring),
+            api_keys,
+            limits,
+            "vin".to_owned(),
+            AuditLog::open(None).expect("audit to the log"),
+        );
+        Fixture {
+            engine: Engine::new(&keyring),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            router: api::router(state),
+            api_key: key.expose_secret().to_owned(),
+        }
+    })
+}
+
+/// Any input is either refused by [`token::parse`] or is the canonical spelling of the mode,
+/// version and payload it decodes to; re-identifying it answers per item, without panicking.
+pub fn check_token(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut payload = Vec::new();
+    if let Ok((mode, version)) = token::parse(text, &mut payload) {
+        let mut spelled = token::header(mode, version);
+        token::append_payload(&mut spelled, &payload);
+        assert_eq!(
+            spelled, text,
+            "a token parses only in its canonical spelling"
+        );
+    }
+    let fixture = fixture();
+    let domain = Domain::new("vin").expect("valid domain");
+    let answer = fixture.engine.reidentify(domain, &[Some(text)]);
+    assert_eq!(answer.values.len(), 1, "one answer per token");
+    assert_eq!(
+        answer.values[0].is_none(),
+        answer.errors.len() == 1,
+        "a token either opens or is listed as failed"
+    );
+    if let (true, Some(value)) = (text.starts_with("d2."), &answer.values[0]) {
+        let again =
+            fixture
+                .engine
+                .pseudonymize(domain, Mode::Deterministic, &[Some(value.as_str())]);
+        assert_eq!(
+            again[0].as_deref(),
+            Some(text),
+            "a deterministic token of the primary version is what its value pseudonymizes to"
+        );
+    }
+}
+
+/// The first byte picks a route from [`ROUTES`], the rest is the JSON body, sent with a key
+/// allowed everything: the service answers 2xx or 4xx, always with a JSON body.
+pub fn check_request(data: &[u8]) {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let route = ROUTES[usize::from(selector) % ROUTES.len()];
+    let fixture = fixture();
+    let request = Request::post(route)
+        .header("content-type", "application/json")
+        .header("x-api-key", &fixture.api_key)
+        .body(Body::from(body.to_vec()))
+        .expect("a valid request");
+    let (status, answer) = fixture.runtime.block_on(async {
+        let response = fixture
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let answer = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the answer is read");
+        (status, answer)
+    });
+    assert!(
+        status.is_success() || status.is_client_error(),
+        "{route} answered {status}"
+    );
+    serde_json::from_slice::<serde_json::Value>(&answer).expect("every answer is JSON");
+}
