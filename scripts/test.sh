@@ -27,6 +27,9 @@ cargo check --locked -p pseudonym-client --features arrow
 step "cargo test"
 cargo test --workspace --locked
 
+step "fuzz: token parsing and request decoding, 20 s per target (longer: scripts/fuzz.sh 600)"
+./scripts/fuzz.sh 20
+
 step "benchmarks compile"
 cargo bench --locked --no-run -p pseudonym-service -p pseudonym-client
 
