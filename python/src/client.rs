@@ -22,12 +22,21 @@ struct Settings {
     timeout: Duration,
     attempts: u32,
     cache_size: usize,
+    root_certificates: Option<Vec<u8>>,
+    identity: Option<secrecy::SecretBox<Vec<u8>>>,
 }
 
 impl Settings {
     fn build(&self) -> Result<BlockingClient, pseudonym_client::Error> {
         use secrecy::ExposeSecret;
-        RustClient::builder()
+        let mut builder = RustClient::builder();
+        if let Some(pem) = &self.root_certificates {
+            builder = builder.root_certificates_pem(pem.clone());
+        }
+        if let Some(pem) = &self.identity {
+            builder = builder.client_identity_pem(pem.expose_secret().clone());
+        }
+        builder
             .urls(self.urls.iter().cloned())
             .api_key(self.api_key.expose_secret())
             .batch_size(self.batch_size)
@@ -53,7 +62,11 @@ pub struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (urls, api_key, batch_size, concurrency, timeout, attempts, cache_size))]
+    #[pyo3(signature = (
+        urls, api_key, batch_size, concurrency, timeout, attempts, cache_size,
+        root_certificates=None, identity=None,
+    ))]
+    #[allow(clippy::too_many_arguments)] // mirrors the keyword arguments of pseudonym.Client
     fn new(
         urls: Vec<String>,
         api_key: String,
@@ -62,6 +75,8 @@ impl Client {
         timeout: f64,
         attempts: u32,
         cache_size: usize,
+        root_certificates: Option<Vec<u8>>,
+        identity: Option<Vec<u8>>,
     ) -> PyResult<Self> {
         let timeout = Duration::try_from_secs_f64(timeout)
             .ok()
@@ -75,6 +90,8 @@ impl Client {
             timeout,
             attempts,
             cache_size,
+            root_certificates,
+            identity: identity.map(|pem| secrecy::SecretBox::new(Box::new(pem))),
         };
         let native = settings.build().map_err(to_py)?;
         Ok(Client {

@@ -41,7 +41,7 @@ class Daemon:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             self.output.append(line)
-            found = re.search(r"listening on (http://\S+)", line)
+            found = re.search(r"listening on (https?://\S+)", line)
             if found:
                 self.url = found.group(1)
                 self._ready.set()

@@ -50,6 +50,21 @@ Values = Union[Sequence[Union[str, None]], pa.Array, pa.ChunkedArray]
 
 URL_ENV = "PSEUDONYM_URL"
 API_KEY_ENV = "PSEUDONYM_API_KEY"
+CA_FILE_ENV = "PSEUDONYM_CA_FILE"
+CLIENT_CERT_FILE_ENV = "PSEUDONYM_CLIENT_CERT_FILE"
+CLIENT_KEY_FILE_ENV = "PSEUDONYM_CLIENT_KEY_FILE"
+
+
+def _read_setting_file(path: str | os.PathLike[str] | None, env: str) -> bytes | None:
+    """The bytes of `path`, else of the file named by the environment variable `env`, if any."""
+    chosen = path if path is not None else os.environ.get(env) or None
+    if chosen is None:
+        return None
+    try:
+        with open(chosen, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read {os.fspath(chosen)}: {error.strerror}") from None
 
 
 class Client:
@@ -66,6 +81,12 @@ class Client:
     across batches are sent once (off by default; it keeps values in memory). Results have the
     input's length and order; `None` stays `None`. A batch that still fails raises; nothing is
     ever filled in with empty strings or silent nulls.
+
+    For an `https` service whose certificate a private CA signed, `ca_file` names that CA's PEM;
+    for one that requires client certificates (mTLS), `client_cert_file` and `client_key_file`
+    name this client's. Each defaults to its environment variable (`PSEUDONYM_CA_FILE`,
+    `PSEUDONYM_CLIENT_CERT_FILE`, `PSEUDONYM_CLIENT_KEY_FILE`), which is how Spark executors,
+    which build their own clients, find them.
     """
 
     def __init__(
@@ -78,6 +99,9 @@ class Client:
         timeout: float = 30.0,
         retries: int = 7,
         cache_size: int = 0,
+        ca_file: str | os.PathLike[str] | None = None,
+        client_cert_file: str | os.PathLike[str] | None = None,
+        client_key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         url_list = _url_list(urls if urls is not None else os.environ.get(URL_ENV, ""))
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
@@ -87,8 +111,15 @@ class Client:
             raise ConfigurationError(f"no API key: pass api_key= or set {API_KEY_ENV}")
         if retries < 0:
             raise ConfigurationError("retries must be 0 or more")
+        ca = _read_setting_file(ca_file, CA_FILE_ENV)
+        cert = _read_setting_file(client_cert_file, CLIENT_CERT_FILE_ENV)
+        client_key = _read_setting_file(client_key_file, CLIENT_KEY_FILE_ENV)
+        if (cert is None) != (client_key is None):
+            raise ConfigurationError("client_cert_file and client_key_file go together")
+        identity = client_key + b"\n" + cert if client_key and cert else None
         self._native = _internal.Client(
-            url_list, key, batch_size, concurrency, float(timeout), retries + 1, cache_size
+            url_list, key, batch_size, concurrency, float(timeout), retries + 1, cache_size,
+            ca, identity,
         )
 
     def __repr__(self) -> str:

@@ -18,6 +18,8 @@ class Client:
         timeout: float,
         attempts: int,
         cache_size: int,
+        root_certificates: bytes | None = None,
+        identity: bytes | None = None,
     ) -> Client: ...
     def pseudonymize_list(
         self, domain: str, mode: str, values: list[str | None]
