@@ -54,6 +54,15 @@ struct Cli {
     /// API key.
     #[arg(long, env = "PSEUDONYM_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// PEM CA certificates to trust for an https service whose certificate a private CA signed.
+    #[arg(long, env = "PSEUDONYM_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// PEM client certificate for a service that requires one (mTLS), with --client-key-file.
+    #[arg(long, env = "PSEUDONYM_CLIENT_CERT_FILE", requires = "client_key_file")]
+    client_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long, env = "PSEUDONYM_CLIENT_KEY_FILE", requires = "client_cert_file")]
+    client_key_file: Option<PathBuf>,
     /// Values per request to the service.
     #[arg(long, default_value_t = pseudonym_client::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
@@ -157,13 +166,25 @@ async fn execute(cli: Cli, io: tokio::runtime::Handle) -> anyhow::Result<()> {
             .api_key
             .clone()
             .context("--api-key (or PSEUDONYM_API_KEY) is needed with --url")?;
-        let client = Client::builder()
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let mut builder = Client::builder()
             .urls(cli.url.iter().cloned())
             .api_key(api_key)
             .batch_size(cli.batch_size)
             .max_in_flight(cli.concurrency)
-            .cache_capacity(cli.cache_values)
-            .build()?;
+            .cache_capacity(cli.cache_values);
+        if let Some(ca_file) = &cli.ca_file {
+            builder = builder.root_certificates_pem(read(ca_file)?);
+        }
+        if let (Some(cert), Some(key)) = (&cli.client_cert_file, &cli.client_key_file) {
+            let mut identity = read(key)?;
+            identity.push(b'\n');
+            identity.extend(read(cert)?);
+            builder = builder.client_identity_pem(identity);
+        }
+        let client = builder.build()?;
         let service = Service::new(client, io);
         service.register(&ctx);
         Some(service)
