@@ -48,6 +48,9 @@ pub struct Common {
     /// API key for --url.
     #[arg(long, env = "PSEUDONYM_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
+    /// PEM CA certificates to trust for an https --url signed by a private CA.
+    #[arg(long, env = "PSEUDONYM_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// The pseudonymd binary to start when no --url is given [default: next to this tool].
     #[arg(long, global = true)]
     pub pseudonymd: Option<PathBuf>,
@@ -186,6 +189,12 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
         ),
     };
     let service_pid = common.service_pid.or(spawned.as_ref().map(|s| s.pid));
+    let root_certificates = match &common.ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
+    };
 
     let crypto = if common.no_crypto_baseline {
         None
@@ -204,6 +213,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
             let settings = SenderSettings {
                 url: &url,
                 api_key: &api_key,
+                root_certificates: root_certificates.as_deref(),
                 domain: &common.domain,
                 mode: common.mode,
                 batch_size,

@@ -57,6 +57,8 @@ pub struct SenderSettings<'a> {
     pub url: &'a str,
     /// API key.
     pub api_key: &'a str,
+    /// PEM CA certificates to trust for an https URL.
+    pub root_certificates: Option<&'a [u8]>,
     /// Domain.
     pub domain: &'a str,
     /// Mode.
@@ -92,11 +94,16 @@ impl Sender {
                 serde_json::to_vec(&request).map(Bytes::from)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
-            .timeout(Duration::from_secs(30))
-            .build()?;
+            .timeout(Duration::from_secs(30));
+        for certificate in
+            reqwest::Certificate::from_pem_bundle(settings.root_certificates.unwrap_or_default())?
+        {
+            http = http.add_root_certificate(certificate);
+        }
+        let http = http.build()?;
         Ok(Sender::Raw(Arc::new(RawSender {
             http,
             url: format!("{}/v1/pseudonymize", settings.url.trim_end_matches('/')),
@@ -108,13 +115,16 @@ impl Sender {
 
     /// Through the client crate, one partition of `partition` values per send.
     pub fn client(settings: &SenderSettings<'_>) -> anyhow::Result<Sender> {
-        let client = Client::builder()
+        let mut client = Client::builder()
             .url(settings.url)
             .api_key(settings.api_key)
             .batch_size(settings.batch_size)
             .max_in_flight(settings.client_in_flight)
-            .retry_policy(RetryPolicy::none())
-            .build()?;
+            .retry_policy(RetryPolicy::none());
+        if let Some(pem) = settings.root_certificates {
+            client = client.root_certificates_pem(pem);
+        }
+        let client = client.build()?;
         Ok(Sender::Client {
             client,
             partition: settings.partition,
