@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PSEUDONYMD, Daemon, new_api_key, new_keyring
+from conftest import PSEUDONYMD, Daemon, new_api_key, new_keyring, stop_process
 
 BAO = Path(sys.executable).parent / "bao"
 TRANSIT_KEY = "pseudonym"
@@ -77,12 +77,7 @@ class OpenBao:
         assert call(f"{self.address}/v1/transit/keys/{TRANSIT_KEY}", root, {})[0] in (200, 204)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="module")
