@@ -224,8 +224,9 @@ pub struct CompatPseudonymizeResponse {
 /// `POST /reidentification` (the replaced service's route).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CompatReidentifyRequest<'a> {
-    /// Pseudonyms to turn back.
-    #[serde(borrow)]
+    /// Pseudonyms to turn back. Also read as `reidentifications`, the name the replaced
+    /// service's PySpark jobs send.
+    #[serde(borrow, alias = "reidentifications")]
     pub pseudonyms: Vec<Option<Text<'a>>>,
 }
 

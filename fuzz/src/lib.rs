@@ -12,7 +12,7 @@ use pseudonym_client::Mode;
 use pseudonym_service::api::{self, AppState};
 use pseudonym_service::audit::AuditLog;
 use pseudonym_service::auth::{self, ApiKeys, Operation};
-use pseudonym_service::config::Limits;
+use pseudonym_service::config::{CompatTokens, Limits};
 use pseudonym_service::{Domain, Engine, Keyring, token};
 use secrecy::ExposeSecret;
 use tower::ServiceExt;
@@ -72,6 +72,7 @@ fn fixture() -> &'static Fixture {
             api_keys,
             limits,
             "vin".to_owned(),
+            CompatTokens::Native,
             AuditLog::open(None).expect("audit to the log"),
         );
         Fixture {

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Query, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -31,7 +33,7 @@ use arc_swap::ArcSwap;
 
 use crate::audit::{AuditLog, Outcome};
 use crate::auth::{ApiKeys, Caller, Operation};
-use crate::config::Limits;
+use crate::config::{CompatTokens, Limits};
 use crate::domain::Domain;
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorCode};
@@ -41,12 +43,14 @@ use crate::metrics::Metrics;
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Every route, as used for metric labels; anything else counts as `other`.
-pub const ROUTES: [&str; 9] = [
+pub const ROUTES: [&str; 11] = [
     "/v1/pseudonymize",
     "/v1/reidentify",
     "/v1/rewrap",
     "/pseudonymization",
     "/reidentification",
+    "/{stage}/pseudonymization",
+    "/{stage}/reidentification",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -61,6 +65,7 @@ struct Shared {
     keyed: ArcSwap<Keyed>,
     limits: Limits,
     compat_domain: String,
+    compat_tokens: CompatTokens,
     metrics: Metrics,
     audit: AuditLog,
     ready: AtomicBool,
@@ -79,12 +84,14 @@ impl AppState {
         api_keys: ApiKeys,
         limits: Limits,
         compat_domain: String,
+        compat_tokens: CompatTokens,
         audit: AuditLog,
     ) -> Self {
         AppState(Arc::new(Shared {
             keyed: ArcSwap::from_pointee(Keyed { engine, api_keys }),
             limits,
             compat_domain,
+            compat_tokens,
             metrics: Metrics::default(),
             audit,
             ready: AtomicBool::new(true),
@@ -153,6 +160,37 @@ impl AppState {
             .load()
             .engine
             .pseudonymize(domain, mode, values);
+        self.count_pseudonymized(caller, domain, mode, values);
+        Ok(pseudonyms)
+    }
+
+    /// `/pseudonymization` under `compat_tokens = "seed"`: the replaced service's tokens, in
+    /// the compatible domain.
+    fn pseudonymize_seed(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        values: &[Option<Text<'_>>],
+    ) -> Result<Vec<Option<String>>, ApiError> {
+        let domain = parse_domain(&self.0.compat_domain)?;
+        caller.authorize(Operation::Pseudonymize, domain)?;
+        self.check_batch(values, self.0.limits.max_value_bytes)?;
+        let Some(pseudonyms) = self.0.keyed.load().engine.pseudonymize_seed(mode, values) else {
+            // Start-up and reload refuse `seed` tokens without the key; this cannot happen.
+            tracing::error!("compat_tokens = \"seed\" but the keyring holds no seed key");
+            return Err(ApiError::Internal);
+        };
+        self.count_pseudonymized(caller, domain, mode, values);
+        Ok(pseudonyms)
+    }
+
+    fn count_pseudonymized(
+        &self,
+        caller: &Caller,
+        domain: Domain<'_>,
+        mode: Mode,
+        values: &[Option<Text<'_>>],
+    ) {
         let count = values.iter().flatten().count();
         self.0
             .metrics
@@ -164,7 +202,6 @@ impl AppState {
             count,
             "pseudonymized"
         );
-        Ok(pseudonyms)
     }
 
     fn reidentify(
@@ -278,6 +315,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rewrap", post(rewrap))
         .route("/pseudonymization", post(compat_pseudonymize))
         .route("/reidentification", post(compat_reidentify))
+        // The replaced service sat behind an API Gateway stage (`/Dev/pseudonymization`), and
+        // its callers put the stage in their URLs.
+        .route("/{stage}/pseudonymization", post(compat_pseudonymize))
+        .route("/{stage}/reidentification", post(compat_reidentify))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(guarded);
     let operations = Router::new()
@@ -305,8 +346,10 @@ async fn layer_error(error: BoxError) -> ApiError {
 
 /// Counts every answer by route and status, its latency, and request-level error codes.
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let route = ROUTES.into_iter().find(|r| *r == path).unwrap_or("other");
+    let matched = request.extensions().get::<MatchedPath>();
+    let route = matched
+        .and_then(|path| ROUTES.into_iter().find(|r| *r == path.as_str()))
+        .unwrap_or("other");
     let metrics = state.metrics();
     let start = Instant::now();
     metrics.in_flight().inc();
@@ -437,14 +480,25 @@ async fn rewrap(
     )?))
 }
 
+/// The query of the replaced service's `/pseudonymization`.
 #[derive(Deserialize)]
 struct CompatQuery {
-    #[serde(default = "yes")]
-    deterministic: bool,
+    deterministic: Option<String>,
 }
 
-fn yes() -> bool {
-    true
+impl CompatQuery {
+    /// `true` in any letter case is deterministic, `false` in any letter case or no parameter
+    /// randomized, as the replaced service read it; anything else is refused, never guessed.
+    fn mode(&self) -> Result<Mode, ApiError> {
+        match self.deterministic.as_deref().map(str::trim) {
+            None => Ok(Mode::Randomized),
+            Some(text) if text.eq_ignore_ascii_case("true") => Ok(Mode::Deterministic),
+            Some(text) if text.eq_ignore_ascii_case("false") => Ok(Mode::Randomized),
+            Some(_) => Err(ApiError::InvalidArgument(
+                "query parameter deterministic must be true or false (any letter case)",
+            )),
+        }
+    }
 }
 
 async fn compat_pseudonymize(
@@ -454,16 +508,16 @@ async fn compat_pseudonymize(
     body: Body,
 ) -> Result<Json<CompatPseudonymizeResponse>, ApiError> {
     let Query(query) = query.map_err(|_| {
-        ApiError::InvalidArgument("query parameter deterministic must be true or false")
+        ApiError::InvalidArgument("query parameter deterministic must be given at most once")
     })?;
-    let mode = if query.deterministic {
-        Mode::Deterministic
-    } else {
-        Mode::Randomized
-    };
+    let mode = query.mode()?;
     let request: CompatPseudonymizeRequest = body.parse()?;
-    let pseudonyms =
-        state.pseudonymize(&caller, &state.0.compat_domain, mode, &request.identifiers)?;
+    let pseudonyms = match state.0.compat_tokens {
+        CompatTokens::Native => {
+            state.pseudonymize(&caller, &state.0.compat_domain, mode, &request.identifiers)?
+        }
+        CompatTokens::Seed => state.pseudonymize_seed(&caller, mode, &request.identifiers)?,
+    };
     Ok(Json(CompatPseudonymizeResponse { pseudonyms }))
 }
 

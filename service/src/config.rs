@@ -25,8 +25,11 @@ pub struct Config {
     pub api_keys_file: Option<PathBuf>,
     /// Where dev mode keeps the keyring and API key it creates.
     pub data_dir: PathBuf,
-    /// Domain used by the routes compatible with the replaced service, which name none.
+    /// Domain used by the routes compatible with the replaced service, which name none; the
+    /// replaced service's own tokens belong to it.
     pub compat_domain: String,
+    /// What `/pseudonymization` answers: our tokens, or the replaced service's, byte for byte.
+    pub compat_tokens: CompatTokens,
     /// File the audit trail is appended to; without it, audit lines go to the log under the
     /// target `pseudonym::audit`.
     pub audit_log: Option<PathBuf>,
@@ -51,6 +54,18 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// The token format of the routes compatible with the replaced service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CompatTokens {
+    /// Our tokens (`d1.…`), as `/v1/pseudonymize` makes them.
+    #[default]
+    Native,
+    /// The replaced service's tokens, made with its imported key (`keygen
+    /// --import-seed-secret`): switch services first, change no data.
+    Seed,
 }
 
 /// Bounds on what one request may ask and how long it may take. See README for how the defaults
@@ -78,6 +93,7 @@ impl Default for Config {
             api_keys_file: None,
             data_dir: PathBuf::from(".pseudonym-dev"),
             compat_domain: "default".to_owned(),
+            compat_tokens: CompatTokens::Native,
             audit_log: None,
             log: "info".to_owned(),
             log_format: LogFormat::Text,

@@ -10,6 +10,9 @@
 //! | hash | 32 bytes, `pseudonym/1 hash hmac-sha256` | HMAC-SHA256(len(domain) as u16 BE ‖ domain ‖ value) |
 //!
 //! Changing any of this changes every pseudonym: it needs a new token format version.
+//!
+//! Tokens of the replaced service ([`crate::seed`]) open too, with its imported key, in the one
+//! domain they belong to (see [`Engine::with_compat_domain`]); rewrapping turns them into ours.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +29,7 @@ use sha2::Sha256;
 
 use crate::domain::Domain;
 use crate::keyring::{Keyring, SecretKey};
+use crate::seed::{self, SeedCipher};
 use crate::token;
 
 /// HKDF salt of the first (and so far only) token format.
@@ -48,6 +52,10 @@ const SIV_KEY_LEN: usize = 64;
 pub struct Engine {
     primary: u32,
     versions: BTreeMap<u32, VersionKeys>,
+    /// The replaced service's key, if the keyring holds it.
+    seed: Option<SeedCipher>,
+    /// The domain the replaced service's tokens belong to; none: they open in no domain.
+    compat_domain: Option<String>,
 }
 
 struct VersionKeys {
@@ -94,6 +102,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("primary", &self.primary)
             .field("versions", &self.versions.keys().collect::<Vec<_>>())
+            .field("seed_key", &self.seed.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +116,42 @@ impl Engine {
                 .keys()
                 .map(|(version, key)| (version, VersionKeys::derive(key)))
                 .collect(),
+            seed: keyring.seed_key().map(SeedCipher::new),
+            compat_domain: None,
         }
+    }
+
+    /// Opens the replaced service's tokens in `domain` (the service's `compat_domain`), and in
+    /// no other: they carry no domain of their own.
+    pub fn with_compat_domain(mut self, domain: Domain<'_>) -> Self {
+        self.compat_domain = Some(domain.as_str().to_owned());
+        self
+    }
+
+    /// Whether the keyring holds the replaced service's key.
+    pub fn has_seed_key(&self) -> bool {
+        self.seed.is_some()
+    }
+
+    /// One token per value in the replaced service's format, byte for byte what it made (for
+    /// `compat_tokens = "seed"`): same order, `None` stays `None`. `None` as a whole when the
+    /// keyring holds no key of that service.
+    pub fn pseudonymize_seed<S: AsRef<str>>(
+        &self,
+        mode: Mode,
+        values: &[Option<S>],
+    ) -> Option<Vec<Option<String>>> {
+        let cipher = self.seed.as_ref()?;
+        let mut buffer = Vec::new();
+        Some(
+            values
+                .iter()
+                .map(|value| {
+                    let value = value.as_ref()?;
+                    Some(cipher.seal(mode, value.as_ref().as_bytes(), &mut buffer))
+                })
+                .collect(),
+        )
     }
 
     /// The key version new pseudonyms are made with.
@@ -287,6 +331,9 @@ impl<'e, 'd> Opener<'e, 'd> {
     }
 
     fn open_with_mode(&mut self, token: &str) -> Result<(Mode, String), ItemErrorCode> {
+        if seed::is_seed_token(token) {
+            return self.open_seed(token);
+        }
         let (mode, version) = token::parse(token, &mut self.payload)
             .map_err(|token::Malformed| ItemErrorCode::InvalidToken)?;
         let keys = self
@@ -328,6 +375,20 @@ impl<'e, 'd> Opener<'e, 'd> {
         std::str::from_utf8(ciphertext)
             .map(|value| (mode, value.to_owned()))
             .map_err(|_| ItemErrorCode::InvalidToken)
+    }
+
+    /// A token of the replaced service: valid only in the compatible domain, and only while its
+    /// key is in the keyring.
+    fn open_seed(&mut self, token: &str) -> Result<(Mode, String), ItemErrorCode> {
+        if self.engine.compat_domain.as_deref() != Some(self.domain.as_str()) {
+            return Err(ItemErrorCode::InvalidToken);
+        }
+        let cipher = self
+            .engine
+            .seed
+            .as_ref()
+            .ok_or(ItemErrorCode::UnknownKeyVersion)?;
+        cipher.open(token, &mut self.payload)
     }
 }
 
@@ -438,11 +499,69 @@ mod tests {
         assert_eq!(back.errors.len(), short.len());
     }
 
+    fn seed_engine() -> Engine {
+        let mut keyring = Keyring::generate();
+        let key = crate::seed::SeedKey::from_secret_json(
+            r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODw==", "encodedNonceKey": "AQIDBAUGBwg=",
+                "nonceStrPos": 0, "nonceEndPos": 12}"#,
+        )
+        .expect("valid key");
+        keyring.import_seed_key(key).expect("first seed key");
+        Engine::new(&keyring).with_compat_domain(Domain::new("default").expect("valid"))
+    }
+
+    #[test]
+    fn seed_tokens_open_and_rewrap_in_the_compatible_domain_only() {
+        let engine = seed_engine();
+        let default = Domain::new("default").expect("valid");
+        let values = [Some("a"), None, Some("ünï")];
+        for mode in [Mode::Deterministic, Mode::Randomized] {
+            let old = engine.pseudonymize_seed(mode, &values).expect("seed key");
+            assert!(old[0].as_deref().is_some_and(seed::is_seed_token));
+            let back = engine.reidentify(default, &old);
+            assert_eq!(back.values, values.map(|v| v.map(str::to_owned)));
+            let rewrapped = engine.rewrap(default, &old);
+            assert!(rewrapped.errors.is_empty());
+            assert_eq!(
+                engine.reidentify(default, &rewrapped.pseudonyms).values,
+                back.values
+            );
+            if mode == Mode::Deterministic {
+                assert_eq!(
+                    rewrapped.pseudonyms,
+                    engine.pseudonymize(default, mode, &values)
+                );
+            }
+            let elsewhere = engine.reidentify(vin(), &old);
+            assert_eq!(elsewhere.values, [None, None, None]);
+            assert!(
+                elsewhere
+                    .errors
+                    .iter()
+                    .all(|e| e.code == ItemErrorCode::InvalidToken)
+            );
+        }
+    }
+
+    #[test]
+    fn seed_tokens_without_the_seed_key_name_an_unknown_key() {
+        let old = seed_engine().pseudonymize_seed(Mode::Deterministic, &[Some("a")]);
+        let default = Domain::new("default").expect("valid");
+        let without = engine().with_compat_domain(default);
+        assert!(
+            without
+                .pseudonymize_seed(Mode::Deterministic, &[Some("a")])
+                .is_none()
+        );
+        let back = without.reidentify(default, &old.expect("seed key"));
+        assert_eq!(back.errors[0].code, ItemErrorCode::UnknownKeyVersion);
+    }
+
     #[test]
     fn debug_shows_versions_only() {
         assert_eq!(
             format!("{:?}", engine()),
-            "Engine { primary: 1, versions: [1], .. }"
+            "Engine { primary: 1, versions: [1], seed_key: false, .. }"
         );
     }
 }

@@ -12,6 +12,14 @@
 //! [[keys]]
 //! version = 2
 //! secret = "..."
+//!
+//! # Optional: the replaced service's key, imported with `keygen --import-seed-secret`, so its
+//! # tokens re-identify and rewrap (see `seed`). Same encodings as its secret JSON.
+//! [seed_key]
+//! secret_key = "<16 or 32 bytes, standard base64>"
+//! nonce_key = "<standard base64>"
+//! nonce_start = 3
+//! nonce_end = 15
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,6 +32,8 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 use zeroize::Zeroizing;
+
+use crate::seed::{SeedKey, SeedKeyEntry, SeedKeyError};
 
 /// Bytes in one key version's secret.
 pub const KEY_BYTES: usize = 32;
@@ -70,6 +80,7 @@ impl std::fmt::Debug for SecretKey {
 pub struct Keyring {
     primary: u32,
     keys: BTreeMap<u32, SecretKey>,
+    seed: Option<SeedKey>,
 }
 
 /// Why a keyring could not be loaded or written. Messages never contain key material.
@@ -133,6 +144,22 @@ pub enum KeyringError {
     /// The primary version cannot be retired.
     #[error("key version {0} is the primary; make another version primary before retiring it")]
     RetirePrimary(u32),
+    /// The replaced service's key is unusable.
+    #[error("{source_name}: the replaced service's key: {error}")]
+    BadSeedKey {
+        /// The file or variable.
+        source_name: String,
+        /// What is wrong.
+        error: SeedKeyError,
+    },
+    /// A second, different key of the replaced service: its tokens name no key, so only one fits.
+    #[error(
+        "the keyring already holds another key of the replaced service; retire it first (--retire-seed)"
+    )]
+    SeedKeyPresent,
+    /// No key of the replaced service to retire.
+    #[error("the keyring holds no key of the replaced service")]
+    NoSeedKey,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +167,8 @@ pub enum KeyringError {
 struct KeyringFile {
     primary: u32,
     keys: Vec<KeyEntry>,
+    #[serde(default)]
+    seed_key: Option<SeedKeyEntry>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +184,7 @@ impl Keyring {
         Keyring {
             primary: 1,
             keys: BTreeMap::from([(1, SecretKey::generate())]),
+            seed: None,
         }
     }
 
@@ -190,9 +220,19 @@ impl Keyring {
         if !keys.contains_key(&file.primary) {
             return Err(KeyringError::MissingPrimary(file.primary));
         }
+        let seed = file
+            .seed_key
+            .as_ref()
+            .map(SeedKey::from_entry)
+            .transpose()
+            .map_err(|error| KeyringError::BadSeedKey {
+                source_name: source_name.to_owned(),
+                error,
+            })?;
         Ok(Keyring {
             primary: file.primary,
             keys,
+            seed,
         })
     }
 
@@ -230,6 +270,12 @@ impl Keyring {
             URL_SAFE_NO_PAD.encode_string(key.expose(), &mut text);
             text.push_str("\"\n");
         }
+        if let Some(seed) = &self.seed {
+            text.push_str(
+                "\n# The replaced service's key (AWS sample): its tokens re-identify and rewrap.\n",
+            );
+            seed.append_toml(&mut text);
+        }
         text
     }
 
@@ -262,6 +308,29 @@ impl Keyring {
             .remove(&version)
             .map(drop)
             .ok_or(KeyringError::MissingVersion(version))
+    }
+
+    /// Adds the replaced service's key. Adding the same key again changes nothing; a different
+    /// one is refused, since its tokens do not say which key made them.
+    pub fn import_seed_key(&mut self, key: SeedKey) -> Result<(), KeyringError> {
+        match &self.seed {
+            Some(present) if present.same_as(&key) => Ok(()),
+            Some(_) => Err(KeyringError::SeedKeyPresent),
+            None => {
+                self.seed = Some(key);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the replaced service's key: its tokens then fail with `unknown_key_version`.
+    pub fn retire_seed_key(&mut self) -> Result<(), KeyringError> {
+        self.seed.take().map(drop).ok_or(KeyringError::NoSeedKey)
+    }
+
+    /// The replaced service's key, if imported.
+    pub fn seed_key(&self) -> Option<&SeedKey> {
+        self.seed.as_ref()
     }
 
     /// The version new pseudonyms are made with.

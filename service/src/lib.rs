@@ -3,6 +3,7 @@
 //! - [`keyring`]: numbered key versions and the primary one; file format, generation.
 //! - [`engine`]: the keyed crypto (AES-SIV, HMAC-SHA256) over batches; no HTTP in it.
 //! - [`token`]: the printable, self-describing form of a pseudonym.
+//! - [`seed`]: the replaced service's tokens and key, read and written for migration.
 //! - [`domain`]: the labels that separate one column's pseudonyms from another's.
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
 //! - [`config`]: the typed configuration, its defaults and its limits.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod keyring;
 pub mod kms;
 pub mod metrics;
+pub mod seed;
 pub mod startup;
 pub mod tls;
 pub mod token;

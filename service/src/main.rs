@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use pseudonym_service::auth::{self, Operation};
-use pseudonym_service::config::{Config, LogFormat};
+use pseudonym_service::config::{CompatTokens, Config, LogFormat};
 use pseudonym_service::keyring::Keyring;
 use pseudonym_service::kms::KeyringStore;
+use pseudonym_service::seed::SeedKey;
 use pseudonym_service::startup::{self, KEYRING_ENV, KeySource};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -69,6 +70,11 @@ struct ServeArgs {
     #[arg(long, env = "PSEUDONYM_COMPAT_DOMAIN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     compat_domain: Option<String>,
+    /// What /pseudonymization answers: `native` tokens, or the replaced service's (`seed`,
+    /// needs its key in the keyring) [default: native].
+    #[arg(long, env = "PSEUDONYM_COMPAT_TOKENS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compat_tokens: Option<CompatTokens>,
     /// File to append the audit trail to [default: the log, target pseudonym::audit].
     #[arg(long, env = "PSEUDONYM_AUDIT_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,8 +143,16 @@ struct KeygenArgs {
     keyring_file: Option<PathBuf>,
     /// Create the keyring file from this plain keyring (to seal an existing keyring with the
     /// configured [kms]; delete the plain file afterwards).
-    #[arg(long, conflicts_with_all = ["add", "set_primary", "retire"])]
+    #[arg(long, conflicts_with_all = ["add", "set_primary", "retire", "import_seed_secret", "retire_seed"])]
     import: Option<PathBuf>,
+    /// Add the replaced service's key: the JSON of its Secrets Manager secret
+    /// (encodedSecretKey, encodedNonceKey, nonceStrPos, nonceEndPos). Creates the keyring, with a
+    /// new version 1, if the file does not exist.
+    #[arg(long, value_name = "SECRET_JSON", conflicts_with_all = ["add", "set_primary", "retire", "retire_seed"])]
+    import_seed_secret: Option<PathBuf>,
+    /// Remove the replaced service's key: its tokens stop re-identifying (rewrap them first).
+    #[arg(long, conflicts_with_all = ["add", "set_primary", "retire"])]
+    retire_seed: bool,
     /// Add a new version to an existing keyring (and make it primary unless --stage).
     #[arg(long)]
     add: bool,
@@ -290,9 +304,27 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         eprintln!("wrote the keyring of {} to {path}{sealed}", plain.display());
         return Ok(());
     }
+    if let Some(secret) = &args.import_seed_secret {
+        let key = read_seed_secret(secret)?;
+        let (mut keyring, created) = if store.path().exists() {
+            (store.load()?, "")
+        } else {
+            (
+                Keyring::generate(),
+                " (created, with a new key version 1 as primary)",
+            )
+        };
+        keyring.import_seed_key(key)?;
+        store.save(&keyring)?;
+        eprintln!(
+            "added the replaced service's key from {} to {path}{sealed}{created}",
+            secret.display()
+        );
+        return Ok(());
+    }
     if !store.path().exists() {
         anyhow::ensure!(
-            !args.add && args.set_primary.is_none() && args.retire.is_none(),
+            !args.add && args.set_primary.is_none() && args.retire.is_none() && !args.retire_seed,
             "{path} does not exist; run without --add/--set-primary/--retire to create it"
         );
         store.save(&Keyring::generate())?;
@@ -300,7 +332,10 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut keyring = store.load()?;
-    let done = if args.add {
+    let done = if args.retire_seed {
+        keyring.retire_seed_key()?;
+        format!("retired the replaced service's key from {path}")
+    } else if args.add {
         let version = keyring.add_version(!args.stage);
         format!(
             "added key version {version} to {path}; primary is {}",
@@ -318,6 +353,14 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     store.save(&keyring)?;
     eprintln!("{done}");
     Ok(())
+}
+
+/// The replaced service's key from its secret JSON, read without leaving a copy behind.
+fn read_seed_secret(path: &std::path::Path) -> anyhow::Result<SeedKey> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    SeedKey::from_secret_json(&text).with_context(|| format!("{}", path.display()))
 }
 
 /// `keygen` reads the configuration file but takes no serve flags.

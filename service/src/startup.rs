@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::audit::AuditLog;
 use crate::auth::{self, ApiKeys, ApiKeysError, Operation};
-use crate::config::Config;
+use crate::config::{CompatTokens, Config, ConfigError};
+use crate::domain::Domain;
 use crate::engine::Engine;
 use crate::keyring::{Keyring, KeyringError};
 use crate::kms::{KeyringStore, KmsError};
@@ -89,6 +90,14 @@ pub enum StartupError {
     /// The TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// `compat_tokens = "seed"` without the replaced service's key.
+    #[error(
+        "configuration: compat_tokens: \"seed\" needs the replaced service's key in the keyring (pseudonymd keygen --import-seed-secret)"
+    )]
+    SeedKeyMissing,
+    /// A configuration that cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -261,12 +270,27 @@ pub fn state(config: &Config, keys: &Keys) -> Result<AppState, StartupError> {
             source,
         })?;
     Ok(AppState::new(
-        Engine::new(&keys.keyring),
+        engine(config, &keys.keyring)?,
         keys.api_keys.clone(),
         config.limits.clone(),
         config.compat_domain.clone(),
+        config.compat_tokens,
         audit,
     ))
+}
+
+/// The engine of `keyring`, checked against what the configuration asks of it.
+fn engine(config: &Config, keyring: &Keyring) -> Result<Engine, StartupError> {
+    if config.compat_tokens == CompatTokens::Seed && keyring.seed_key().is_none() {
+        return Err(StartupError::SeedKeyMissing);
+    }
+    let compat_domain = Domain::new(&config.compat_domain).map_err(|_| {
+        StartupError::Config(ConfigError::Invalid {
+            field: "compat_domain",
+            problem: "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
+        })
+    })?;
+    Ok(Engine::new(keyring).with_compat_domain(compat_domain))
 }
 
 /// Loads the keys and the TLS files again from the sources of the start and serves them from
@@ -279,7 +303,7 @@ pub fn reload(
 ) -> Result<Keys, StartupError> {
     let keys = load_keys(config, keyring_env)?;
     let server_config = tls.map(|_| config.tls.server_config()).transpose()?;
-    state.replace_keys(Engine::new(&keys.keyring), keys.api_keys.clone());
+    state.replace_keys(engine(config, &keys.keyring)?, keys.api_keys.clone());
     if let (Some(tls), Some(server_config)) = (tls, server_config) {
         tls.reload_from_config(server_config);
     }

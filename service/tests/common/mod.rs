@@ -18,12 +18,15 @@ pub struct TestKeys {
     pub writer: String,
 }
 
-/// Writes a keyring and an API key file into `dir`.
+/// Writes a new keyring and an API key file into `dir`.
 pub fn write_keys(dir: &Path) -> (PathBuf, PathBuf, TestKeys) {
+    write_keys_with(dir, &Keyring::generate())
+}
+
+/// Writes `keyring` and an API key file into `dir`.
+pub fn write_keys_with(dir: &Path, keyring: &Keyring) -> (PathBuf, PathBuf, TestKeys) {
     let keyring_file = dir.join("keyring.toml");
-    Keyring::generate()
-        .save(&keyring_file)
-        .expect("save keyring");
+    keyring.save(&keyring_file).expect("save keyring");
     let api_keys_file = dir.join("api-keys.toml");
     let add = |name: &str, operations: &[Operation], domains: &[&str]| {
         let (key, entry) = auth::generate_key(
@@ -63,8 +66,13 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with the default configuration changed by `configure`.
     pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_with(&Keyring::generate(), configure).await
+    }
+
+    /// Starts a server with `keyring` and the default configuration changed by `configure`.
+    pub async fn start_with(keyring: &Keyring, configure: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (keyring_file, api_keys_file, keys) = write_keys(dir.path());
+        let (keyring_file, api_keys_file, keys) = write_keys_with(dir.path(), keyring);
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("address"),
             keyring_file: Some(keyring_file),
