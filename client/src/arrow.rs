@@ -20,10 +20,10 @@ use crate::client::{Client, plan};
 use crate::error::Error;
 use crate::wire::{ItemError, Mode};
 
-/// Re-identified rows of an array, and the rows that failed.
+/// Re-identified (or rewrapped) rows of an array, and the rows that failed.
 #[derive(Debug, Clone)]
-pub struct ReidentifiedArray {
-    /// One value per input row, of the type [`output_type`] gives for deterministic mode;
+pub struct ArrayWithErrors {
+    /// One answer per input row, of the type [`output_type`] gives for deterministic mode;
     /// failed rows are null.
     pub values: ArrayRef,
     /// The rows that failed, with their row index and code, in row order.
@@ -82,26 +82,57 @@ impl Client {
         &self,
         domain: &str,
         array: &dyn Array,
-    ) -> Result<ReidentifiedArray, Error> {
+    ) -> Result<ArrayWithErrors, Error> {
+        self.per_item_array(PerItem::Reidentify, domain, array)
+            .await
+    }
+
+    /// Rewraps an Arrow string array of pseudonyms (see [`Client::rewrap`]); failed rows are
+    /// null in `values` and listed in `errors`.
+    pub async fn rewrap_array(
+        &self,
+        domain: &str,
+        array: &dyn Array,
+    ) -> Result<ArrayWithErrors, Error> {
+        self.per_item_array(PerItem::Rewrap, domain, array).await
+    }
+
+    async fn per_item_array(
+        &self,
+        operation: PerItem,
+        domain: &str,
+        array: &dyn Array,
+    ) -> Result<ArrayWithErrors, Error> {
         output_type(array.data_type(), Mode::Deterministic)?;
         if let Some(dictionary) = array.as_any_dictionary_opt() {
-            let entries = Box::pin(self.reidentify_array(domain, dictionary.values())).await?;
+            let entries =
+                Box::pin(self.per_item_array(operation, domain, dictionary.values())).await?;
             let keys = dictionary.normalized_keys();
             let errors = entries_to_rows(&keys, array, &entries.errors);
-            return Ok(ReidentifiedArray {
+            return Ok(ArrayWithErrors {
                 values: dictionary.with_values(entries.values),
                 errors,
             });
         }
         let rows = string_rows(array)?;
         let plan = Plan::deduplicated(rows.iter().copied());
-        let (answers, codes) = self.reidentify_unique(domain, &plan.unique).await?;
+        let (answers, codes) = match operation {
+            PerItem::Reidentify => self.reidentify_unique(domain, &plan.unique).await?,
+            PerItem::Rewrap => self.rewrap_unique(domain, &plan.unique).await?,
+        };
         let errors = plan.row_errors(&codes);
-        Ok(ReidentifiedArray {
+        Ok(ArrayWithErrors {
             values: build(array.data_type(), spread(&plan, &answers)),
             errors,
         })
     }
+}
+
+/// The operations that answer each pseudonym with a string or a per-item error.
+#[derive(Debug, Clone, Copy)]
+enum PerItem {
+    Reidentify,
+    Rewrap,
 }
 
 /// Every row's answer, borrowed from the answers of the unique values.

@@ -2,7 +2,7 @@
 
 use crate::client::{Client, ClientBuilder};
 use crate::error::Error;
-use crate::wire::{Mode, ReidentifyResponse};
+use crate::wire::{Mode, ReidentifyResponse, RewrapResponse};
 
 /// [`Client`] with blocking calls. Owns a small Tokio runtime (one I/O thread) that drives the
 /// batches of a call concurrently; several threads may call at once. Build it in the process
@@ -51,6 +51,16 @@ impl BlockingClient {
             .block_on(self.client.reidentify(domain, pseudonyms))
     }
 
+    /// See [`Client::rewrap`].
+    pub fn rewrap<S: AsRef<str>>(
+        &self,
+        domain: &str,
+        pseudonyms: &[Option<S>],
+    ) -> Result<RewrapResponse, Error> {
+        self.runtime
+            .block_on(self.client.rewrap(domain, pseudonyms))
+    }
+
     /// See [`Client::pseudonymize_array`].
     #[cfg(feature = "arrow")]
     pub fn pseudonymize_array(
@@ -69,9 +79,20 @@ impl BlockingClient {
         &self,
         domain: &str,
         array: &dyn arrow_array::Array,
-    ) -> Result<crate::arrow::ReidentifiedArray, Error> {
+    ) -> Result<crate::arrow::ArrayWithErrors, Error> {
         self.runtime
             .block_on(self.client.reidentify_array(domain, array))
+    }
+
+    /// See [`Client::rewrap_array`].
+    #[cfg(feature = "arrow")]
+    pub fn rewrap_array(
+        &self,
+        domain: &str,
+        array: &dyn arrow_array::Array,
+    ) -> Result<crate::arrow::ArrayWithErrors, Error> {
+        self.runtime
+            .block_on(self.client.rewrap_array(domain, array))
     }
 
     /// The async client inside, e.g. to run several calls at once on another runtime.

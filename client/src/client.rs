@@ -19,8 +19,8 @@ use crate::cache::PseudonymCache;
 use crate::error::{Error, Failure};
 use crate::retry::RetryPolicy;
 use crate::wire::{
-    ErrorBody, ItemErrorCode, Mode, PseudonymizeRequest, PseudonymizeResponse, ReidentifyRequest,
-    ReidentifyResponse, Text,
+    ErrorBody, ItemError, ItemErrorCode, Mode, PseudonymizeRequest, PseudonymizeResponse,
+    ReidentifyRequest, ReidentifyResponse, RewrapRequest, RewrapResponse, Text,
 };
 
 /// Values per request unless set: near the service's measured sweet spot (see README).
@@ -224,6 +224,7 @@ struct Inner {
 struct Endpoint {
     pseudonymize: Url,
     reidentify: Url,
+    rewrap: Url,
     passed_over_until: Mutex<Option<Instant>>,
 }
 
@@ -241,6 +242,7 @@ impl Endpoint {
         Ok(Endpoint {
             pseudonymize: base.join("v1/pseudonymize").map_err(|_| invalid())?,
             reidentify: base.join("v1/reidentify").map_err(|_| invalid())?,
+            rewrap: base.join("v1/rewrap").map_err(|_| invalid())?,
             passed_over_until: Mutex::new(None),
         })
     }
@@ -263,6 +265,24 @@ impl Endpoint {
 enum Route {
     Pseudonymize,
     Reidentify,
+    Rewrap,
+}
+
+/// An answer of one string per pseudonym sent, with the items that failed listed apart.
+trait PerItemAnswer: DeserializeOwned {
+    fn into_parts(self) -> (Vec<Option<String>>, Vec<ItemError>);
+}
+
+impl PerItemAnswer for ReidentifyResponse {
+    fn into_parts(self) -> (Vec<Option<String>>, Vec<ItemError>) {
+        (self.values, self.errors)
+    }
+}
+
+impl PerItemAnswer for RewrapResponse {
+    fn into_parts(self) -> (Vec<Option<String>>, Vec<ItemError>) {
+        (self.pseudonyms, self.errors)
+    }
 }
 
 /// Where a batch stands in its call, for error messages.
@@ -316,6 +336,26 @@ impl Client {
         let errors = plan.row_errors(&codes);
         Ok(ReidentifyResponse {
             values: plan.spread(&answers),
+            errors,
+        })
+    }
+
+    /// Rewraps a whole partition: each pseudonym made again under the service's primary key
+    /// version, in the same mode, without any plaintext leaving the service (also turns the
+    /// replaced service's tokens into ours). Same order, `None` stays `None`; a pseudonym that
+    /// fails is `None` and listed in `errors` with its row index and code. Equal pseudonyms are
+    /// sent once. Fails as a whole if any batch fails.
+    pub async fn rewrap<S: AsRef<str>>(
+        &self,
+        domain: &str,
+        pseudonyms: &[Option<S>],
+    ) -> Result<RewrapResponse, Error> {
+        let rows = pseudonyms.iter().map(|v| v.as_ref().map(AsRef::as_ref));
+        let plan = Plan::deduplicated(rows);
+        let (answers, codes) = self.rewrap_unique(domain, &plan.unique).await?;
+        let errors = plan.row_errors(&codes);
+        Ok(RewrapResponse {
+            pseudonyms: plan.spread(&answers),
             errors,
         })
     }
@@ -403,29 +443,53 @@ impl Client {
                 pseudonyms: texts(chunk),
             })
         };
+        self.per_item_unique::<ReidentifyResponse>(Route::Reidentify, unique, encode)
+            .await
+    }
+
+    /// The rewrapped pseudonym of each of `unique` and, where one failed, its code.
+    pub(crate) async fn rewrap_unique(
+        &self,
+        domain: &str,
+        unique: &[&str],
+    ) -> Result<(Vec<Option<String>>, Vec<Option<ItemErrorCode>>), Error> {
+        let encode = |chunk: &[&str]| {
+            serde_json::to_vec(&RewrapRequest {
+                domain: Text::from(domain),
+                pseudonyms: texts(chunk),
+            })
+        };
+        self.per_item_unique::<RewrapResponse>(Route::Rewrap, unique, encode)
+            .await
+    }
+
+    /// Sends `unique` pseudonyms to a route that answers per item, checking that every answer
+    /// is either a string or a listed error, never both or neither.
+    async fn per_item_unique<R: PerItemAnswer>(
+        &self,
+        route: Route,
+        unique: &[&str],
+        encode: impl Fn(&[&str]) -> serde_json::Result<Vec<u8>>,
+    ) -> Result<(Vec<Option<String>>, Vec<Option<ItemErrorCode>>), Error> {
         let answers = self
-            .run_batches(
-                Route::Reidentify,
-                unique,
-                encode,
-                |id, n, r: ReidentifyResponse| {
-                    if r.values.len() != n || r.errors.iter().any(|e| e.index >= n) {
-                        return Err(protocol(id, "not one value per pseudonym"));
-                    }
-                    let mut codes = vec![None; n];
-                    for error in r.errors {
-                        codes[error.index] = Some(error.code);
-                    }
-                    if r.values
-                        .iter()
-                        .zip(&codes)
-                        .any(|(v, c)| v.is_none() == c.is_none())
-                    {
-                        return Err(protocol(id, "a null value without an error, or both"));
-                    }
-                    Ok((r.values, codes))
-                },
-            )
+            .run_batches(route, unique, encode, |id, n, r: R| {
+                let (answers, errors) = r.into_parts();
+                if answers.len() != n || errors.iter().any(|e| e.index >= n) {
+                    return Err(protocol(id, "not one answer per pseudonym"));
+                }
+                let mut codes = vec![None; n];
+                for error in errors {
+                    codes[error.index] = Some(error.code);
+                }
+                if answers
+                    .iter()
+                    .zip(&codes)
+                    .any(|(v, c)| v.is_none() == c.is_none())
+                {
+                    return Err(protocol(id, "a null answer without an error, or both"));
+                }
+                Ok((answers, codes))
+            })
             .await?;
         let mut values = Vec::with_capacity(unique.len());
         let mut codes = Vec::with_capacity(unique.len());
@@ -548,6 +612,7 @@ impl Client {
         let url = match route {
             Route::Pseudonymize => &endpoint.pseudonymize,
             Route::Reidentify => &endpoint.reidentify,
+            Route::Rewrap => &endpoint.rewrap,
         };
         let response = self
             .inner

@@ -54,4 +54,4 @@ pub use client::{Client, ClientBuilder, DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGH
 pub use error::{Error, Failure};
 #[cfg(feature = "http")]
 pub use retry::RetryPolicy;
-pub use wire::{ItemError, ItemErrorCode, Mode, ReidentifyResponse};
+pub use wire::{ItemError, ItemErrorCode, Mode, ReidentifyResponse, RewrapResponse};

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 
 use crate::errors::{invalid_argument, to_py};
 
-/// Rows that failed re-identification: `(row index, code)`.
+/// Rows that failed re-identification or rewrapping: `(row index, code)`.
 type ItemErrors = Vec<(usize, &'static str)>;
 
 /// What a client is built from; kept so a forked child can build its own.
@@ -124,12 +124,22 @@ impl Client {
         let answer = py
             .detach(|| native.reidentify(&domain, &pseudonyms))
             .map_err(to_py)?;
-        let errors = answer
-            .errors
-            .iter()
-            .map(|e| (e.index, e.code.as_str()))
-            .collect();
-        Ok((answer.values, errors))
+        Ok((answer.values, item_errors(&answer.errors)))
+    }
+
+    /// A list of optional pseudonyms made again under the primary key version, and the rows
+    /// that failed.
+    fn rewrap_list(
+        &self,
+        py: Python<'_>,
+        domain: String,
+        pseudonyms: Vec<Option<String>>,
+    ) -> PyResult<(Vec<Option<String>>, ItemErrors)> {
+        let native = self.native()?;
+        let answer = py
+            .detach(|| native.rewrap(&domain, &pseudonyms))
+            .map_err(to_py)?;
+        Ok((answer.pseudonyms, item_errors(&answer.errors)))
     }
 
     /// Pseudonyms of a pyarrow string array (read through the C data interface, no copy).
@@ -160,12 +170,29 @@ impl Client {
         let answer = py
             .detach(|| native.reidentify_array(&domain, input.as_ref()))
             .map_err(to_py)?;
-        let errors = answer
-            .errors
-            .iter()
-            .map(|e| (e.index, e.code.as_str()))
-            .collect();
-        Ok((PyArrowType(answer.values.to_data()), errors))
+        Ok((
+            PyArrowType(answer.values.to_data()),
+            item_errors(&answer.errors),
+        ))
+    }
+
+    /// A pyarrow array of pseudonyms made again under the primary key version, and the rows
+    /// that failed.
+    fn rewrap_arrow(
+        &self,
+        py: Python<'_>,
+        domain: String,
+        array: PyArrowType<ArrayData>,
+    ) -> PyResult<(PyArrowType<ArrayData>, ItemErrors)> {
+        let native = self.native()?;
+        let input = make_array(array.0);
+        let answer = py
+            .detach(|| native.rewrap_array(&domain, input.as_ref()))
+            .map_err(to_py)?;
+        Ok((
+            PyArrowType(answer.values.to_data()),
+            item_errors(&answer.errors),
+        ))
     }
 
     fn __repr__(&self) -> String {
@@ -198,6 +225,10 @@ impl Client {
         *slot = Some((pid, client.clone()));
         Ok(client)
     }
+}
+
+fn item_errors(errors: &[pseudonym_client::ItemError]) -> ItemErrors {
+    errors.iter().map(|e| (e.index, e.code.as_str())).collect()
 }
 
 fn parse_mode(mode: &str) -> PyResult<Mode> {

@@ -31,15 +31,23 @@ pub struct Fixture {
 impl Fixture {
     /// A new random keyring and key.
     pub fn new() -> Fixture {
+        Fixture::with_keyring(&Keyring::generate())
+    }
+
+    /// `keyring` and a new key.
+    pub fn with_keyring(keyring: &Keyring) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let keyring_file = dir.path().join("keyring.toml");
-        Keyring::generate()
-            .save(&keyring_file)
-            .expect("save keyring");
+        keyring.save(&keyring_file).expect("save keyring");
         let api_keys_file = dir.path().join("api-keys.toml");
         let (key, entry) = auth::generate_key(
             "e2e",
-            [Operation::Pseudonymize, Operation::Reidentify].into(),
+            [
+                Operation::Pseudonymize,
+                Operation::Reidentify,
+                Operation::Rewrap,
+            ]
+            .into(),
             ["*".to_owned()].into(),
         );
         auth::append_entry(&api_keys_file, entry).expect("save API key");

@@ -396,3 +396,72 @@ fn the_blocking_client_needs_no_runtime() {
     );
     assert_eq!(pseudonyms[1], None);
 }
+
+#[tokio::test]
+async fn rewrap_moves_a_partition_to_the_new_primary_sending_each_token_once() {
+    use pseudonym_service::seed::SeedKey;
+    use pseudonym_service::{Domain, Engine, Keyring};
+    let default = Domain::new("default").expect("valid");
+    let mut keyring = Keyring::generate();
+    let seed = SeedKey::from_secret_json(
+        r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            "encodedNonceKey": "AQIDBAUGBwg=", "nonceStrPos": 3, "nonceEndPos": 15}"#,
+    )
+    .expect("valid key");
+    keyring.import_seed_key(seed).expect("first seed key");
+    let old = Engine::new(&keyring).with_compat_domain(default);
+    let v1 = old.pseudonymize(default, Mode::Deterministic, &[Some("a"), Some("b")]);
+    let aws = old
+        .pseudonymize_seed(Mode::Deterministic, &[Some("c")])
+        .expect("seed key");
+    let aws_randomized = old
+        .pseudonymize_seed(Mode::Randomized, &[Some("d")])
+        .expect("seed key");
+    keyring.add_version(true);
+    let fixture = Fixture::with_keyring(&keyring);
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = builder(&[&replica.url], &fixture.api_key)
+        .batch_size(2)
+        .build()
+        .expect("client");
+
+    let rows = [
+        v1[0].clone(),
+        None,
+        aws[0].clone(),
+        v1[0].clone(),
+        Some("forged".to_owned()),
+        aws_randomized[0].clone(),
+        v1[1].clone(),
+    ];
+    let rewrapped = client.rewrap("default", &rows).await.expect("rewrapped");
+    let errors: Vec<_> = rewrapped.errors.iter().map(|e| (e.index, e.code)).collect();
+    assert_eq!(errors, [(4, ItemErrorCode::InvalidToken)]);
+    let now = |value: &str| {
+        fixture.direct_pseudonyms("default", Mode::Deterministic, &[Some(value.to_owned())])[0]
+            .clone()
+    };
+    let new = &rewrapped.pseudonyms;
+    assert_eq!(
+        [&new[0], &new[1], &new[2], &new[3], &new[4], &new[6]],
+        [&now("a"), &None, &now("c"), &now("a"), &None, &now("b")]
+    );
+    assert!(new[5].as_deref().is_some_and(|t| t.starts_with("r2.")));
+    assert_eq!(
+        replica.requests.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "5 distinct tokens in batches of 2"
+    );
+
+    let back = client.reidentify("default", new).await.expect("answered");
+    let expected = [
+        Some("a"),
+        None,
+        Some("c"),
+        Some("a"),
+        None,
+        Some("d"),
+        Some("b"),
+    ];
+    assert_eq!(back.values, expected.map(|v| v.map(str::to_owned)));
+}

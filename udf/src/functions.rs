@@ -1,5 +1,6 @@
-//! The SQL functions `pseudonymize(value, domain [, mode])` and
-//! `reidentify(token, domain [, on_error])`, as DataFusion async scalar UDFs.
+//! The SQL functions `pseudonymize(value, domain [, mode])`,
+//! `reidentify(token, domain [, on_error])` and `rewrap(token, domain [, on_error])`, as
+//! DataFusion async scalar UDFs.
 //!
 //! Each invocation sends the whole record batch's column through the client (deduplicated,
 //! batched, pipelined), so a query makes one set of service calls per record batch, never one
@@ -43,10 +44,15 @@ impl Service {
         }
     }
 
-    /// Registers `pseudonymize` and `reidentify` in `ctx`.
+    /// Registers `pseudonymize`, `reidentify` and `rewrap` in `ctx`.
     pub fn register(&self, ctx: &SessionContext) {
-        ctx.register_udf(self.udf(Operation::Pseudonymize));
-        ctx.register_udf(self.udf(Operation::Reidentify));
+        for operation in [
+            Operation::Pseudonymize,
+            Operation::Reidentify,
+            Operation::Rewrap,
+        ] {
+            ctx.register_udf(self.udf(operation));
+        }
     }
 
     /// Rows the functions have handed to the client so far.
@@ -72,6 +78,8 @@ impl Service {
 enum Operation {
     Pseudonymize,
     Reidentify,
+    /// Tokens of older key versions (or of the replaced service) to tokens of the primary one.
+    Rewrap,
 }
 
 impl Operation {
@@ -79,11 +87,21 @@ impl Operation {
         match self {
             Operation::Pseudonymize => "pseudonymize",
             Operation::Reidentify => "reidentify",
+            Operation::Rewrap => "rewrap",
+        }
+    }
+
+    /// What happened to a token that failed, for error messages.
+    fn failed(self) -> &'static str {
+        match self {
+            Operation::Pseudonymize => "pseudonymized",
+            Operation::Reidentify => "re-identified",
+            Operation::Rewrap => "rewrapped",
         }
     }
 }
 
-/// What to do with a pseudonym that cannot be re-identified.
+/// What to do with a pseudonym that cannot be re-identified or rewrapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnError {
     Fail,
@@ -120,7 +138,7 @@ impl Hash for ServiceFunction {
 
 impl ServiceFunction {
     /// Checks the literal arguments: the domain always, then the mode (`pseudonymize`) or what
-    /// to do on failure (`reidentify`).
+    /// to do on failure (`reidentify`, `rewrap`).
     fn literals<'a>(&self, scalars: &[Option<&'a ScalarValue>]) -> Result<Literals<'a>> {
         let name = self.operation.name();
         let text = |index: usize, what: &str| -> Result<&'a str> {
@@ -152,7 +170,7 @@ impl ServiceFunction {
                         .parse()
                         .map_err(|e| DataFusionError::Plan(format!("{name}: {e}")))?;
                 }
-                Operation::Reidentify => {
+                Operation::Reidentify | Operation::Rewrap => {
                     literals.on_error = match text(2, "on_error")? {
                         "error" => OnError::Fail,
                         "null" => OnError::Null,
@@ -183,7 +201,7 @@ impl ScalarUDFImpl for ServiceFunction {
         let input = args.arg_fields[0].data_type();
         let mode = match self.operation {
             Operation::Pseudonymize => literals.mode,
-            Operation::Reidentify => Mode::Deterministic,
+            Operation::Reidentify | Operation::Rewrap => Mode::Deterministic,
         };
         let output = match input {
             DataType::Null => DataType::Utf8,
@@ -239,6 +257,10 @@ impl AsyncScalarUDFImpl for ServiceFunction {
                     .reidentify_array(&domain, input.as_ref())
                     .await
                     .map(|answer| (answer.values, answer.errors)),
+                Operation::Rewrap => client
+                    .rewrap_array(&domain, input.as_ref())
+                    .await
+                    .map(|answer| (answer.values, answer.errors)),
             }
         });
         let (output, errors) = call
@@ -247,9 +269,10 @@ impl AsyncScalarUDFImpl for ServiceFunction {
             .map_err(|e| DataFusionError::Execution(format!("{name}: {e}")))?;
         if let (Some(first), OnError::Fail) = (errors.first(), on_error) {
             return exec_err!(
-                "{name}: {} value(s) could not be re-identified (first at row {} of the batch: {}); \
+                "{name}: {} value(s) could not be {} (first at row {} of the batch: {}); \
                  pass 'null' as the third argument to keep them as NULL",
                 errors.len(),
+                operation.failed(),
                 first.index,
                 first.code
             );

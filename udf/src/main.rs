@@ -1,5 +1,5 @@
-//! `pseudonym-sql`: SQL over Parquet, CSV and JSON files with `pseudonymize()` and
-//! `reidentify()`, on Apache DataFusion. See `pseudonym-sql --help`.
+//! `pseudonym-sql`: SQL over Parquet, CSV and JSON files with `pseudonymize()`,
+//! `reidentify()` and `rewrap()`, on Apache DataFusion. See `pseudonym-sql --help`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -29,6 +29,8 @@ Examples:
 Functions:
   pseudonymize(value, domain [, mode])   mode: 'deterministic' (default), 'randomized', 'hash'
   reidentify(token, domain [, on_error]) on_error: 'error' (default: fail the query) or 'null'
+  rewrap(token, domain [, on_error])     the token again under the primary key version (also
+                                         turns the replaced AWS service's tokens into ours)
   The domain and mode are string literals, checked when the query is planned. DataFusion 55
   cannot nest these functions directly (reidentify(pseudonymize(x, 'd'), 'd')): use a
   subquery, SELECT reidentify(p, 'd') FROM (SELECT pseudonymize(x, 'd') AS p FROM t).";

@@ -335,3 +335,105 @@ fn the_command_line_pseudonymizes_a_parquet_file() {
     ]);
     assert_eq!(table.trim(), "n,tokens\n700,true");
 }
+
+/// A lake of the replaced AWS service's pseudonyms and of our older key version, rewrapped in
+/// one statement of the command line, then re-identified to the original values.
+#[test]
+fn the_command_line_rewraps_a_lake_into_the_primary_key_version() {
+    use datafusion::arrow::array::StringArray;
+    use pseudonym_client::Mode;
+    use pseudonym_service::seed::SeedKey;
+    use pseudonym_service::{Domain, Engine, Keyring};
+
+    let default = Domain::new("default").expect("valid");
+    let mut keyring = Keyring::generate();
+    let seed = SeedKey::from_secret_json(
+        r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODw==",
+            "encodedNonceKey": "AQIDBAUGBwg=", "nonceStrPos": 9, "nonceEndPos": 21}"#,
+    )
+    .expect("valid key");
+    keyring.import_seed_key(seed).expect("first seed key");
+    let old = Engine::new(&keyring).with_compat_domain(default);
+    let values: Vec<Option<String>> = (0..3000)
+        .map(|i| (i % 11 != 5).then(|| format!("WVWZZZ1JZ{:08}", i % 400)))
+        .collect();
+    let (aws, ours) = values.split_at(2000);
+    let mut tokens = old
+        .pseudonymize_seed(Mode::Deterministic, aws)
+        .expect("seed key");
+    tokens.extend(old.pseudonymize(default, Mode::Deterministic, ours));
+    keyring.add_version(true);
+
+    let fixture = Fixture::with_keyring(&keyring);
+    let replica = Replica::start(&fixture, Fault::None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake.parquet");
+    let ids: Vec<i64> = (0..values.len() as i64).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(ids)) as Arc<dyn Array>),
+        ("vin", Arc::new(StringArray::from(tokens)) as Arc<dyn Array>),
+    ])
+    .expect("batch");
+    let runtime = io_runtime();
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_batch("lake", batch).expect("registered");
+        let copy = format!("COPY (SELECT * FROM lake) TO '{}'", lake.display());
+        ctx.sql(&copy)
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("written");
+    });
+
+    let sql = env!("CARGO_BIN_EXE_pseudonym-sql");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(sql)
+            .args(args)
+            .env("PSEUDONYM_URL", &replica.url)
+            .env("PSEUDONYM_API_KEY", &fixture.api_key)
+            .output()
+            .expect("runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let rewrapped = dir.path().join("rewrapped.parquet");
+    let copy = format!(
+        "COPY (SELECT id, rewrap(vin, 'default') AS vin FROM lake) TO '{}'",
+        rewrapped.display()
+    );
+    run(&["-t", &format!("lake={}", lake.display()), &copy]);
+    let table = format!("new={}", rewrapped.display());
+    let summary = run(&[
+        "-t",
+        &table,
+        "--format",
+        "csv",
+        "SELECT count(vin) AS tokens, count(DISTINCT vin) AS n, sum(CASE WHEN vin LIKE 'd2.%' THEN 1 ELSE 0 END) AS v2 FROM new",
+    ]);
+    let non_null = values.iter().flatten().count();
+    assert_eq!(
+        summary.trim(),
+        format!("tokens,n,v2\n{non_null},400,{non_null}")
+    );
+    let back = run(&[
+        "-t",
+        &table,
+        "--format",
+        "csv",
+        "SELECT coalesce(reidentify(vin, 'default'), 'NULL') AS vin FROM new ORDER BY id",
+    ]);
+    let back: Vec<&str> = back.lines().skip(1).collect();
+    let expected: Vec<&str> = values
+        .iter()
+        .map(|v| v.as_deref().unwrap_or("NULL"))
+        .collect();
+    assert_eq!(back.len(), expected.len());
+    let wrong = back.iter().zip(&expected).filter(|(a, b)| a != b).count();
+    assert_eq!(wrong, 0, "rows that did not come back as they were");
+}

@@ -25,6 +25,7 @@ from .errors import (
     ProtocolError,
     PseudonymError,
     ReidentificationError,
+    RewrapError,
     ServiceRejectedError,
     ServiceUnavailableError,
     UnsupportedTypeError,
@@ -37,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "PseudonymError",
     "ReidentificationError",
+    "RewrapError",
     "ServiceRejectedError",
     "ServiceUnavailableError",
     "UnsupportedTypeError",
@@ -158,17 +160,25 @@ class Client:
 
     def reidentify_with_errors(self, domain: str, pseudonyms: Values):  # type: ignore[no-untyped-def]
         """Values behind `pseudonyms`, and the `(row, code)` pairs of the rows that failed."""
-        if isinstance(pseudonyms, pa.ChunkedArray):
-            chunks, errors, offset = [], [], 0
-            for chunk in pseudonyms.chunks:
-                values, chunk_errors = self._native.reidentify_arrow(domain, chunk)
-                chunks.append(values)
-                errors.extend((offset + row, code) for row, code in chunk_errors)
-                offset += len(chunk)
-            return pa.chunked_array(chunks, type=pseudonyms.type), errors
-        if isinstance(pseudonyms, pa.Array):
-            return self._native.reidentify_arrow(domain, pseudonyms)
-        return self._native.reidentify_list(domain, _as_list(pseudonyms))
+        return _per_item(self._native.reidentify_list, self._native.reidentify_arrow, domain, pseudonyms)
+
+    def rewrap(self, domain: str, pseudonyms: Values, *, on_error: OnError = "raise"):  # type: ignore[no-untyped-def]
+        """`pseudonyms` (a list or a pyarrow string array) of `domain` made again under the
+        service's primary key version, in the same mode, without any value leaving the service.
+
+        Rewrapping a deterministic pseudonym gives exactly what pseudonymizing its value now
+        gives, so joins keep working; tokens of the replaced AWS service (in its compatible
+        domain) become ours. Needs an API key allowed to `rewrap`. Failures behave as in
+        `reidentify`, raising `RewrapError`.
+        """
+        new, errors = self.rewrap_with_errors(domain, pseudonyms)
+        if errors and on_error == "raise":
+            raise RewrapError(errors, new)
+        return new
+
+    def rewrap_with_errors(self, domain: str, pseudonyms: Values):  # type: ignore[no-untyped-def]
+        """Rewrapped `pseudonyms`, and the `(row, code)` pairs of the rows that failed."""
+        return _per_item(self._native.rewrap_list, self._native.rewrap_arrow, domain, pseudonyms)
 
     def pseudonymize_batch(
         self,
@@ -192,6 +202,34 @@ class Client:
         return _replace_columns(
             batch, domains, lambda domain, column: self.reidentify(domain, column, on_error=on_error)
         )
+
+    def rewrap_batch(
+        self,
+        batch: pa.RecordBatch,
+        domains: Mapping[str, str],
+        *,
+        on_error: OnError = "raise",
+    ) -> pa.RecordBatch:
+        """`batch` with each column named in `domains` rewrapped in that column's domain."""
+        return _replace_columns(
+            batch, domains, lambda domain, column: self.rewrap(domain, column, on_error=on_error)
+        )
+
+
+def _per_item(on_list, on_arrow, domain: str, pseudonyms: Values):  # type: ignore[no-untyped-def]
+    """`on_list` or `on_arrow` (one answer per pseudonym, failed rows apart) of `pseudonyms`,
+    chunk by chunk for a chunked array, with row numbers counted across chunks."""
+    if isinstance(pseudonyms, pa.ChunkedArray):
+        chunks, errors, offset = [], [], 0
+        for chunk in pseudonyms.chunks:
+            answers, chunk_errors = on_arrow(domain, chunk)
+            chunks.append(answers)
+            errors.extend((offset + row, code) for row, code in chunk_errors)
+            offset += len(chunk)
+        return pa.chunked_array(chunks, type=pseudonyms.type), errors
+    if isinstance(pseudonyms, pa.Array):
+        return on_arrow(domain, pseudonyms)
+    return on_list(domain, _as_list(pseudonyms))
 
 
 def _replace_columns(batch: pa.RecordBatch, domains: Mapping[str, str], transform) -> pa.RecordBatch:  # type: ignore[no-untyped-def]

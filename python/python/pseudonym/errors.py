@@ -51,3 +51,20 @@ class ReidentificationError(PseudonymError):
         )
         self.errors = errors
         self.values = values
+
+
+class RewrapError(PseudonymError):
+    """Some pseudonyms could not be rewrapped.
+
+    `errors` lists `(row index, code)` pairs, as for `ReidentificationError`; `pseudonyms` holds
+    the result with the failed rows as `None`.
+    """
+
+    def __init__(self, errors: list[tuple[int, str]], pseudonyms: object) -> None:
+        codes = sorted({code for _, code in errors})
+        super().__init__(
+            f"{len(errors)} pseudonym(s) could not be rewrapped "
+            f"(first row {errors[0][0]}; codes: {', '.join(codes)})"
+        )
+        self.errors = errors
+        self.pseudonyms = pseudonyms

@@ -1,6 +1,6 @@
-"""Pseudonymize and re-identify Spark DataFrame columns, batch or Structured Streaming.
+"""Pseudonymize, re-identify and rewrap Spark DataFrame columns, batch or Structured Streaming.
 
-Both functions return a DataFrame with the same schema, built on `mapInArrow`: each executor's
+Each function returns a DataFrame with the same schema, built on `mapInArrow`: each executor's
 Python worker keeps one client (with its connection pool) for all the Arrow batches it handles,
 and every batch goes to the service as a few large, deduplicated, concurrent requests.
 
@@ -27,7 +27,7 @@ from . import Client, ConfigurationError, Mode, OnError
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-__all__ = ["pseudonymize", "reidentify"]
+__all__ = ["pseudonymize", "reidentify", "rewrap"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,36 @@ def reidentify(
         yield from _pipelined(
             batches, lambda batch: client.reidentify_batch(batch, domains, on_error=on_error)
         )
+
+    return df.mapInArrow(run, df.schema)
+
+
+def rewrap(
+    df: DataFrame,
+    columns: str | Sequence[str],
+    *,
+    domain: str | Mapping[str, str],
+    on_error: OnError = "raise",
+    url: str | Sequence[str] | None = None,
+    api_key: str | None = None,
+    batch_size: int = 2000,
+    concurrency: int = 4,
+    timeout: float = 30.0,
+    retries: int = 7,
+) -> DataFrame:
+    """`df` with the pseudonyms in `columns` made again under the service's primary key version,
+    without any value leaving the service: for key rotation, and to turn the replaced AWS
+    service's pseudonyms into ours (in its compatible domain).
+
+    A pseudonym that cannot be rewrapped fails the task with `RewrapError` (naming rows and
+    codes, never values), unless `on_error="null"`.
+    """
+    domains = _domains(df, columns, domain)
+    settings = _settings(url, api_key, batch_size, concurrency, timeout, retries)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        client = _client_for(settings)
+        yield from _pipelined(batches, lambda batch: client.rewrap_batch(batch, domains, on_error=on_error))
 
     return df.mapInArrow(run, df.schema)
 
