@@ -13,6 +13,7 @@ use pseudonym_service::api::{self, AppState};
 use pseudonym_service::audit::AuditLog;
 use pseudonym_service::auth::{self, ApiKeys, Operation};
 use pseudonym_service::config::{CompatTokens, Limits};
+use pseudonym_service::seed::{self, SeedKey};
 use pseudonym_service::{Domain, Engine, Keyring, token};
 use secrecy::ExposeSecret;
 use tower::ServiceExt;
@@ -28,13 +29,22 @@ version = 2
 secret = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8"
 "#;
 
+/// The replaced AWS service's golden test secrets; the first is in the fuzz keyring, so seeds
+/// can hold its real tokens.
+const SEED_VECTORS: &str = include_str!("../../service/tests/data/golden-seed.json");
+
+/// The domain the replaced service's tokens belong to, here.
+const COMPAT_DOMAIN: &str = "vin";
+
 /// The routes a request input is sent to, chosen by its first byte.
-pub const ROUTES: [&str; 5] = [
+pub const ROUTES: [&str; 7] = [
     "/v1/pseudonymize",
     "/v1/reidentify",
     "/v1/rewrap",
     "/pseudonymization",
     "/reidentification",
+    "/Dev/pseudonymization",
+    "/prod/reidentification",
 ];
 
 struct Fixture {
@@ -47,7 +57,11 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let keyring = Keyring::from_toml(KEYRING, "fuzz keyring").expect("valid keyring");
+        let mut keyring = Keyring::from_toml(KEYRING, "fuzz keyring").expect("valid keyring");
+        let seeds: serde_json::Value = serde_json::from_str(SEED_VECTORS).expect("seed vectors");
+        let secret = SeedKey::from_secret_json(&seeds["secrets"][0].to_string()).expect("secret");
+        keyring.import_seed_key(secret).expect("first seed key");
+        let compat = Domain::new(COMPAT_DOMAIN).expect("valid domain");
         let dir = std::env::temp_dir().join(format!("pseudonym-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temporary folder");
         let keys_file = dir.join("api-keys.toml");
@@ -68,15 +82,15 @@ fn fixture() -> &'static Fixture {
             ..Limits::default()
         };
         let state = AppState::new(
-            Engine::new(&keyring),
+            Engine::new(&keyring).with_compat_domain(compat),
             api_keys,
             limits,
-            "vin".to_owned(),
+            COMPAT_DOMAIN.to_owned(),
             CompatTokens::Native,
             AuditLog::open(None).expect("audit to the log"),
         );
         Fixture {
-            engine: Engine::new(&keyring),
+            engine: Engine::new(&keyring).with_compat_domain(compat),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -88,7 +102,9 @@ fn fixture() -> &'static Fixture {
 }
 
 /// Any input is either refused by [`token::parse`] or is the canonical spelling of the mode,
-/// version and payload it decodes to; re-identifying it answers per item, without panicking.
+/// version and payload it decodes to; re-identifying and rewrapping it answer per item, without
+/// panicking. The same holds for the replaced service's format: a token of it that opens with a
+/// deterministic nonce is exactly what its value gives.
 pub fn check_token(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -111,6 +127,25 @@ pub fn check_token(data: &[u8]) {
         answer.errors.len() == 1,
         "a token either opens or is listed as failed"
     );
+    let rewrapped = fixture.engine.rewrap(domain, &[Some(text)]);
+    assert_eq!(
+        rewrapped.pseudonyms[0].is_none(),
+        rewrapped.errors.len() == 1,
+        "a token is either rewrapped or listed as failed"
+    );
+    if let (true, Some(value)) = (seed::is_seed_token(text), &answer.values[0]) {
+        let again = fixture
+            .engine
+            .pseudonymize_seed(Mode::Deterministic, &[Some(value.as_str())])
+            .expect("the fuzz keyring holds a seed key");
+        let deterministic = again[0].as_deref() == Some(text);
+        let new = rewrapped.pseudonyms[0].as_deref().expect("it opened");
+        assert_eq!(
+            new.starts_with("d2."),
+            deterministic,
+            "a seed token rewraps in its own mode"
+        );
+    }
     if let (true, Some(value)) = (text.starts_with("d2."), &answer.values[0]) {
         let again =
             fixture

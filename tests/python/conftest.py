@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -110,3 +111,53 @@ def start_daemon():
     yield start
     for daemon in started:
         daemon.stop()
+
+
+GOLDEN = ROOT / "service" / "tests" / "data"
+
+
+def golden_keyring_text() -> str:
+    """The golden vectors' native keyring (test keys), as a keyring file."""
+    ring = json.loads((GOLDEN / "golden-v1.json").read_text(encoding="utf-8"))["keyring"]
+    return f"primary = {ring['primary']}\n" + "".join(
+        f"[[keys]]\nversion = {k['version']}\nsecret = \"{k['secret']}\"\n" for k in ring["keys"]
+    )
+
+
+class MigrationService:
+    """A service in the middle of a migration from the AWS sample: the golden native keyring plus
+    the replaced service's golden secret 0, imported with `keygen --import-seed-secret`, serving
+    that service's own tokens on its routes (`--compat-tokens seed`)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.seed = json.loads((GOLDEN / "golden-seed.json").read_text(encoding="utf-8"))
+        secret = folder / "aws-secret.json"
+        secret.write_text(json.dumps(self.seed["secrets"][0]), encoding="utf-8")
+        self.keyring = folder / "keyring.toml"
+        self.keyring.write_text(golden_keyring_text(), encoding="utf-8")
+        self.keyring.chmod(0o600)
+        self.keygen_output = subprocess.run(
+            [str(PSEUDONYMD), "keygen", "--keyring-file", str(self.keyring),
+             "--import-seed-secret", str(secret)],
+            check=True, capture_output=True, text=True, timeout=30,
+        )
+        keys_file = folder / "api-keys.toml"
+        self.admin = new_api_key(keys_file, "migration", "pseudonymize,reidentify,rewrap", "*")
+        self.daemon = Daemon([
+            "--keyring-file", str(self.keyring), "--api-keys-file", str(keys_file),
+            "--compat-tokens", "seed",
+        ])
+        self.url = self.daemon.url
+
+    def vectors(self, mode: str | None = None) -> list[dict]:
+        """The golden tokens of the imported secret, of `mode` if given."""
+        return [v for v in self.seed["vectors"]
+                if v["secret"] == 0 and (mode is None or v["mode"] == mode)]
+
+
+@pytest.fixture(scope="session")
+def migration_service(tmp_path_factory):
+    """One migration service for the whole session."""
+    running = MigrationService(tmp_path_factory.mktemp("migration"))
+    yield running
+    running.daemon.stop()

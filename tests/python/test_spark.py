@@ -13,7 +13,7 @@ pyspark = pytest.importorskip("pyspark")
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from pseudonym.spark import pseudonymize, reidentify  # noqa: E402
+from pseudonym.spark import pseudonymize, reidentify, rewrap  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,31 @@ def test_a_batch_job_over_parquet_reidentifies_to_its_input(spark, service, tmp_
 
     back = reidentify(written, ["vin"], domain="vin", url=service.url, api_key=service.admin)
     assert sorted(back.collect()) == sorted(df.collect())
+
+
+def test_a_lake_of_the_replaced_services_pseudonyms_is_rewrapped_and_reidentifies(
+    spark, migration_service, tmp_path: Path
+) -> None:
+    golden = migration_service.vectors()
+    rows = [(i, golden[i % len(golden)]["pseudonym"] if i % 9 != 4 else None) for i in range(3_000)]
+    lake = tmp_path / "lake.parquet"
+    spark.createDataFrame(rows, "id long, vin string").repartition(3).write.parquet(str(lake))
+    df = spark.read.parquet(str(lake))
+    url, key = migration_service.url, migration_service.admin
+
+    out = rewrap(df, "vin", domain="default", url=url, api_key=key)
+    assert out.schema == df.schema
+    out.write.parquet(str(tmp_path / "rewrapped.parquet"))
+    new = spark.read.parquet(str(tmp_path / "rewrapped.parquet"))
+    assert new.filter(F.col("vin").isNotNull() & ~F.col("vin").rlike("^[dr]2[.]")).count() == 0
+    deterministic = {v["pseudonym"]: v["rewrapped"] for v in golden if v["mode"] == "deterministic"}
+    pairs = new.select("id", F.col("vin").alias("new")).join(df, "id").collect()
+    assert all(deterministic.get(row.vin, row.new) == row.new for row in pairs)
+
+    back = reidentify(new, "vin", domain="default", url=url, api_key=key)
+    value_of = {v["pseudonym"]: v["value"] for v in golden}
+    expected = sorted((i, value_of[t] if t else None) for i, t in rows)
+    assert sorted((row.id, row.vin) for row in back.collect()) == expected
 
 
 def test_a_streaming_query_gives_the_batch_result(spark, service, tmp_path: Path) -> None:
