@@ -205,3 +205,28 @@ def test_tampered_foreign_or_unsealed_files_are_refused_at_start(openbao, tmp_pa
     setup.keyring.unlink()
     setup.keyring.with_name("plain.toml").rename(setup.keyring)
     assert "not a sealed keyring" in start_fails()
+
+
+def test_the_replaced_services_key_is_imported_into_a_sealed_keyring(openbao, tmp_path,
+                                                                     start_daemon):
+    setup = Setup(tmp_path, openbao)
+    seed = json.loads((Path(__file__).parents[2] / "service/tests/data/golden-seed.json").read_text())
+    secret = tmp_path / "aws-secret.json"
+    secret.write_text(json.dumps(seed["secrets"][0]))
+    created = setup.keygen("--import-seed-secret", str(secret))
+    assert created.returncode == 0, created.stderr
+    assert "(sealed)" in created.stderr and "new key version 1" in created.stderr
+    sealed = setup.keyring.read_text()
+    assert "vault:v1:" in sealed and "seed_key" not in sealed
+    assert seed["secrets"][0]["encodedSecretKey"] not in sealed + created.stderr
+
+    daemon = start_daemon(["--config", str(setup.config), "--compat-tokens", "seed"], clean_env())
+    golden = [v for v in seed["vectors"] if v["secret"] == 0]
+    status, back = call(f"{daemon.url}/reidentification", {"x-api-key": setup.admin},
+                        {"pseudonyms": [v["pseudonym"] for v in golden]})
+    assert status == 200 and back["identifiers"] == [v["value"] for v in golden], back
+    deterministic = [v for v in golden if v["mode"] == "deterministic"]
+    status, made = call(f"{daemon.url}/Dev/pseudonymization?deterministic=True",
+                        {"x-api-key": setup.admin},
+                        {"identifiers": [v["value"] for v in deterministic]})
+    assert made["pseudonyms"] == [v["pseudonym"] for v in deterministic]
