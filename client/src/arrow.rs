@@ -20,6 +20,10 @@ use crate::client::{Client, plan};
 use crate::error::Error;
 use crate::wire::{ItemError, Mode};
 
+/// The name of [`ArrayWithErrors`] before `rewrap_array` shared it.
+#[deprecated(note = "renamed ArrayWithErrors")]
+pub type ReidentifiedArray = ArrayWithErrors;
+
 /// Re-identified (or rewrapped) rows of an array, and the rows that failed.
 #[derive(Debug, Clone)]
 pub struct ArrayWithErrors {

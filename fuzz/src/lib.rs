@@ -12,8 +12,8 @@ use pseudonym_client::Mode;
 use pseudonym_service::api::{self, AppState};
 use pseudonym_service::audit::AuditLog;
 use pseudonym_service::auth::{self, ApiKeys, Operation};
-use pseudonym_service::config::{CompatTokens, Limits};
-use pseudonym_service::seed::{self, SeedKey};
+use pseudonym_service::config::{Limits, TokenFormat};
+use pseudonym_service::seed::{self, SeedKey, SeedMode};
 use pseudonym_service::{Domain, Engine, Keyring, token};
 use secrecy::ExposeSecret;
 use tower::ServiceExt;
@@ -86,7 +86,7 @@ fn fixture() -> &'static Fixture {
             api_keys,
             limits,
             COMPAT_DOMAIN.to_owned(),
-            CompatTokens::Native,
+            TokenFormat::Native,
             AuditLog::open(None).expect("audit to the log"),
         );
         Fixture {
@@ -136,7 +136,7 @@ pub fn check_token(data: &[u8]) {
     if let (true, Some(value)) = (seed::is_seed_token(text), &answer.values[0]) {
         let again = fixture
             .engine
-            .pseudonymize_seed(Mode::Deterministic, &[Some(value.as_str())])
+            .pseudonymize_seed(SeedMode::Deterministic, &[Some(value.as_str())])
             .expect("the fuzz keyring holds a seed key");
         let deterministic = again[0].as_deref() == Some(text);
         let new = rewrapped.pseudonyms[0].as_deref().expect("it opened");

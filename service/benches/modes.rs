@@ -1,5 +1,7 @@
 //! ns/value of every mode on 17-character VIN-like values, next to bare `aes-siv` encryption of
-//! the same values in the same run (the floor the deterministic mode is measured against).
+//! the same values in the same run (the floor the deterministic mode is measured against), and
+//! of the replaced AWS service's tokens: made (`compat_tokens = "seed"`), read, and rewrapped
+//! into ours (the cost per value of migrating a lake).
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
 use std::hint::black_box;
@@ -9,6 +11,7 @@ use aes_siv::aead::generic_array::GenericArray;
 use aes_siv::siv::Aes256Siv;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pseudonym_client::Mode;
+use pseudonym_service::seed::{SeedKey, SeedMode};
 use pseudonym_service::{Domain, Engine, Keyring};
 
 const BATCH: usize = 1000;
@@ -43,6 +46,26 @@ fn modes(c: &mut Criterion) {
     let tokens = engine.pseudonymize(vin, Mode::Deterministic, &values);
     group.bench_function("reidentify_deterministic", |b| {
         b.iter(|| black_box(engine.reidentify(vin, black_box(&tokens))))
+    });
+
+    let mut keyring = Keyring::generate();
+    let secret = r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        "encodedNonceKey": "AQIDBAUGBwg=", "nonceStrPos": 4, "nonceEndPos": 16}"#;
+    keyring
+        .import_seed_key(SeedKey::from_secret_json(secret).expect("valid key"))
+        .expect("first seed key");
+    let engine = Engine::new(&keyring).with_compat_domain(vin);
+    group.bench_function("seed_pseudonymize_deterministic", |b| {
+        b.iter(|| black_box(engine.pseudonymize_seed(SeedMode::Deterministic, black_box(&values))))
+    });
+    let old = engine
+        .pseudonymize_seed(SeedMode::Deterministic, &values)
+        .expect("seed key");
+    group.bench_function("seed_reidentify_deterministic", |b| {
+        b.iter(|| black_box(engine.reidentify(vin, black_box(&old))))
+    });
+    group.bench_function("seed_rewrap_deterministic", |b| {
+        b.iter(|| black_box(engine.rewrap(vin, black_box(&old))))
     });
     group.finish();
 }

@@ -33,11 +33,12 @@ use arc_swap::ArcSwap;
 
 use crate::audit::{AuditLog, Outcome};
 use crate::auth::{ApiKeys, Caller, Operation};
-use crate::config::{CompatTokens, Limits};
+use crate::config::{Limits, TokenFormat};
 use crate::domain::Domain;
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
+use crate::seed::SeedMode;
 
 /// The OpenAPI description served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -65,7 +66,7 @@ struct Shared {
     keyed: ArcSwap<Keyed>,
     limits: Limits,
     compat_domain: String,
-    compat_tokens: CompatTokens,
+    compat_tokens: TokenFormat,
     metrics: Metrics,
     audit: AuditLog,
     ready: AtomicBool,
@@ -84,7 +85,7 @@ impl AppState {
         api_keys: ApiKeys,
         limits: Limits,
         compat_domain: String,
-        compat_tokens: CompatTokens,
+        compat_tokens: TokenFormat,
         audit: AuditLog,
     ) -> Self {
         AppState(Arc::new(Shared {
@@ -144,41 +145,31 @@ impl AppState {
         }
     }
 
+    /// Tokens of `format` for `values`; the replaced service's (`TokenFormat::Seed`) only in
+    /// its modes, and only when its key is in the keyring (start-up and reload check that).
     fn pseudonymize(
         &self,
         caller: &Caller,
         domain: &str,
         mode: Mode,
         values: &[Option<Text<'_>>],
+        format: TokenFormat,
     ) -> Result<Vec<Option<String>>, ApiError> {
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
         self.check_batch(values, self.0.limits.max_value_bytes)?;
-        let pseudonyms = self
-            .0
-            .keyed
-            .load()
-            .engine
-            .pseudonymize(domain, mode, values);
-        self.count_pseudonymized(caller, domain, mode, values);
-        Ok(pseudonyms)
-    }
-
-    /// `/pseudonymization` under `compat_tokens = "seed"`: the replaced service's tokens, in
-    /// the compatible domain.
-    fn pseudonymize_seed(
-        &self,
-        caller: &Caller,
-        mode: Mode,
-        values: &[Option<Text<'_>>],
-    ) -> Result<Vec<Option<String>>, ApiError> {
-        let domain = parse_domain(&self.0.compat_domain)?;
-        caller.authorize(Operation::Pseudonymize, domain)?;
-        self.check_batch(values, self.0.limits.max_value_bytes)?;
-        let Some(pseudonyms) = self.0.keyed.load().engine.pseudonymize_seed(mode, values) else {
-            // Start-up and reload refuse `seed` tokens without the key; this cannot happen.
-            tracing::error!("compat_tokens = \"seed\" but the keyring holds no seed key");
-            return Err(ApiError::Internal);
+        let engine = &self.0.keyed.load().engine;
+        let pseudonyms = match format {
+            TokenFormat::Native => engine.pseudonymize(domain, mode, values),
+            TokenFormat::Seed => {
+                let mode = SeedMode::try_from(mode).map_err(|_| {
+                    ApiError::InvalidArgument("the replaced service's tokens have no hash mode")
+                })?;
+                engine.pseudonymize_seed(mode, values).ok_or_else(|| {
+                    tracing::error!("compat_tokens = \"seed\" but the keyring holds no seed key");
+                    ApiError::Internal
+                })?
+            }
         };
         self.count_pseudonymized(caller, domain, mode, values);
         Ok(pseudonyms)
@@ -446,8 +437,13 @@ async fn pseudonymize(
     body: Body,
 ) -> Result<Json<PseudonymizeResponse>, ApiError> {
     let request: PseudonymizeRequest = body.parse()?;
-    let pseudonyms =
-        state.pseudonymize(&caller, &request.domain.0, request.mode, &request.values)?;
+    let pseudonyms = state.pseudonymize(
+        &caller,
+        &request.domain.0,
+        request.mode,
+        &request.values,
+        TokenFormat::Native,
+    )?;
     Ok(Json(PseudonymizeResponse {
         pseudonyms,
         key_version: state.primary_version(),
@@ -490,7 +486,7 @@ impl CompatQuery {
     /// `true` in any letter case is deterministic, `false` in any letter case or no parameter
     /// randomized, as the replaced service read it; anything else is refused, never guessed.
     fn mode(&self) -> Result<Mode, ApiError> {
-        match self.deterministic.as_deref().map(str::trim) {
+        match self.deterministic.as_deref() {
             None => Ok(Mode::Randomized),
             Some(text) if text.eq_ignore_ascii_case("true") => Ok(Mode::Deterministic),
             Some(text) if text.eq_ignore_ascii_case("false") => Ok(Mode::Randomized),
@@ -508,16 +504,19 @@ async fn compat_pseudonymize(
     body: Body,
 ) -> Result<Json<CompatPseudonymizeResponse>, ApiError> {
     let Query(query) = query.map_err(|_| {
-        ApiError::InvalidArgument("query parameter deterministic must be given at most once")
+        ApiError::InvalidArgument(
+            "the query string could not be read: give deterministic once, as true or false",
+        )
     })?;
     let mode = query.mode()?;
     let request: CompatPseudonymizeRequest = body.parse()?;
-    let pseudonyms = match state.0.compat_tokens {
-        CompatTokens::Native => {
-            state.pseudonymize(&caller, &state.0.compat_domain, mode, &request.identifiers)?
-        }
-        CompatTokens::Seed => state.pseudonymize_seed(&caller, mode, &request.identifiers)?,
-    };
+    let pseudonyms = state.pseudonymize(
+        &caller,
+        &state.0.compat_domain,
+        mode,
+        &request.identifiers,
+        state.0.compat_tokens,
+    )?;
     Ok(Json(CompatPseudonymizeResponse { pseudonyms }))
 }
 

@@ -29,7 +29,7 @@ pub struct Config {
     /// replaced service's own tokens belong to it.
     pub compat_domain: String,
     /// What `/pseudonymization` answers: our tokens, or the replaced service's, byte for byte.
-    pub compat_tokens: CompatTokens,
+    pub compat_tokens: TokenFormat,
     /// File the audit trail is appended to; without it, audit lines go to the log under the
     /// target `pseudonym::audit`.
     pub audit_log: Option<PathBuf>,
@@ -56,10 +56,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// The token format of the routes compatible with the replaced service.
+/// Whose tokens a route makes: ours, or the replaced service's (`compat_tokens`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum CompatTokens {
+pub enum TokenFormat {
     /// Our tokens (`d1.…`), as `/v1/pseudonymize` makes them.
     #[default]
     Native,
@@ -93,7 +93,7 @@ impl Default for Config {
             api_keys_file: None,
             data_dir: PathBuf::from(".pseudonym-dev"),
             compat_domain: "default".to_owned(),
-            compat_tokens: CompatTokens::Native,
+            compat_tokens: TokenFormat::Native,
             audit_log: None,
             log: "info".to_owned(),
             log_format: LogFormat::Text,
@@ -166,15 +166,18 @@ impl Config {
         Ok(config)
     }
 
+    /// The domain of the routes compatible with the replaced service, checked.
+    pub fn compat_domain(&self) -> Result<Domain<'_>, ConfigError> {
+        Domain::new(&self.compat_domain).map_err(|_| ConfigError::Invalid {
+            field: "compat_domain",
+            problem: "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
+        })
+    }
+
     /// Checks the values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, problem| Err(ConfigError::Invalid { field, problem });
-        if Domain::new(&self.compat_domain).is_err() {
-            return invalid(
-                "compat_domain",
-                "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
-            );
-        }
+        self.compat_domain()?;
         if self.kms.is_some() && self.keyring_file.is_none() {
             return invalid("kms", "seals a keyring file: set keyring_file too");
         }

@@ -29,7 +29,7 @@ use sha2::Sha256;
 
 use crate::domain::Domain;
 use crate::keyring::{Keyring, SecretKey};
-use crate::seed::{self, SeedCipher};
+use crate::seed::{self, SeedCipher, SeedMode};
 use crate::token;
 
 /// HKDF salt of the first (and so far only) token format.
@@ -128,17 +128,12 @@ impl Engine {
         self
     }
 
-    /// Whether the keyring holds the replaced service's key.
-    pub fn has_seed_key(&self) -> bool {
-        self.seed.is_some()
-    }
-
     /// One token per value in the replaced service's format, byte for byte what it made (for
     /// `compat_tokens = "seed"`): same order, `None` stays `None`. `None` as a whole when the
     /// keyring holds no key of that service.
     pub fn pseudonymize_seed<S: AsRef<str>>(
         &self,
-        mode: Mode,
+        mode: SeedMode,
         values: &[Option<S>],
     ) -> Option<Vec<Option<String>>> {
         let cipher = self.seed.as_ref()?;
@@ -378,17 +373,18 @@ impl<'e, 'd> Opener<'e, 'd> {
     }
 
     /// A token of the replaced service: valid only in the compatible domain, and only while its
-    /// key is in the keyring.
+    /// key is in the keyring (without it, one of the right shape names an unknown key).
     fn open_seed(&mut self, token: &str) -> Result<(Mode, String), ItemErrorCode> {
         if self.engine.compat_domain.as_deref() != Some(self.domain.as_str()) {
             return Err(ItemErrorCode::InvalidToken);
         }
-        let cipher = self
-            .engine
-            .seed
-            .as_ref()
-            .ok_or(ItemErrorCode::UnknownKeyVersion)?;
-        cipher.open(token, &mut self.payload)
+        match &self.engine.seed {
+            Some(cipher) => cipher
+                .open(token, &mut self.payload)
+                .map(|(mode, value)| (mode.into(), value)),
+            None if seed::has_seed_shape(token) => Err(ItemErrorCode::UnknownKeyVersion),
+            None => Err(ItemErrorCode::InvalidToken),
+        }
     }
 }
 
@@ -515,7 +511,7 @@ mod tests {
         let engine = seed_engine();
         let default = Domain::new("default").expect("valid");
         let values = [Some("a"), None, Some("ünï")];
-        for mode in [Mode::Deterministic, Mode::Randomized] {
+        for mode in [SeedMode::Deterministic, SeedMode::Randomized] {
             let old = engine.pseudonymize_seed(mode, &values).expect("seed key");
             assert!(old[0].as_deref().is_some_and(seed::is_seed_token));
             let back = engine.reidentify(default, &old);
@@ -526,11 +522,9 @@ mod tests {
                 engine.reidentify(default, &rewrapped.pseudonyms).values,
                 back.values
             );
-            if mode == Mode::Deterministic {
-                assert_eq!(
-                    rewrapped.pseudonyms,
-                    engine.pseudonymize(default, mode, &values)
-                );
+            if mode == SeedMode::Deterministic {
+                let native = engine.pseudonymize(default, Mode::Deterministic, &values);
+                assert_eq!(rewrapped.pseudonyms, native);
             }
             let elsewhere = engine.reidentify(vin(), &old);
             assert_eq!(elsewhere.values, [None, None, None]);
@@ -544,17 +538,19 @@ mod tests {
     }
 
     #[test]
-    fn seed_tokens_without_the_seed_key_name_an_unknown_key() {
-        let old = seed_engine().pseudonymize_seed(Mode::Deterministic, &[Some("a")]);
+    fn seed_tokens_without_the_seed_key_name_an_unknown_key_and_other_strings_stay_invalid() {
+        let old = seed_engine().pseudonymize_seed(SeedMode::Deterministic, &[Some("a")]);
         let default = Domain::new("default").expect("valid");
         let without = engine().with_compat_domain(default);
-        assert!(
-            without
-                .pseudonymize_seed(Mode::Deterministic, &[Some("a")])
-                .is_none()
-        );
-        let back = without.reidentify(default, &old.expect("seed key"));
-        assert_eq!(back.errors[0].code, ItemErrorCode::UnknownKeyVersion);
+        let made = without.pseudonymize_seed(SeedMode::Deterministic, &[Some("a")]);
+        assert!(made.is_none());
+        let mut tokens = old.expect("seed key");
+        tokens.extend(["garbage", "", "N/A", "bm9wZQ=="].map(|t| Some(t.to_owned())));
+        let back = without.reidentify(default, &tokens);
+        let codes: Vec<_> = back.errors.iter().map(|e| e.code).collect();
+        let mut expected = vec![ItemErrorCode::UnknownKeyVersion];
+        expected.extend([ItemErrorCode::InvalidToken; 4]);
+        assert_eq!(codes, expected);
     }
 
     #[test]

@@ -310,15 +310,15 @@ impl Keyring {
             .ok_or(KeyringError::MissingVersion(version))
     }
 
-    /// Adds the replaced service's key. Adding the same key again changes nothing; a different
-    /// one is refused, since its tokens do not say which key made them.
-    pub fn import_seed_key(&mut self, key: SeedKey) -> Result<(), KeyringError> {
+    /// Adds the replaced service's key; `false` if the ring already held this very key. A
+    /// different one is refused, since its tokens do not say which key made them.
+    pub fn import_seed_key(&mut self, key: SeedKey) -> Result<bool, KeyringError> {
         match &self.seed {
-            Some(present) if present.same_as(&key) => Ok(()),
+            Some(present) if present.same_as(&key) => Ok(false),
             Some(_) => Err(KeyringError::SeedKeyPresent),
             None => {
                 self.seed = Some(key);
-                Ok(())
+                Ok(true)
             }
         }
     }

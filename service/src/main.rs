@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use pseudonym_service::auth::{self, Operation};
-use pseudonym_service::config::{CompatTokens, Config, LogFormat};
+use pseudonym_service::config::{Config, LogFormat, TokenFormat};
 use pseudonym_service::keyring::Keyring;
 use pseudonym_service::kms::KeyringStore;
 use pseudonym_service::seed::SeedKey;
@@ -74,7 +74,7 @@ struct ServeArgs {
     /// needs its key in the keyring) [default: native].
     #[arg(long, env = "PSEUDONYM_COMPAT_TOKENS")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    compat_tokens: Option<CompatTokens>,
+    compat_tokens: Option<TokenFormat>,
     /// File to append the audit trail to [default: the log, target pseudonym::audit].
     #[arg(long, env = "PSEUDONYM_AUDIT_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -314,7 +314,10 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
                 " (created, with a new key version 1 as primary)",
             )
         };
-        keyring.import_seed_key(key)?;
+        if !keyring.import_seed_key(key)? {
+            eprintln!("{path} already holds the replaced service's key; nothing changed");
+            return Ok(());
+        }
         store.save(&keyring)?;
         eprintln!(
             "added the replaced service's key from {} to {path}{sealed}{created}",
@@ -325,7 +328,7 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     if !store.path().exists() {
         anyhow::ensure!(
             !args.add && args.set_primary.is_none() && args.retire.is_none() && !args.retire_seed,
-            "{path} does not exist; run without --add/--set-primary/--retire to create it"
+            "{path} does not exist; run without --add/--set-primary/--retire/--retire-seed to create it"
         );
         store.save(&Keyring::generate())?;
         eprintln!("created {path}{sealed} with key version 1 (primary)");

@@ -28,6 +28,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Bytes of the nonce at the front of every token.
@@ -185,7 +186,8 @@ impl SeedKey {
         if nonce_key.expose_secret().is_empty() {
             return Err(SeedKeyError::EmptyNonceKey { field: nonce_field });
         }
-        let position_ok = start >= 0 && end - start == NONCE_LEN as i64 && end <= HEX_LEN as i64;
+        let last_start = (HEX_LEN - NONCE_LEN) as i64;
+        let position_ok = (0..=last_start).contains(&start) && end == start + NONCE_LEN as i64;
         if !position_ok {
             return Err(SeedKeyError::NoncePosition {
                 start_field,
@@ -203,7 +205,6 @@ impl SeedKey {
 
     /// Whether two keys are the same key.
     pub fn same_as(&self, other: &SeedKey) -> bool {
-        use subtle::ConstantTimeEq;
         let secret = self
             .secret_key
             .expose_secret()
@@ -221,6 +222,41 @@ impl std::fmt::Debug for SeedKey {
         f.write_str("SeedKey([REDACTED])")
     }
 }
+
+/// The two modes the replaced service had (it had no `hash`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedMode {
+    /// The nonce comes from an HMAC of the value: the same value, the same token.
+    Deterministic,
+    /// A random nonce: a new token every time.
+    Randomized,
+}
+
+impl From<SeedMode> for Mode {
+    fn from(mode: SeedMode) -> Mode {
+        match mode {
+            SeedMode::Deterministic => Mode::Deterministic,
+            SeedMode::Randomized => Mode::Randomized,
+        }
+    }
+}
+
+impl TryFrom<Mode> for SeedMode {
+    type Error = NoSuchSeedMode;
+
+    fn try_from(mode: Mode) -> Result<SeedMode, NoSuchSeedMode> {
+        match mode {
+            Mode::Deterministic => Ok(SeedMode::Deterministic),
+            Mode::Randomized => Ok(SeedMode::Randomized),
+            Mode::Hash => Err(NoSuchSeedMode),
+        }
+    }
+}
+
+/// `hash`, which the replaced service did not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the replaced service's tokens have no hash mode")]
+pub struct NoSuchSeedMode;
 
 /// The cipher and nonce MAC of a [`SeedKey`], set up once and used through `&self`.
 pub struct SeedCipher {
@@ -256,16 +292,13 @@ impl SeedCipher {
         }
     }
 
-    /// The token of `value` in `mode` (`deterministic` or `randomized`; the replaced service had
-    /// no `hash`). `buffer` is scratch space, reused across a batch.
-    pub fn seal(&self, mode: Mode, value: &[u8], buffer: &mut Vec<u8>) -> String {
+    /// The token of `value` in `mode`. `buffer` is scratch space, reused across a batch.
+    pub fn seal(&self, mode: SeedMode, value: &[u8], buffer: &mut Vec<u8>) -> String {
         buffer.clear();
         buffer.resize(NONCE_LEN, 0);
         match mode {
-            Mode::Randomized => rand::rng().fill_bytes(buffer),
-            Mode::Deterministic | Mode::Hash => {
-                buffer.copy_from_slice(&self.deterministic_nonce(value));
-            }
+            SeedMode::Randomized => rand::rng().fill_bytes(buffer),
+            SeedMode::Deterministic => buffer.copy_from_slice(&self.deterministic_nonce(value)),
         }
         buffer.extend_from_slice(value);
         let (nonce, text) = buffer.split_at_mut(NONCE_LEN);
@@ -275,7 +308,11 @@ impl SeedCipher {
     }
 
     /// The value behind `token` and the mode that made it. `buffer` is scratch space.
-    pub fn open(&self, token: &str, buffer: &mut Vec<u8>) -> Result<(Mode, String), ItemErrorCode> {
+    pub fn open(
+        &self,
+        token: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(SeedMode, String), ItemErrorCode> {
         buffer.clear();
         STANDARD
             .decode_vec(token, buffer)
@@ -287,19 +324,26 @@ impl SeedCipher {
         let (text, tag) = sealed.split_at_mut(sealed.len() - TAG_LEN);
         self.decrypt(Nonce::from_slice(nonce), text, Tag::from_slice(tag))
             .map_err(|()| ItemErrorCode::InvalidToken)?;
-        let mode = if *nonce == self.deterministic_nonce(text) {
-            Mode::Deterministic
+        let mode = if bool::from(nonce.ct_eq(&self.deterministic_nonce(text))) {
+            SeedMode::Deterministic
         } else {
-            Mode::Randomized
+            SeedMode::Randomized
         };
         let value = std::str::from_utf8(text).map_err(|_| ItemErrorCode::InvalidToken)?;
         Ok((mode, value.to_owned()))
     }
 
     fn deterministic_nonce(&self, value: &[u8]) -> [u8; NONCE_LEN] {
-        let digest = self.nonce_mac.clone().chain_update(value).finalize();
+        let digest: Zeroizing<[u8; 32]> = Zeroizing::new(
+            self.nonce_mac
+                .clone()
+                .chain_update(value)
+                .finalize()
+                .into_bytes()
+                .into(),
+        );
         let mut hex = Zeroizing::new([0u8; HEX_LEN]);
-        hex::encode_to_slice(digest.into_bytes(), hex.as_mut()).expect("64 hex digits");
+        hex::encode_to_slice(digest.as_ref(), hex.as_mut()).expect("64 hex digits");
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&hex[self.nonce_start..self.nonce_start + NONCE_LEN]);
         nonce
@@ -328,6 +372,14 @@ pub fn is_seed_token(token: &str) -> bool {
     !token.contains('.')
 }
 
+/// Whether `token` has the shape of one of the replaced service's tokens (padded standard base64
+/// of at least a nonce and a tag), whatever key made it: to tell a token of a key this service
+/// lacks from a string that is no token at all.
+pub fn has_seed_shape(token: &str) -> bool {
+    let mut buffer = Vec::new();
+    STANDARD.decode_vec(token, &mut buffer).is_ok() && buffer.len() >= NONCE_LEN + TAG_LEN
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +396,7 @@ mod tests {
         let cipher = cipher();
         let mut buffer = Vec::new();
         for value in ["", "WVWZZZ1JZXW000001", "ünïcødé ✓"] {
-            for mode in [Mode::Deterministic, Mode::Randomized] {
+            for mode in [SeedMode::Deterministic, SeedMode::Randomized] {
                 let token = cipher.seal(mode, value.as_bytes(), &mut buffer);
                 assert!(is_seed_token(&token));
                 let opened = cipher.open(&token, &mut buffer);
@@ -357,8 +409,8 @@ mod tests {
     fn deterministic_tokens_repeat_and_carry_hex_nonces() {
         let cipher = cipher();
         let mut buffer = Vec::new();
-        let a = cipher.seal(Mode::Deterministic, b"x", &mut buffer);
-        let b = cipher.seal(Mode::Deterministic, b"x", &mut buffer);
+        let a = cipher.seal(SeedMode::Deterministic, b"x", &mut buffer);
+        let b = cipher.seal(SeedMode::Deterministic, b"x", &mut buffer);
         assert_eq!(a, b);
         let raw = STANDARD.decode(&a).expect("base64");
         assert!(raw[..NONCE_LEN].iter().all(u8::is_ascii_hexdigit));
@@ -370,7 +422,7 @@ mod tests {
         let cipher = cipher();
         let mut buffer = Vec::new();
         // 34 bytes: the token ends in padding.
-        let token = cipher.seal(Mode::Deterministic, b"values", &mut buffer);
+        let token = cipher.seal(SeedMode::Deterministic, b"values", &mut buffer);
         assert!(token.ends_with("=="));
         let mut raw = STANDARD.decode(&token).expect("base64");
         raw[NONCE_LEN] ^= 1;

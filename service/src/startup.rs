@@ -12,8 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::audit::AuditLog;
 use crate::auth::{self, ApiKeys, ApiKeysError, Operation};
-use crate::config::{CompatTokens, Config, ConfigError};
-use crate::domain::Domain;
+use crate::config::{Config, ConfigError, TokenFormat};
 use crate::engine::Engine;
 use crate::keyring::{Keyring, KeyringError};
 use crate::kms::{KeyringStore, KmsError};
@@ -281,16 +280,10 @@ pub fn state(config: &Config, keys: &Keys) -> Result<AppState, StartupError> {
 
 /// The engine of `keyring`, checked against what the configuration asks of it.
 fn engine(config: &Config, keyring: &Keyring) -> Result<Engine, StartupError> {
-    if config.compat_tokens == CompatTokens::Seed && keyring.seed_key().is_none() {
+    if config.compat_tokens == TokenFormat::Seed && keyring.seed_key().is_none() {
         return Err(StartupError::SeedKeyMissing);
     }
-    let compat_domain = Domain::new(&config.compat_domain).map_err(|_| {
-        StartupError::Config(ConfigError::Invalid {
-            field: "compat_domain",
-            problem: "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
-        })
-    })?;
-    Ok(Engine::new(keyring).with_compat_domain(compat_domain))
+    Ok(Engine::new(keyring).with_compat_domain(config.compat_domain()?))
 }
 
 /// Loads the keys and the TLS files again from the sources of the start and serves them from

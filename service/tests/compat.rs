@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestServer;
-use pseudonym_service::config::CompatTokens;
+use pseudonym_service::config::TokenFormat;
 use pseudonym_service::keyring::Keyring;
 use pseudonym_service::seed::SeedKey;
 use serde::Deserialize;
@@ -91,6 +91,7 @@ async fn deterministic_is_read_as_the_replaced_service_read_it_and_never_guessed
         assert!(tokens[0].as_str().is_some_and(|t| t.starts_with("r1.")));
     }
     for query in [
+        "deterministic=true%20",
         "deterministic=yes",
         "deterministic=1",
         "deterministic=",
@@ -190,7 +191,7 @@ async fn the_replaced_services_tokens_reidentify_and_rewrap_per_item() {
             file.vectors.iter().filter(|v| v.secret == number).collect();
         let mut tokens: Vec<Value> = vectors.iter().map(|v| json!(v.pseudonym)).collect();
         let mut expected: Vec<Value> = vectors.iter().map(|v| json!(v.value)).collect();
-        // Altered, truncated, foreign (the other test key) and unpadded tokens fail per item.
+        // Altered, truncated, foreign (the other test key) and not-a-token strings fail per item.
         let first = &vectors[1].pseudonym;
         let mut altered = first.clone().into_bytes();
         altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
@@ -297,7 +298,7 @@ async fn the_replaced_services_tokens_reidentify_and_rewrap_per_item() {
 async fn compat_tokens_seed_answers_the_replaced_services_tokens_byte_for_byte() {
     let file = seed_file();
     let server = TestServer::start_with(&golden_keyring(1), |config| {
-        config.compat_tokens = CompatTokens::Seed;
+        config.compat_tokens = TokenFormat::Seed;
     })
     .await;
     let admin = Some(server.keys.admin.as_str());
@@ -353,7 +354,7 @@ fn compat_tokens_seed_without_the_key_stops_the_start() {
     let config = pseudonym_service::config::Config {
         keyring_file: Some(keyring_file),
         api_keys_file: Some(api_keys_file),
-        compat_tokens: CompatTokens::Seed,
+        compat_tokens: TokenFormat::Seed,
         ..Default::default()
     };
     let keys = pseudonym_service::startup::load_keys(&config, None).expect("keys load");

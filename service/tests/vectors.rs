@@ -5,6 +5,7 @@ use aes_siv::aead::KeyInit;
 use aes_siv::aead::generic_array::GenericArray;
 use aes_siv::siv::Aes128Siv;
 use pseudonym_client::Mode;
+use pseudonym_service::seed::{SeedKey, SeedMode};
 use pseudonym_service::{Domain, Engine, Keyring};
 use serde::Deserialize;
 
@@ -153,8 +154,7 @@ fn seed_vectors_are_reproduced_reidentified_and_rewrapped() {
     let mut checked = 0;
     for (number, secret) in file.secrets.iter().enumerate() {
         let mut keyring = keyring(&golden, 2);
-        let key = pseudonym_service::seed::SeedKey::from_secret_json(&secret.to_string())
-            .expect("valid secret JSON");
+        let key = SeedKey::from_secret_json(&secret.to_string()).expect("valid secret JSON");
         keyring.import_seed_key(key).expect("first seed key");
         let engine = Engine::new(&keyring).with_compat_domain(domain);
         for vector in file.vectors.iter().filter(|v| v.secret == number) {
@@ -170,7 +170,8 @@ fn seed_vectors_are_reproduced_reidentified_and_rewrapped() {
             assert!(rewrapped.errors.is_empty(), "{}", vector.pseudonym);
             let new = rewrapped.pseudonyms[0].as_deref().expect("rewrapped");
             if vector.mode == Mode::Deterministic {
-                let made = engine.pseudonymize_seed(Mode::Deterministic, &[Some(&vector.value)]);
+                let made =
+                    engine.pseudonymize_seed(SeedMode::Deterministic, &[Some(&vector.value)]);
                 assert_eq!(made, Some(vec![Some(vector.pseudonym.clone())]));
                 assert_eq!(Some(new), vector.rewrapped.as_deref(), "{}", vector.value);
             } else {

@@ -126,13 +126,16 @@ def golden_keyring_text() -> str:
 
 class MigrationService:
     """A service in the middle of a migration from the AWS sample: the golden native keyring plus
-    the replaced service's golden secret 0, imported with `keygen --import-seed-secret`, serving
-    that service's own tokens on its routes (`--compat-tokens seed`)."""
+    the replaced service's golden secret `number` (0: a 32-byte key, 1: a 16-byte one), imported
+    with `keygen --import-seed-secret`, serving that service's own tokens on its routes
+    (`--compat-tokens seed`)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, number: int = 0) -> None:
+        self.number = number
         self.seed = json.loads((GOLDEN / "golden-seed.json").read_text(encoding="utf-8"))
+        self.secret = self.seed["secrets"][number]
         secret = folder / "aws-secret.json"
-        secret.write_text(json.dumps(self.seed["secrets"][0]), encoding="utf-8")
+        secret.write_text(json.dumps(self.secret), encoding="utf-8")
         self.keyring = folder / "keyring.toml"
         self.keyring.write_text(golden_keyring_text(), encoding="utf-8")
         self.keyring.chmod(0o600)
@@ -152,7 +155,7 @@ class MigrationService:
     def vectors(self, mode: str | None = None) -> list[dict]:
         """The golden tokens of the imported secret, of `mode` if given."""
         return [v for v in self.seed["vectors"]
-                if v["secret"] == 0 and (mode is None or v["mode"] == mode)]
+                if v["secret"] == self.number and (mode is None or v["mode"] == mode)]
 
 
 @pytest.fixture(scope="session")

@@ -93,16 +93,32 @@ def test_the_replaced_services_jobs_run_unchanged(migration_service: MigrationSe
     assert athena["pseudonyms"] == made
     assert post(f"{url}/Dev/reidentification", key, {"pseudonyms": made})["identifiers"] == values
     # Randomized, as the old service made it: our independent reading opens it.
-    secret = migration_service.seed["secrets"][0]
+    secret = migration_service.secret
     randomized = post(f"{endpoint}?deterministic=False", key, {"identifiers": values})["pseudonyms"]
     assert [open_seed_token(t, secret) for t in randomized] == [(v, "randomized") for v in values]
 
 
 def test_its_tokens_reidentify_and_rewrap_to_ours(migration_service: MigrationService) -> None:
+    check_reidentify_and_rewrap(migration_service)
+
+
+def test_a_16_byte_key_works_the_same(tmp_path: Path) -> None:
+    service = MigrationService(tmp_path, number=1)
+    try:
+        golden = service.vectors("deterministic")
+        made = post(f"{service.url}/Dev/pseudonymization?deterministic=True", service.admin,
+                    {"identifiers": [v["value"] for v in golden]})["pseudonyms"]
+        assert made == [v["pseudonym"] for v in golden]
+        check_reidentify_and_rewrap(service)
+    finally:
+        service.daemon.stop()
+
+
+def check_reidentify_and_rewrap(migration_service: MigrationService) -> None:
     client = Client(migration_service.url, api_key=migration_service.admin, batch_size=5)
     golden = migration_service.vectors()
     tokens = [v["pseudonym"] for v in golden]
-    secret = migration_service.seed["secrets"][0]
+    secret = migration_service.secret
     assert [open_seed_token(t, secret) for t in tokens] == [(v["value"], v["mode"]) for v in golden]
 
     assert client.reidentify("default", tokens) == [v["value"] for v in golden]

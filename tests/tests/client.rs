@@ -399,7 +399,7 @@ fn the_blocking_client_needs_no_runtime() {
 
 #[tokio::test]
 async fn rewrap_moves_a_partition_to_the_new_primary_sending_each_token_once() {
-    use pseudonym_service::seed::SeedKey;
+    use pseudonym_service::seed::{SeedKey, SeedMode};
     use pseudonym_service::{Domain, Engine, Keyring};
     let default = Domain::new("default").expect("valid");
     let mut keyring = Keyring::generate();
@@ -412,10 +412,10 @@ async fn rewrap_moves_a_partition_to_the_new_primary_sending_each_token_once() {
     let old = Engine::new(&keyring).with_compat_domain(default);
     let v1 = old.pseudonymize(default, Mode::Deterministic, &[Some("a"), Some("b")]);
     let aws = old
-        .pseudonymize_seed(Mode::Deterministic, &[Some("c")])
+        .pseudonymize_seed(SeedMode::Deterministic, &[Some("c")])
         .expect("seed key");
     let aws_randomized = old
-        .pseudonymize_seed(Mode::Randomized, &[Some("d")])
+        .pseudonymize_seed(SeedMode::Randomized, &[Some("d")])
         .expect("seed key");
     keyring.add_version(true);
     let fixture = Fixture::with_keyring(&keyring);

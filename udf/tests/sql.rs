@@ -342,7 +342,7 @@ fn the_command_line_pseudonymizes_a_parquet_file() {
 fn the_command_line_rewraps_a_lake_into_the_primary_key_version() {
     use datafusion::arrow::array::StringArray;
     use pseudonym_client::Mode;
-    use pseudonym_service::seed::SeedKey;
+    use pseudonym_service::seed::{SeedKey, SeedMode};
     use pseudonym_service::{Domain, Engine, Keyring};
 
     let default = Domain::new("default").expect("valid");
@@ -359,7 +359,7 @@ fn the_command_line_rewraps_a_lake_into_the_primary_key_version() {
         .collect();
     let (aws, ours) = values.split_at(2000);
     let mut tokens = old
-        .pseudonymize_seed(Mode::Deterministic, aws)
+        .pseudonymize_seed(SeedMode::Deterministic, aws)
         .expect("seed key");
     tokens.extend(old.pseudonymize(default, Mode::Deterministic, ours));
     keyring.add_version(true);
