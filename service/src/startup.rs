@@ -64,6 +64,14 @@ pub enum StartupError {
         "configuration: api_keys_file: required when a keyring is configured (create one with `pseudonymd api-key`)"
     )]
     MissingApiKeys,
+    /// No keyring, but a production setting: dev mode would serve a throw-away keyring.
+    #[error(
+        "no keyring configured, but {setting} is: that is not dev mode. Set keyring_file (or PSEUDONYM_KEYRING), or remove {setting} to run in dev mode"
+    )]
+    KeyringMissing {
+        /// The production setting found.
+        setting: &'static str,
+    },
     /// The API key file lists no key: every request would be refused.
     #[error("API key file {0} lists no keys (add one with `pseudonymd api-key`)")]
     NoApiKeys(PathBuf),
@@ -119,7 +127,10 @@ pub fn load_keys(config: &Config, keyring_env: Option<SecretString>) -> Result<K
             KeyringStore::new(path, config.kms.as_ref())?.load()?,
             KeySource::File(path.clone()),
         ),
-        (None, None) => return load_dev_keys(config),
+        (None, None) => match production_setting(config) {
+            Some(setting) => return Err(StartupError::KeyringMissing { setting }),
+            None => return load_dev_keys(config),
+        },
     };
     let api_keys_file = config
         .api_keys_file
@@ -130,6 +141,18 @@ pub fn load_keys(config: &Config, keyring_env: Option<SecretString>) -> Result<K
         api_keys: load_api_keys(api_keys_file)?,
         source,
     })
+}
+
+/// A setting that only a production deployment has, which rules dev mode out.
+fn production_setting(config: &Config) -> Option<&'static str> {
+    [
+        ("api_keys_file", config.api_keys_file.is_some()),
+        ("kms", config.kms.is_some()),
+        ("tls", config.tls.cert_file.is_some()),
+        ("audit_log", config.audit_log.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(setting, set)| set.then_some(setting))
 }
 
 fn load_api_keys(path: &Path) -> Result<ApiKeys, StartupError> {
@@ -157,10 +180,7 @@ fn load_dev_keys(config: &Config) -> Result<Keys, StartupError> {
         keyring
     };
 
-    let api_keys_path = config
-        .api_keys_file
-        .clone()
-        .unwrap_or_else(|| dir.join(DEV_API_KEYS));
+    let api_keys_path = dir.join(DEV_API_KEYS);
     let key_path = dir.join(DEV_API_KEY);
     if !key_path.exists() {
         let (key, entry) = auth::generate_key(
@@ -364,6 +384,32 @@ mod tests {
             a.pseudonymize(vin, mode, &[Some("x")]),
             b.pseudonymize(vin, mode, &[Some("x")])
         );
+    }
+
+    /// Found in review: with an API key file and no keyring, dev mode appended an all-powerful
+    /// key to that (production) file and served a throw-away keyring.
+    #[test]
+    fn production_settings_without_a_keyring_refuse_to_start_and_write_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let api_keys_file = dir.path().join("prod-keys.toml");
+        std::fs::write(&api_keys_file, "").expect("write");
+        let config = Config {
+            data_dir: dir.path().join("dev"),
+            api_keys_file: Some(api_keys_file.clone()),
+            ..Config::default()
+        };
+        let error = load_keys(&config, None).expect_err("no dev mode");
+        assert!(error.to_string().contains("api_keys_file"), "{error}");
+        assert_eq!(std::fs::read_to_string(&api_keys_file).expect("read"), "");
+        assert!(!config.data_dir.exists());
+
+        let config = Config {
+            data_dir: dir.path().join("dev"),
+            audit_log: Some(dir.path().join("audit.jsonl")),
+            ..Config::default()
+        };
+        let error = load_keys(&config, None).expect_err("no dev mode");
+        assert!(error.to_string().contains("audit_log"), "{error}");
     }
 
     #[test]
