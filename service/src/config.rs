@@ -83,6 +83,12 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// Requests handled at once; more are answered 503 `overloaded` at once, not queued.
     pub max_concurrent_requests: usize,
+    /// Time for a request's headers to arrive: from the connection's opening (TLS handshake
+    /// included) or from the previous answer, so also how long an idle HTTP/1 connection stays
+    /// open. Slower connections are closed.
+    pub header_read_timeout_ms: u64,
+    /// Connections open at once (HTTP and HTTPS); more are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -112,6 +118,8 @@ impl Default for Limits {
             max_value_bytes: 4096,
             request_timeout_ms: 10_000,
             max_concurrent_requests: 256,
+            header_read_timeout_ms: 30_000,
+            max_connections: 4096,
         }
     }
 }
@@ -120,6 +128,11 @@ impl Limits {
     /// The request timeout as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The header read timeout as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
     }
 
     /// Longest token accepted for re-identification: that of a `max_value_bytes` value in the
@@ -200,6 +213,11 @@ impl Config {
                 "limits.request_timeout_ms",
                 usize::try_from(limits.request_timeout_ms).unwrap_or(usize::MAX),
             ),
+            (
+                "limits.header_read_timeout_ms",
+                usize::try_from(limits.header_read_timeout_ms).unwrap_or(usize::MAX),
+            ),
+            ("limits.max_connections", limits.max_connections),
         ];
         for (field, value) in positive {
             if value == 0 {

@@ -13,6 +13,7 @@
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`kms`]: keyring files sealed by an OpenBao/Vault transit key (envelope keys).
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
+//! - [`connections`]: the cap on open connections.
 //! - [`startup`]: key sources (file, environment, dev mode), serving and graceful shutdown.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod engine;
 pub mod error;

@@ -131,6 +131,15 @@ struct LimitArgs {
     #[arg(long, env = "PSEUDONYM_MAX_CONCURRENT_REQUESTS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_concurrent_requests: Option<usize>,
+    /// Time for a request's headers (and a TLS handshake) to arrive; also the idle time of an
+    /// HTTP/1 connection, in milliseconds [default: 30000].
+    #[arg(long, env = "PSEUDONYM_HEADER_READ_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_read_timeout_ms: Option<u64>,
+    /// Connections open at once; more are closed when accepted [default: 4096].
+    #[arg(long, env = "PSEUDONYM_MAX_CONNECTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
 }
 
 #[derive(Args)]

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use axum_server::Handle;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
@@ -13,6 +14,7 @@ use crate::api::{self, AppState};
 use crate::audit::AuditLog;
 use crate::auth::{self, ApiKeys, ApiKeysError, Operation};
 use crate::config::{Config, ConfigError, TokenFormat};
+use crate::connections::ConnectionLimit;
 use crate::engine::Engine;
 use crate::keyring::{Keyring, KeyringError};
 use crate::kms::{KeyringStore, KmsError};
@@ -230,8 +232,17 @@ pub fn tls(config: &Config) -> Result<Option<RustlsConfig>, StartupError> {
     Ok(Some(RustlsConfig::from_config(config.tls.server_config()?)))
 }
 
+/// How often an HTTP/2 connection is pinged, and how long its answer may take, so a peer that
+/// vanished does not hold a connection.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves until `shutdown` completes, then stops accepting, marks the service not ready and
 /// gives in-flight requests up to the request timeout to finish.
+///
+/// Every connection is bounded: at most `limits.max_connections` open, the TLS handshake, the
+/// first request's headers and each later request's headers (so an idle HTTP/1 connection too)
+/// within `limits.header_read_timeout_ms`; HTTP/2 peers answer pings.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<RustlsConfig>,
@@ -241,6 +252,8 @@ pub async fn serve(
     let app = api::router(state.clone()).into_make_service();
     let handle = Handle::<std::net::SocketAddr>::new();
     let drain = state.limits().request_timeout();
+    let headers = state.limits().header_read_timeout();
+    let connections = ConnectionLimit::new(state.limits().max_connections);
     tokio::spawn({
         let handle = handle.clone();
         async move {
@@ -250,10 +263,22 @@ pub async fn serve(
             handle.graceful_shutdown(Some(drain));
         }
     });
-    let server = axum_server::Server::from_listener(listener).handle(handle);
+    let mut server = axum_server::Server::from_listener(listener)
+        .handle(handle)
+        .first_request_timeout(headers);
+    let http = server.http_builder();
+    http.http1().header_read_timeout(headers);
+    http.http2()
+        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
     match tls {
-        None => server.serve(app).await,
-        Some(tls) => server.acceptor(RustlsAcceptor::new(tls)).serve(app).await,
+        None => server.acceptor(connections).serve(app).await,
+        Some(tls) => {
+            let tls = RustlsAcceptor::new(tls)
+                .handshake_timeout(headers)
+                .acceptor(connections);
+            server.acceptor(tls).serve(app).await
+        }
     }
 }
 

@@ -71,6 +71,10 @@ struct TlsDaemon {
 }
 
 fn start(ca: &TestCa, client_ca: Option<&TestCa>) -> TlsDaemon {
+    start_with(ca, client_ca, &[])
+}
+
+fn start_with(ca: &TestCa, client_ca: Option<&TestCa>, extra: &[&str]) -> TlsDaemon {
     let dir = tempfile::tempdir().expect("tempdir");
     let (keyring, api_keys, keys) = write_keys(dir.path());
     let (cert_file, key_file) = ca.write_server_files(dir.path());
@@ -90,7 +94,8 @@ fn start(ca: &TestCa, client_ca: Option<&TestCa>) -> TlsDaemon {
         std::fs::write(&ca_file, client_ca.pem()).expect("write");
         args.extend(["--tls-client-ca-file".to_owned(), path(&ca_file)]);
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(extra);
     TlsDaemon {
         daemon: Daemon::start(&args, &[]),
         admin: keys.admin,
@@ -199,4 +204,68 @@ async fn mtls_admits_only_clients_with_a_certificate_from_the_client_ca() {
     ))
     .await
     .expect_err("a client certificate from another CA");
+}
+
+/// Found in review: connections that never finished their request stayed open forever, over
+/// HTTPS too. A connection that starts no TLS handshake is closed after the header timeout, and
+/// one beyond the cap at once, before any handshake; clients are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_closes_silent_connections_and_those_beyond_the_cap() {
+    let ca = TestCa::new("pseudonym test CA");
+    let server = start_with(
+        &ca,
+        None,
+        &["--header-read-timeout-ms", "500", "--max-connections", "8"],
+    );
+    let url = &server.daemon.url;
+    let addr = url.trim_start_matches("https://").to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..12 {
+        silent.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connects"),
+        );
+    }
+    // All at once: the 500 ms handshake timeout must not run out while they are checked.
+    let checks: Vec<_> = silent
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                let closed = closed_within(&mut stream, 200).await;
+                (stream, closed)
+            })
+        })
+        .collect();
+    let mut silent = Vec::new();
+    let mut at_once = 0;
+    for check in checks {
+        let (stream, closed) = check.await.expect("check ran");
+        at_once += usize::from(closed);
+        silent.push(stream);
+    }
+    assert_eq!(
+        at_once, 4,
+        "the connections beyond 8 are closed before any handshake"
+    );
+    for stream in &mut silent {
+        assert!(
+            closed_within(stream, 5000).await,
+            "no handshake: closed after 500 ms"
+        );
+    }
+    round_trip(&client(url, &server.admin, &ca, None))
+        .await
+        .expect("silent connections were closed and gave their place back");
+}
+
+/// Whether the server closes `stream` within `wait_ms`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait_ms: u64) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 64];
+    let wait = std::time::Duration::from_millis(wait_ms);
+    matches!(
+        tokio::time::timeout(wait, stream.read(&mut buffer)).await,
+        Ok(Ok(0) | Err(_))
+    )
 }
