@@ -82,9 +82,13 @@ impl AsRef<str> for Text<'_> {
     }
 }
 
+/// The list of values or pseudonyms in a request: strings or `null`. A reader may put another
+/// type in its place (the service reads it raw first, to bound how many items it takes).
+pub type Items<'a> = Vec<Option<Text<'a>>>;
+
 /// `POST /v1/pseudonymize`
 #[derive(Debug, Serialize, Deserialize)]
-pub struct PseudonymizeRequest<'a> {
+pub struct PseudonymizeRequest<'a, L = Items<'a>> {
     /// The purpose of the column, e.g. `vin`.
     #[serde(borrow)]
     pub domain: Text<'a>,
@@ -92,8 +96,7 @@ pub struct PseudonymizeRequest<'a> {
     #[serde(default)]
     pub mode: Mode,
     /// Values to pseudonymize; `null` stays `null`.
-    #[serde(borrow)]
-    pub values: Vec<Option<Text<'a>>>,
+    pub values: L,
 }
 
 /// Answer to [`PseudonymizeRequest`]: one pseudonym per value, same order, nulls kept.
@@ -107,13 +110,12 @@ pub struct PseudonymizeResponse {
 
 /// `POST /v1/reidentify`
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ReidentifyRequest<'a> {
+pub struct ReidentifyRequest<'a, L = Items<'a>> {
     /// The domain the pseudonyms were made in.
     #[serde(borrow)]
     pub domain: Text<'a>,
     /// Pseudonyms to turn back into values; `null` stays `null`.
-    #[serde(borrow)]
-    pub pseudonyms: Vec<Option<Text<'a>>>,
+    pub pseudonyms: L,
 }
 
 /// Answer to [`ReidentifyRequest`]: a failed item is `null` in `values` and listed in `errors`.
@@ -128,13 +130,12 @@ pub struct ReidentifyResponse {
 
 /// `POST /v1/rewrap`: pseudonyms of older key versions made again under the primary one.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct RewrapRequest<'a> {
+pub struct RewrapRequest<'a, L = Items<'a>> {
     /// The domain the pseudonyms were made in.
     #[serde(borrow)]
     pub domain: Text<'a>,
     /// Pseudonyms to rewrap; `null` stays `null`.
-    #[serde(borrow)]
-    pub pseudonyms: Vec<Option<Text<'a>>>,
+    pub pseudonyms: L,
 }
 
 /// Answer to [`RewrapRequest`]: new pseudonyms in the same modes; no plaintext. A failed item is
@@ -208,10 +209,9 @@ pub struct ErrorDetail {
 
 /// `POST /pseudonymization?deterministic=true|false` (the replaced service's route).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CompatPseudonymizeRequest<'a> {
+pub struct CompatPseudonymizeRequest<L> {
     /// Values to pseudonymize.
-    #[serde(borrow)]
-    pub identifiers: Vec<Option<Text<'a>>>,
+    pub identifiers: L,
 }
 
 /// Answer of the replaced service's `/pseudonymization` route.
@@ -223,11 +223,11 @@ pub struct CompatPseudonymizeResponse {
 
 /// `POST /reidentification` (the replaced service's route).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CompatReidentifyRequest<'a> {
+pub struct CompatReidentifyRequest<L> {
     /// Pseudonyms to turn back. Also read as `reidentifications`, the name the replaced
     /// service's PySpark jobs send.
-    #[serde(borrow, alias = "reidentifications")]
-    pub pseudonyms: Vec<Option<Text<'a>>>,
+    #[serde(alias = "reidentifications")]
+    pub pseudonyms: L,
 }
 
 /// Answer of the replaced service's `/reidentification` route: `null` where an item fails.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pseudonym_client::wire::{PseudonymizeRequest, Text};
+use pseudonym_client::wire::{Items, PseudonymizeRequest, Text};
 use pseudonym_client::{Client, Mode, RetryPolicy};
 
 use crate::data;
@@ -83,7 +83,7 @@ impl Sender {
                     settings.batch_size,
                     settings.cardinality,
                 );
-                let request = PseudonymizeRequest {
+                let request: PseudonymizeRequest<'_, Items<'_>> = PseudonymizeRequest {
                     domain: Text::from(settings.domain),
                     mode: settings.mode,
                     values: values

@@ -3,6 +3,7 @@
 //! Handlers parse, authorize, call the [`Engine`] and map the result. Limits, timeouts, load
 //! shedding, metrics and request tracing are layers, not handler code.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -25,6 +26,8 @@ use pseudonym_client::wire::{
     ReidentifyRequest, ReidentifyResponse, RewrapRequest, RewrapResponse, Text,
 };
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
@@ -124,15 +127,14 @@ impl AppState {
         &self.0.metrics
     }
 
-    fn check_batch<S: AsRef<str>>(
+    /// The items of a request, read now that the caller may proceed: at most
+    /// `limits.max_values` of them, none longer than `max_len` bytes.
+    fn read_batch<'a>(
         &self,
-        items: &[Option<S>],
+        items: &Items<'a>,
         max_len: usize,
-    ) -> Result<(), ApiError> {
-        let max = self.0.limits.max_values;
-        if items.len() > max {
-            return Err(ApiError::TooManyValues { max });
-        }
+    ) -> Result<Vec<Option<Text<'a>>>, ApiError> {
+        let items = items.read(self.0.limits.max_values)?;
         match items
             .iter()
             .position(|item| item.as_ref().is_some_and(|s| s.as_ref().len() > max_len))
@@ -141,7 +143,7 @@ impl AppState {
                 index,
                 max: max_len,
             }),
-            None => Ok(()),
+            None => Ok(items),
         }
     }
 
@@ -149,16 +151,17 @@ impl AppState {
     /// its modes, and only when its key is in the keyring (start-up and reload check that).
     fn pseudonymize(
         &self,
-        caller: &Caller,
+        request: &Authenticated,
         domain: &str,
         mode: Mode,
-        values: &[Option<Text<'_>>],
+        values: &Items<'_>,
         format: TokenFormat,
     ) -> Result<Vec<Option<String>>, ApiError> {
+        let caller = &request.caller;
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
-        self.check_batch(values, self.0.limits.max_value_bytes)?;
-        let engine = &self.0.keyed.load().engine;
+        let values = &self.read_batch(values, self.0.limits.max_value_bytes)?;
+        let engine = &request.keyed.engine;
         let pseudonyms = match format {
             TokenFormat::Native => engine.pseudonymize(domain, mode, values),
             TokenFormat::Seed => {
@@ -197,16 +200,16 @@ impl AppState {
 
     fn reidentify(
         &self,
-        caller: &Caller,
+        request: &Authenticated,
         domain: &str,
-        tokens: &[Option<Text<'_>>],
+        tokens: &Items<'_>,
     ) -> Result<ReidentifyResponse, ApiError> {
         let response = self.audited(
             Operation::Reidentify,
-            caller,
+            request,
             domain,
             tokens,
-            |engine, d| {
+            |engine, d, tokens| {
                 let response = engine.reidentify(d, tokens);
                 let failed = response.errors.len();
                 (response, failed)
@@ -218,15 +221,21 @@ impl AppState {
 
     fn rewrap(
         &self,
-        caller: &Caller,
+        request: &Authenticated,
         domain: &str,
-        tokens: &[Option<Text<'_>>],
+        tokens: &Items<'_>,
     ) -> Result<RewrapResponse, ApiError> {
-        let response = self.audited(Operation::Rewrap, caller, domain, tokens, |engine, d| {
-            let response = engine.rewrap(d, tokens);
-            let failed = response.errors.len();
-            (response, failed)
-        })?;
+        let response = self.audited(
+            Operation::Rewrap,
+            request,
+            domain,
+            tokens,
+            |engine, d, tokens| {
+                let response = engine.rewrap(d, tokens);
+                let failed = response.errors.len();
+                (response, failed)
+            },
+        )?;
         self.count_item_errors(&response.errors);
         Ok(response)
     }
@@ -236,13 +245,13 @@ impl AppState {
     fn audited<T>(
         &self,
         operation: Operation,
-        caller: &Caller,
+        request: &Authenticated,
         domain: &str,
-        tokens: &[Option<Text<'_>>],
-        run: impl FnOnce(&Engine, Domain<'_>) -> (T, usize),
+        tokens: &Items<'_>,
+        run: impl FnOnce(&Engine, Domain<'_>, &[Option<Text<'_>>]) -> (T, usize),
     ) -> Result<T, ApiError> {
-        let count = tokens.iter().flatten().count();
-        let audit = |failed, outcome| {
+        let caller = &request.caller;
+        let audit = |count, failed, outcome| {
             self.0.audit.record(
                 operation.as_str(),
                 caller.name(),
@@ -254,17 +263,19 @@ impl AppState {
         };
         let checked = parse_domain(domain).and_then(|d| {
             caller.authorize(operation, d)?;
-            self.check_batch(tokens, self.0.limits.max_token_bytes())?;
-            Ok(d)
+            let tokens = self.read_batch(tokens, self.0.limits.max_token_bytes())?;
+            Ok((d, tokens))
         });
-        let domain_ok = match checked {
-            Ok(d) => d,
+        let (domain_ok, tokens) = match checked {
+            Ok(checked) => checked,
             Err(error) => {
-                audit(0, Outcome::Refused);
+                audit(0, 0, Outcome::Refused);
                 return Err(error);
             }
         };
-        let (answer, failed) = run(&self.0.keyed.load().engine, domain_ok);
+        let count = tokens.iter().flatten().count();
+        let audit = |failed, outcome| audit(count, failed, outcome);
+        let (answer, failed) = run(&request.keyed.engine, domain_ok, &tokens);
         audit(
             failed,
             if failed == 0 {
@@ -372,8 +383,13 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
     Guard(Some(f))
 }
 
-/// The caller, authenticated by `Authorization: Bearer <key>` or `x-api-key: <key>`.
-struct Authenticated(Arc<Caller>);
+/// The caller, authenticated by `Authorization: Bearer <key>` or `x-api-key: <key>`, and the
+/// keys in service when the request came in: one snapshot serves the whole request, so a reload
+/// never lands inside one.
+struct Authenticated {
+    caller: Arc<Caller>,
+    keyed: Arc<Keyed>,
+}
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
@@ -391,15 +407,13 @@ impl FromRequestParts<AppState> for Authenticated {
                     .and_then(|value| value.to_str().ok())
             })
             .ok_or(ApiError::Unauthorized)?;
-        state
-            .0
-            .keyed
-            .load()
+        let keyed = state.0.keyed.load_full();
+        let caller = keyed
             .api_keys
             .authenticate(presented.trim())
             .cloned()
-            .map(Authenticated)
-            .ok_or(ApiError::Unauthorized)
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Authenticated { caller, keyed })
     }
 }
 
@@ -429,51 +443,150 @@ impl Body {
     fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
         serde_json::from_slice(&self.0).map_err(|error| ApiError::bad_json(&error))
     }
+
+    /// The request's list of values or tokens, kept unread (`raw`, a slice of this body).
+    fn items<'a>(&'a self, raw: &'a RawValue) -> Items<'a> {
+        Items { body: self, raw }
+    }
+}
+
+/// A request's list of values or tokens, checked as JSON but not read yet: it is read once the
+/// caller may proceed, and never beyond the limit, so a request of millions of values costs no
+/// more memory than its body.
+struct Items<'a> {
+    body: &'a Body,
+    raw: &'a RawValue,
+}
+
+impl<'a> Items<'a> {
+    /// The items, at most `max`; one more is `too_many_values`, found before the rest is read.
+    fn read(&self, max: usize) -> Result<Vec<Option<Text<'a>>>, ApiError> {
+        let exceeded = Cell::new(false);
+        let bounded = Bounded {
+            max,
+            exceeded: &exceeded,
+        };
+        let mut reader = serde_json::Deserializer::from_str(self.raw.get());
+        bounded.deserialize(&mut reader).map_err(|error| {
+            if exceeded.get() {
+                ApiError::TooManyValues { max }
+            } else {
+                self.bad_json(&error)
+            }
+        })
+    }
+
+    /// A JSON error inside the list, placed in the whole body.
+    fn bad_json(&self, error: &serde_json::Error) -> ApiError {
+        let body: &[u8] = &self.body.0;
+        let offset = (self.raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+        let before = &body[..offset.min(body.len())];
+        let lines_before = before.iter().filter(|&&b| b == b'\n').count();
+        let column_before = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+        match ApiError::bad_json(error) {
+            ApiError::BadJson {
+                category,
+                line,
+                column,
+            } => ApiError::BadJson {
+                category,
+                line: lines_before + line,
+                column: if line == 1 {
+                    column_before + column
+                } else {
+                    column
+                },
+            },
+            other => other,
+        }
+    }
+}
+
+/// Reads a JSON array of strings or nulls, refusing the item after `max`.
+struct Bounded<'c> {
+    max: usize,
+    exceeded: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Vec<Option<Text<'de>>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+        reader.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Vec<Option<Text<'de>>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of strings or nulls")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+        let mut read = Vec::with_capacity(items.size_hint().unwrap_or(0).min(self.max));
+        while read.len() < self.max {
+            match items.next_element()? {
+                Some(item) => read.push(item),
+                None => return Ok(read),
+            }
+        }
+        // At the limit: one more item of any kind is one too many, and is not kept.
+        match items.next_element::<IgnoredAny>()? {
+            None => Ok(read),
+            Some(IgnoredAny) => {
+                self.exceeded.set(true);
+                Err(serde::de::Error::custom("too many items"))
+            }
+        }
+    }
 }
 
 async fn pseudonymize(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    caller: Authenticated,
     body: Body,
 ) -> Result<Json<PseudonymizeResponse>, ApiError> {
-    let request: PseudonymizeRequest = body.parse()?;
+    let request: PseudonymizeRequest<&RawValue> = body.parse()?;
     let pseudonyms = state.pseudonymize(
         &caller,
         &request.domain.0,
         request.mode,
-        &request.values,
+        &body.items(request.values),
         TokenFormat::Native,
     )?;
     Ok(Json(PseudonymizeResponse {
         pseudonyms,
-        key_version: state.primary_version(),
+        key_version: caller.keyed.engine.primary_version(),
     }))
 }
 
 async fn reidentify(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    caller: Authenticated,
     body: Body,
 ) -> Result<Json<ReidentifyResponse>, ApiError> {
-    let request: ReidentifyRequest = body.parse()?;
+    let request: ReidentifyRequest<&RawValue> = body.parse()?;
+    let tokens = body.items(request.pseudonyms);
     Ok(Json(state.reidentify(
         &caller,
         &request.domain.0,
-        &request.pseudonyms,
+        &tokens,
     )?))
 }
 
 async fn rewrap(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    caller: Authenticated,
     body: Body,
 ) -> Result<Json<RewrapResponse>, ApiError> {
-    let request: RewrapRequest = body.parse()?;
-    Ok(Json(state.rewrap(
-        &caller,
-        &request.domain.0,
-        &request.pseudonyms,
-    )?))
+    let request: RewrapRequest<&RawValue> = body.parse()?;
+    let tokens = body.items(request.pseudonyms);
+    Ok(Json(state.rewrap(&caller, &request.domain.0, &tokens)?))
 }
 
 /// The query of the replaced service's `/pseudonymization`.
@@ -499,7 +612,7 @@ impl CompatQuery {
 
 async fn compat_pseudonymize(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    caller: Authenticated,
     query: Result<Query<CompatQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<Json<CompatPseudonymizeResponse>, ApiError> {
@@ -509,12 +622,12 @@ async fn compat_pseudonymize(
         )
     })?;
     let mode = query.mode()?;
-    let request: CompatPseudonymizeRequest = body.parse()?;
+    let request: CompatPseudonymizeRequest<&RawValue> = body.parse()?;
     let pseudonyms = state.pseudonymize(
         &caller,
         &state.0.compat_domain,
         mode,
-        &request.identifiers,
+        &body.items(request.identifiers),
         state.0.compat_tokens,
     )?;
     Ok(Json(CompatPseudonymizeResponse { pseudonyms }))
@@ -522,11 +635,12 @@ async fn compat_pseudonymize(
 
 async fn compat_reidentify(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    caller: Authenticated,
     body: Body,
 ) -> Result<Json<CompatReidentifyResponse>, ApiError> {
-    let request: CompatReidentifyRequest = body.parse()?;
-    let response = state.reidentify(&caller, &state.0.compat_domain, &request.pseudonyms)?;
+    let request: CompatReidentifyRequest<&RawValue> = body.parse()?;
+    let tokens = body.items(request.pseudonyms);
+    let response = state.reidentify(&caller, &state.0.compat_domain, &tokens)?;
     Ok(Json(CompatReidentifyResponse {
         identifiers: response.values,
     }))

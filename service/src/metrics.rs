@@ -30,6 +30,11 @@ struct ErrorLabels {
     code: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 1.6 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
@@ -44,6 +49,7 @@ pub struct Metrics {
     values: Family<ValueLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     in_flight: Gauge,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -56,6 +62,7 @@ impl Default for Metrics {
         let values = Family::<ValueLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let in_flight = Gauge::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status",
@@ -81,6 +88,11 @@ impl Default for Metrics {
             "HTTP requests being handled now",
             in_flight.clone(),
         );
+        registry.register(
+            "reloads",
+            "Reloads of keys and TLS files (SIGHUP), by outcome: ok, failed, panicked",
+            reloads.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -88,6 +100,7 @@ impl Default for Metrics {
             values,
             errors,
             in_flight,
+            reloads,
         }
     }
 }
@@ -115,6 +128,11 @@ impl Metrics {
         self.errors
             .get_or_create(&ErrorLabels { code })
             .inc_by(count as u64);
+    }
+
+    /// Counts a reload that ended with `outcome` (`ok`, `failed` or `panicked`).
+    pub fn add_reload(&self, outcome: &'static str) {
+        self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
     }
 
     /// The gauge of requests being handled.

@@ -363,24 +363,41 @@ pub async fn reload_on_sighup(
         return;
     };
     while hangups.recv().await.is_some() {
-        let (config, state, tls) = (config.clone(), state.clone(), tls.clone());
+        let (config, reloading, tls) = (config.clone(), state.clone(), tls.clone());
         // Blocking: a keyring sealed by a KMS is opened over HTTP.
-        let reloaded = tokio::task::spawn_blocking(move || {
-            reload(&config, &state, tls.as_ref(), keyring_env())
+        reload_logged(&state, move || {
+            reload(&config, &reloading, tls.as_ref(), keyring_env())
         })
         .await;
-        match reloaded.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic())) {
-            Ok(keys) => tracing::info!(
+    }
+}
+
+/// Runs one reload on a blocking thread and logs and counts its outcome. A reload that panics
+/// is an error like any other: the keys in service stay, and the next SIGHUP reloads again.
+pub async fn reload_logged(
+    state: &AppState,
+    reload: impl FnOnce() -> Result<Keys, StartupError> + Send + 'static,
+) {
+    let outcome = match tokio::task::spawn_blocking(reload).await {
+        Ok(Ok(keys)) => {
+            tracing::info!(
                 primary = keys.keyring.primary(),
                 versions = ?keys.keyring.keys().map(|(v, _)| v).collect::<Vec<_>>(),
                 api_keys = keys.api_keys.len(),
                 "reloaded keys"
-            ),
-            Err(error) => {
-                tracing::error!(%error, "reload failed; the keys loaded before stay in service")
-            }
+            );
+            "ok"
         }
-    }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "reload failed; the keys loaded before stay in service");
+            "failed"
+        }
+        Err(_) => {
+            tracing::error!("reload panicked; the keys loaded before stay in service");
+            "panicked"
+        }
+    };
+    state.metrics().add_reload(outcome);
 }
 
 #[cfg(test)]
@@ -435,6 +452,29 @@ mod tests {
         };
         let error = load_keys(&config, None).expect_err("no dev mode");
         assert!(error.to_string().contains("audit_log"), "{error}");
+    }
+
+    /// Found in review: a panic in a reload ended the reload task, so later SIGHUPs did
+    /// nothing, silently.
+    #[tokio::test]
+    async fn a_reload_that_panics_is_logged_and_counted_and_the_next_one_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().join("dev"),
+            ..Config::default()
+        };
+        let keys = load_keys(&config, None).expect("dev keys");
+        let state = state(&config, &keys).expect("state");
+        reload_logged(&state, || panic!("a reload that panics")).await;
+        let again = config.clone();
+        reload_logged(&state, move || load_keys(&again, None)).await;
+        let metrics = state.metrics().render();
+        for line in [
+            "pseudonym_reloads_total{outcome=\"panicked\"} 1",
+            "pseudonym_reloads_total{outcome=\"ok\"} 1",
+        ] {
+            assert!(metrics.contains(line), "{line} in {metrics}");
+        }
     }
 
     #[test]
