@@ -163,6 +163,8 @@ impl ClientBuilder {
             .map(|url| Endpoint::parse(url))
             .collect::<Result<Vec<_>, _>>()?;
         let mut http = reqwest::Client::builder()
+            // A redirect would re-send the API key and the values to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             .pool_max_idle_per_host(self.max_in_flight.max(16))

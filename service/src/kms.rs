@@ -78,6 +78,11 @@ pub enum KmsError {
         /// What happened.
         problem: String,
     },
+    /// Plain HTTP to another machine: the token and the keyring would cross the network in clear.
+    #[error(
+        "kms: address {0} is plain http to another machine; use https (plain http is allowed on loopback only)"
+    )]
+    InsecureAddress(String),
     /// The server answered with an error (bad token, unknown key, tampered ciphertext...).
     #[error("kms: transit {operation} with key {key:?} refused ({status}): {message}")]
     Refused {
@@ -104,6 +109,31 @@ pub enum KmsError {
     /// The opened keyring is not valid.
     #[error(transparent)]
     Keyring(#[from] KeyringError),
+}
+
+/// Refuses plain HTTP except to this machine.
+fn check_address(address: &str) -> Result<(), KmsError> {
+    let insecure = || KmsError::InsecureAddress(address.to_owned());
+    let url = reqwest::Url::parse(address).map_err(|_| KmsError::Unreachable {
+        address: address.to_owned(),
+        problem: "not a URL".to_owned(),
+    })?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host_str() {
+                Some("localhost") => true,
+                Some(host) => host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback()),
+                None => false,
+            };
+            if loopback { Ok(()) } else { Err(insecure()) }
+        }
+        _ => Err(insecure()),
+    }
 }
 
 /// An OpenBao/Vault transit key, reached over HTTP(S).
@@ -144,9 +174,12 @@ struct Errors {
 impl Transit {
     /// A client of the configured transit key. Blocking: call it outside async tasks.
     pub fn new(config: &KmsConfig) -> Result<Self, KmsError> {
+        check_address(&config.address)?;
         let mut http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.timeout_ms));
+            .connect_timeout(Duration::from_millis(config.timeout_ms))
+            // A redirect would re-send the token (and, for encrypt, the keyring) elsewhere.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(ca_file) = &config.ca_file {
             let file_error = |problem: String| KmsError::File {
                 path: ca_file.clone(),
@@ -359,4 +392,32 @@ fn is_sealed(path: &Path) -> bool {
         .ok()
         .and_then(|text| toml::from_str::<SealedFile>(&text).ok())
         .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found in review: a plain-http KMS address sent the token across the network in clear.
+    #[test]
+    fn plain_http_is_refused_except_on_loopback() {
+        for good in [
+            "https://bao.internal:8200",
+            "http://127.0.0.1:8200",
+            "http://localhost:8200",
+            "http://[::1]:8200",
+        ] {
+            assert!(check_address(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://bao.internal:8200",
+            "http://10.0.0.1:8200",
+            "ftp://127.0.0.1",
+        ] {
+            assert!(
+                matches!(check_address(bad), Err(KmsError::InsecureAddress(_))),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -465,3 +465,52 @@ async fn rewrap_moves_a_partition_to_the_new_primary_sending_each_token_once() {
     ];
     assert_eq!(back.values, expected.map(|v| v.map(str::to_owned)));
 }
+
+/// Found in review: the client followed redirects, re-sending the API key and the values to
+/// wherever a redirect pointed.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{StatusCode, header};
+
+    async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    let elsewhere = serve(axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { "captured" }
+    }))
+    .await;
+    let target = format!("{elsewhere}/v1/pseudonymize");
+    let redirecting = serve(axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, target)]) }
+    }))
+    .await;
+
+    let client = builder(&[&redirecting], "pk_secret")
+        .build()
+        .expect("client");
+    let error = client
+        .pseudonymize("vin", Mode::Deterministic, &[Some("WVWZZZ1JZXW000001")])
+        .await
+        .expect_err("a redirect is not an answer");
+    assert!(
+        matches!(error, Error::Rejected { status: 307, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "nothing was sent elsewhere"
+    );
+}
