@@ -12,7 +12,7 @@ use pseudonym_client::Mode;
 use pseudonym_service::api::{self, AppState};
 use pseudonym_service::audit::AuditLog;
 use pseudonym_service::auth::{self, ApiKeys, Operation};
-use pseudonym_service::config::{Limits, TokenFormat};
+use pseudonym_service::config::{Config, Limits};
 use pseudonym_service::seed::{self, SeedKey, SeedMode};
 use pseudonym_service::{Domain, Engine, Keyring, token};
 use secrecy::ExposeSecret;
@@ -81,12 +81,15 @@ fn fixture() -> &'static Fixture {
             max_value_bytes: 256,
             ..Limits::default()
         };
+        let config = Config {
+            limits,
+            compat_domain: COMPAT_DOMAIN.to_owned(),
+            ..Config::default()
+        };
         let state = AppState::new(
             Engine::new(&keyring).with_compat_domain(compat),
             api_keys,
-            limits,
-            COMPAT_DOMAIN.to_owned(),
-            TokenFormat::Native,
+            &config,
             AuditLog::open(None).expect("audit to the log"),
         );
         Fixture {

@@ -13,7 +13,7 @@ use axum::extract::{
     DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Query, Request, State,
 };
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,13 +30,13 @@ use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use arc_swap::ArcSwap;
 
 use crate::audit::{AuditLog, Outcome};
 use crate::auth::{ApiKeys, Caller, Operation};
-use crate::config::{Limits, TokenFormat};
+use crate::config::{Config, Limits, TokenFormat};
 use crate::domain::Domain;
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorCode};
@@ -70,6 +70,7 @@ struct Shared {
     limits: Limits,
     compat_domain: String,
     compat_tokens: TokenFormat,
+    metrics_require_api_key: bool,
     metrics: Metrics,
     audit: AuditLog,
     ready: AtomicBool,
@@ -82,20 +83,14 @@ struct Keyed {
 }
 
 impl AppState {
-    /// State for a service with these keys and settings.
-    pub fn new(
-        engine: Engine,
-        api_keys: ApiKeys,
-        limits: Limits,
-        compat_domain: String,
-        compat_tokens: TokenFormat,
-        audit: AuditLog,
-    ) -> Self {
+    /// State for a service with these keys, serving as `config` says.
+    pub fn new(engine: Engine, api_keys: ApiKeys, config: &Config, audit: AuditLog) -> Self {
         AppState(Arc::new(Shared {
             keyed: ArcSwap::from_pointee(Keyed { engine, api_keys }),
-            limits,
-            compat_domain,
-            compat_tokens,
+            limits: config.limits.clone(),
+            compat_domain: config.compat_domain.clone(),
+            compat_tokens: config.compat_tokens,
+            metrics_require_api_key: config.metrics_require_api_key,
             metrics: Metrics::default(),
             audit,
             ready: AtomicBool::new(true),
@@ -331,7 +326,12 @@ pub fn router(state: AppState) -> Router {
     api.merge(operations)
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(TraceLayer::new_for_http())
+        // Failures (5xx) at DEBUG: under overload every 503 would otherwise be an ERROR line.
+        // Faults of the service itself are logged where they happen, at ERROR.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }
 
@@ -395,7 +395,12 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let headers = &parts.headers;
+        Authenticated::from_headers(&parts.headers, state)
+    }
+}
+
+impl Authenticated {
+    fn from_headers(headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -654,7 +659,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.0.metrics_require_api_key {
+        if let Err(refused) = Authenticated::from_headers(&headers, &state) {
+            return refused.into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

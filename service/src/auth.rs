@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -218,7 +217,7 @@ pub fn generate_key(
     domains: BTreeSet<String>,
 ) -> (SecretString, ApiKeyEntry) {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    rand::rng().fill_bytes(bytes.as_mut());
+    crate::keyring::fill_from_os(bytes.as_mut());
     let key = SecretString::from(format!("pk_{}", URL_SAFE_NO_PAD.encode(bytes.as_ref())));
     let entry = ApiKeyEntry {
         name: name.to_owned(),

@@ -30,6 +30,9 @@ pub struct Config {
     pub compat_domain: String,
     /// What `/pseudonymization` answers: our tokens, or the replaced service's, byte for byte.
     pub compat_tokens: TokenFormat,
+    /// Whether `GET /metrics` needs an API key (any valid one): its counters show how much is
+    /// re-identified, by whom and when.
+    pub metrics_require_api_key: bool,
     /// File the audit trail is appended to; without it, audit lines go to the log under the
     /// target `pseudonym::audit`.
     pub audit_log: Option<PathBuf>,
@@ -100,6 +103,7 @@ impl Default for Config {
             data_dir: PathBuf::from(".pseudonym-dev"),
             compat_domain: "default".to_owned(),
             compat_tokens: TokenFormat::Native,
+            metrics_require_api_key: false,
             audit_log: None,
             log: "info".to_owned(),
             log_format: LogFormat::Text,

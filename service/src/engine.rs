@@ -44,6 +44,7 @@ pub const INFO_HASH: &[u8] = b"pseudonym/1 hash hmac-sha256";
 const TAG_LEN: usize = 16;
 const NONCE_LEN: usize = 16;
 const SIV_KEY_LEN: usize = 64;
+const HASH_KEY_LEN: usize = 32;
 
 /// Turns values into tokens and tokens back into values with the keys of one keyring.
 ///
@@ -61,8 +62,9 @@ pub struct Engine {
 struct VersionKeys {
     deterministic: SivKey,
     randomized: SivKey,
-    /// The HMAC state after absorbing the key: cloned per batch, never re-keyed per value.
-    hash: Hmac<Sha256>,
+    /// The HMAC key. The `hmac` crate's keyed state cannot be zeroized, so it is built per
+    /// batch from these bytes and lives only as long as the batch (never re-keyed per value).
+    hash: SecretBox<[u8; HASH_KEY_LEN]>,
 }
 
 /// An AES-SIV key. `aes_siv::Siv` is neither `Clone` nor usable through `&self`, so each batch
@@ -85,14 +87,13 @@ impl SivKey {
 impl VersionKeys {
     fn derive(key: &SecretKey) -> Self {
         let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), key.expose());
-        let mut hash_key = zeroize::Zeroizing::new([0u8; 32]);
+        let mut hash_key = Box::new([0u8; HASH_KEY_LEN]);
         hkdf.expand(INFO_HASH, hash_key.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         VersionKeys {
             deterministic: SivKey::derive(&hkdf, INFO_DETERMINISTIC),
             randomized: SivKey::derive(&hkdf, INFO_RANDOMIZED),
-            hash: <Hmac<Sha256> as Mac>::new_from_slice(hash_key.as_ref())
-                .expect("HMAC takes keys of any length"),
+            hash: SecretBox::new(hash_key),
         }
     }
 }
@@ -251,7 +252,8 @@ impl<'a> Sealer<'a> {
             Mode::Deterministic => SealerKind::Deterministic(keys.deterministic.cipher()),
             Mode::Randomized => SealerKind::Randomized(keys.randomized.cipher()),
             Mode::Hash => {
-                let mut mac = keys.hash.clone();
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.hash.expose_secret())
+                    .expect("HMAC takes keys of any length");
                 let label = domain.as_str().as_bytes();
                 let label_len =
                     u16::try_from(label.len()).expect("domains are at most 64 bytes long");

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
+use rand::TryRngCore;
+use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -45,7 +46,7 @@ impl SecretKey {
     /// A new key from the operating system's random source.
     pub fn generate() -> Self {
         let mut bytes = Box::new([0u8; KEY_BYTES]);
-        rand::rng().fill_bytes(bytes.as_mut());
+        fill_from_os(bytes.as_mut());
         SecretKey(SecretBox::new(bytes))
     }
 
@@ -342,6 +343,14 @@ impl Keyring {
     pub fn keys(&self) -> impl Iterator<Item = (u32, &SecretKey)> {
         self.keys.iter().map(|(version, key)| (*version, key))
     }
+}
+
+/// Fills `bytes` from the operating system's random source, as long-term secrets must be (not
+/// from a user-space generator seeded from it).
+pub(crate) fn fill_from_os(bytes: &mut [u8]) {
+    OsRng
+        .try_fill_bytes(bytes)
+        .expect("the operating system's random source is available");
 }
 
 #[cfg(unix)]

@@ -75,6 +75,10 @@ struct ServeArgs {
     #[arg(long, env = "PSEUDONYM_COMPAT_TOKENS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     compat_tokens: Option<TokenFormat>,
+    /// Require an API key (any valid one) for GET /metrics [default: false].
+    #[arg(long, env = "PSEUDONYM_METRICS_REQUIRE_API_KEY")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    metrics_require_api_key: bool,
     /// File to append the audit trail to [default: the log, target pseudonym::audit].
     #[arg(long, env = "PSEUDONYM_AUDIT_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]

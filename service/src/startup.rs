@@ -316,9 +316,7 @@ pub fn state(config: &Config, keys: &Keys) -> Result<AppState, StartupError> {
     Ok(AppState::new(
         engine(config, &keys.keyring)?,
         keys.api_keys.clone(),
-        config.limits.clone(),
-        config.compat_domain.clone(),
-        config.compat_tokens,
+        config,
         audit,
     ))
 }

@@ -343,3 +343,19 @@ async fn beyond_the_concurrency_limit_requests_are_shed_at_once_with_retry_after
         .await;
     assert_eq!(status, 200, "the slot is free again");
 }
+
+/// Found in review: `/metrics` shows anyone how much is re-identified, by whom and when. It can
+/// require an API key.
+#[tokio::test]
+async fn metrics_can_require_an_api_key() {
+    let server = TestServer::start(|config| config.metrics_require_api_key = true).await;
+    assert_eq!(server.get("/metrics").await.0, 401);
+    let answer = reqwest::Client::new()
+        .get(format!("{}/metrics", server.url))
+        .header("x-api-key", &server.keys.writer)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(server.get("/healthz").await.0, 200, "health stays open");
+}

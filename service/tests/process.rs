@@ -145,3 +145,43 @@ async fn the_most_verbose_logs_hold_no_value_token_plaintext_or_key() {
         assert!(!logs.contains(&secret), "the logs show {secret:?}");
     }
 }
+
+/// Found in review: every 503 was an ERROR log line, so an overload flooded stderr.
+#[tokio::test]
+async fn timeouts_and_overload_are_not_logged_as_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (keyring, api_keys, keys) = write_keys(dir.path());
+    let daemon = Daemon::start(
+        &[
+            "--keyring-file",
+            keyring.to_str().expect("utf-8 path"),
+            "--api-keys-file",
+            api_keys.to_str().expect("utf-8 path"),
+            "--request-timeout-ms",
+            "1",
+        ],
+        &[],
+    );
+    // A body that never arrives in full: the request times out with 503, three times.
+    let head = format!(
+        "POST /v1/pseudonymize HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"domain\"",
+        keys.admin
+    );
+    for _ in 0..3 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(daemon.url.trim_start_matches("http://"))
+            .await
+            .expect("connects");
+        stream.write_all(head.as_bytes()).await.expect("writes");
+        let mut answer = [0u8; 64];
+        let read = stream.read(&mut answer).await.expect("answered");
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 503"),
+            "{:?}",
+            &answer[..read]
+        );
+    }
+    let output = daemon.stop();
+    assert!(!output.contains("ERROR"), "{output}");
+}
