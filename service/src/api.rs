@@ -34,7 +34,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use arc_swap::ArcSwap;
 
-use crate::audit::{AuditLog, Outcome};
+use crate::audit::{AuditLog, AuditRecord, Outcome};
 use crate::auth::{ApiKeys, Caller, Operation};
 use crate::config::{Config, Limits, TokenFormat};
 use crate::domain::Domain;
@@ -110,6 +110,11 @@ impl AppState {
     /// The key version new pseudonyms are made with.
     pub fn primary_version(&self) -> u32 {
         self.0.keyed.load().engine.primary_version()
+    }
+
+    /// Opens the audit file again at its path (after log rotation).
+    pub async fn reopen_audit(&self) -> Result<(), crate::audit::AuditError> {
+        self.0.audit.reopen().await
     }
 
     /// The request limits.
@@ -193,51 +198,56 @@ impl AppState {
         );
     }
 
-    fn reidentify(
+    async fn reidentify(
         &self,
         request: &Authenticated,
         domain: &str,
         tokens: &Items<'_>,
     ) -> Result<ReidentifyResponse, ApiError> {
-        let response = self.audited(
-            Operation::Reidentify,
-            request,
-            domain,
-            tokens,
-            |engine, d, tokens| {
-                let response = engine.reidentify(d, tokens);
-                let failed = response.errors.len();
-                (response, failed)
-            },
-        )?;
+        let response = self
+            .audited(
+                Operation::Reidentify,
+                request,
+                domain,
+                tokens,
+                |engine, d, tokens| {
+                    let response = engine.reidentify(d, tokens);
+                    let failed = response.errors.len();
+                    (response, failed)
+                },
+            )
+            .await?;
         self.count_item_errors(&response.errors);
         Ok(response)
     }
 
-    fn rewrap(
+    async fn rewrap(
         &self,
         request: &Authenticated,
         domain: &str,
         tokens: &Items<'_>,
     ) -> Result<RewrapResponse, ApiError> {
-        let response = self.audited(
-            Operation::Rewrap,
-            request,
-            domain,
-            tokens,
-            |engine, d, tokens| {
-                let response = engine.rewrap(d, tokens);
-                let failed = response.errors.len();
-                (response, failed)
-            },
-        )?;
+        let response = self
+            .audited(
+                Operation::Rewrap,
+                request,
+                domain,
+                tokens,
+                |engine, d, tokens| {
+                    let response = engine.rewrap(d, tokens);
+                    let failed = response.errors.len();
+                    (response, failed)
+                },
+            )
+            .await?;
         self.count_item_errors(&response.errors);
         Ok(response)
     }
 
     /// Checks and runs a privileged operation on `tokens`, leaving one audit line whatever
-    /// happens once the caller is known.
-    fn audited<T>(
+    /// happens. The line is written before the answer leaves; with `audit_fail_closed`, an
+    /// answer whose line cannot be written is not given.
+    async fn audited<T>(
         &self,
         operation: Operation,
         request: &Authenticated,
@@ -246,16 +256,12 @@ impl AppState {
         run: impl FnOnce(&Engine, Domain<'_>, &[Option<Text<'_>>]) -> (T, usize),
     ) -> Result<T, ApiError> {
         let caller = &request.caller;
-        let audit = |count, failed, outcome| {
-            self.0.audit.record(
-                operation.as_str(),
-                caller.name(),
-                domain,
-                count,
-                failed,
-                outcome,
-            )
-        };
+        let mut record = AuditRecord::now(operation.as_str(), Outcome::Refused);
+        record.api_key = Some(caller.name());
+        record.domain = Domain::new(domain).ok().map(Domain::as_str);
+        if let Some(context) = &request.audit {
+            context.recorded.store(true, Ordering::SeqCst);
+        }
         let checked = parse_domain(domain).and_then(|d| {
             caller.authorize(operation, d)?;
             let tokens = self.read_batch(tokens, self.0.limits.max_token_bytes())?;
@@ -264,23 +270,39 @@ impl AppState {
         let (domain_ok, tokens) = match checked {
             Ok(checked) => checked,
             Err(error) => {
-                audit(0, 0, Outcome::Refused);
+                record.reason = Some(error.code());
+                self.write_audit(&record).await?;
                 return Err(error);
             }
         };
-        let count = tokens.iter().flatten().count();
-        let audit = |failed, outcome| audit(count, failed, outcome);
+        record.count = tokens.iter().flatten().count();
         let (answer, failed) = run(&request.keyed.engine, domain_ok, &tokens);
-        audit(
-            failed,
-            if failed == 0 {
-                Outcome::Ok
-            } else {
-                Outcome::Partial
-            },
-        );
-        self.0.metrics.add_values(operation.as_str(), "any", count);
+        record.failed = failed;
+        record.outcome = if failed == 0 {
+            Outcome::Ok
+        } else {
+            Outcome::Partial
+        };
+        self.write_audit(&record).await?;
+        self.0
+            .metrics
+            .add_values(operation.as_str(), "any", record.count);
         Ok(answer)
+    }
+
+    /// Writes an audit line; a failure fails the request only with `audit_fail_closed`.
+    async fn write_audit(&self, record: &AuditRecord<'_>) -> Result<(), ApiError> {
+        match self.0.audit.record(record).await {
+            Ok(()) => Ok(()),
+            Err(error) if self.0.audit.fail_closed() => {
+                tracing::error!(%error, "audit line not written: the request is refused");
+                Err(ApiError::AuditUnavailable)
+            }
+            Err(error) => {
+                tracing::error!(%error, "audit line not written");
+                Ok(())
+            }
+        }
     }
 
     fn count_item_errors(&self, errors: &[ItemError]) {
@@ -306,18 +328,27 @@ pub fn router(state: AppState) -> Router {
         .layer(GlobalConcurrencyLimitLayer::new(
             limits.max_concurrent_requests,
         ));
-    let api = Router::new()
+    // The replaced service sat behind an API Gateway stage (`/Dev/pseudonymization`), and its
+    // callers put the stage in their URLs.
+    let pseudonymizing = Router::new()
         .route("/v1/pseudonymize", post(pseudonymize))
+        .route("/pseudonymization", post(compat_pseudonymize))
+        .route("/{stage}/pseudonymization", post(compat_pseudonymize))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(guarded.clone());
+    // Every request here leaves an audit line, those refused before their handler included.
+    let privileged = Router::new()
         .route("/v1/reidentify", post(reidentify))
         .route("/v1/rewrap", post(rewrap))
-        .route("/pseudonymization", post(compat_pseudonymize))
         .route("/reidentification", post(compat_reidentify))
-        // The replaced service sat behind an API Gateway stage (`/Dev/pseudonymization`), and
-        // its callers put the stage in their URLs.
-        .route("/{stage}/pseudonymization", post(compat_pseudonymize))
         .route("/{stage}/reidentification", post(compat_reidentify))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(guarded);
+        .layer(guarded)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit_refusals,
+        ));
+    let api = pseudonymizing.merge(privileged);
     let operations = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -333,6 +364,50 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .with_state(state)
+}
+
+/// What a privileged request's handler tells the audit layer around it.
+#[derive(Debug, Default)]
+struct AuditContext {
+    /// The API key's name, once it was recognised.
+    caller: std::sync::OnceLock<String>,
+    /// Whether the handler wrote the request's audit line.
+    recorded: AtomicBool,
+}
+
+/// Writes a refused audit line for a privileged request that ends without one: one refused
+/// before its handler could write it (no or unknown key, unreadable or oversized body,
+/// overload, timeout).
+async fn audit_refusals(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let operation = match request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+    {
+        Some("/v1/rewrap") => Operation::Rewrap,
+        _ => Operation::Reidentify,
+    };
+    let context = Arc::new(AuditContext::default());
+    request.extensions_mut().insert(context.clone());
+    let response = next.run(request).await;
+    if !context.recorded.load(Ordering::SeqCst) {
+        let mut record = AuditRecord::now(operation.as_str(), Outcome::Refused);
+        record.api_key = context.caller.get().map(String::as_str);
+        record.reason = Some(
+            response
+                .extensions()
+                .get::<ErrorCode>()
+                .map_or("internal", |ErrorCode(code)| code),
+        );
+        if let Err(error) = state.0.audit.record(&record).await {
+            tracing::error!(%error, "audit line of a refused request not written");
+        }
+    }
+    response
 }
 
 async fn layer_error(error: BoxError) -> ApiError {
@@ -389,13 +464,20 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
 struct Authenticated {
     caller: Arc<Caller>,
     keyed: Arc<Keyed>,
+    /// On privileged routes: where the handler says it wrote the audit line.
+    audit: Option<Arc<AuditContext>>,
 }
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Authenticated::from_headers(&parts.headers, state)
+        let mut authenticated = Authenticated::from_headers(&parts.headers, state)?;
+        if let Some(context) = parts.extensions.get::<Arc<AuditContext>>() {
+            let _ = context.caller.set(authenticated.caller.name().to_owned());
+            authenticated.audit = Some(context.clone());
+        }
+        Ok(authenticated)
     }
 }
 
@@ -418,7 +500,11 @@ impl Authenticated {
             .authenticate(presented.trim())
             .cloned()
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Authenticated { caller, keyed })
+        Ok(Authenticated {
+            caller,
+            keyed,
+            audit: None,
+        })
     }
 }
 
@@ -577,11 +663,10 @@ async fn reidentify(
 ) -> Result<Json<ReidentifyResponse>, ApiError> {
     let request: ReidentifyRequest<&RawValue> = body.parse()?;
     let tokens = body.items(request.pseudonyms);
-    Ok(Json(state.reidentify(
-        &caller,
-        &request.domain.0,
-        &tokens,
-    )?))
+    let answer = state
+        .reidentify(&caller, &request.domain.0, &tokens)
+        .await?;
+    Ok(Json(answer))
 }
 
 async fn rewrap(
@@ -591,7 +676,8 @@ async fn rewrap(
 ) -> Result<Json<RewrapResponse>, ApiError> {
     let request: RewrapRequest<&RawValue> = body.parse()?;
     let tokens = body.items(request.pseudonyms);
-    Ok(Json(state.rewrap(&caller, &request.domain.0, &tokens)?))
+    let answer = state.rewrap(&caller, &request.domain.0, &tokens).await?;
+    Ok(Json(answer))
 }
 
 /// The query of the replaced service's `/pseudonymization`.
@@ -645,7 +731,9 @@ async fn compat_reidentify(
 ) -> Result<Json<CompatReidentifyResponse>, ApiError> {
     let request: CompatReidentifyRequest<&RawValue> = body.parse()?;
     let tokens = body.items(request.pseudonyms);
-    let response = state.reidentify(&caller, &state.0.compat_domain, &tokens)?;
+    let response = state
+        .reidentify(&caller, &state.0.compat_domain, &tokens)
+        .await?;
     Ok(Json(CompatReidentifyResponse {
         identifiers: response.values,
     }))

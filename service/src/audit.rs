@@ -1,19 +1,26 @@
 //! The audit trail: one JSON line per re-identification or rewrap request, refused ones
-//! included, to its own sink (a file, or the `pseudonym::audit` log target), apart from the
-//! access log. Lines name the API key, the domain, counts and the outcome, never a value.
+//! included, to its own sink, apart from the log: a file (`audit_log`), or standard output. No
+//! log filter turns it off. Lines name the API key, the domain, counts, the outcome and, for a
+//! refusal, its code; never a value, a token or a key.
+//!
+//! One thread owns the sink and writes each line before the request that caused it is answered;
+//! request tasks wait for it without blocking a runtime thread. With `audit_fail_closed`, a line
+//! that cannot be written fails its request: no plaintext leaves without its audit line.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::Path;
-use std::sync::Mutex;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use tokio::sync::oneshot;
 
-/// Where audit lines go.
+/// Where audit lines go, and what a failed write means.
 #[derive(Debug)]
 pub struct AuditLog {
-    file: Option<Mutex<BufWriter<File>>>,
+    writer: mpsc::Sender<Command>,
+    fail_closed: bool,
 }
 
 /// What happened to an audited request.
@@ -24,7 +31,7 @@ pub enum Outcome {
     Ok,
     /// Some items failed (listed per item in the answer).
     Partial,
-    /// The API key may not do this, or the request was not valid.
+    /// The request was refused: no key, a key that may not do this, or an invalid request.
     Refused,
 }
 
@@ -35,73 +42,139 @@ pub struct AuditRecord<'a> {
     pub time_unix_ms: u128,
     /// `reidentify` or `rewrap`.
     pub operation: &'static str,
-    /// Name of the API key from the key file.
-    pub api_key: &'a str,
-    /// The domain asked for.
-    pub domain: &'a str,
-    /// Non-null items in the request.
+    /// Name of the API key from the key file; `null` when no known key was presented.
+    pub api_key: Option<&'a str>,
+    /// The domain asked for; `null` when the request named none or not a valid one.
+    pub domain: Option<&'a str>,
+    /// Non-null items in the request (0 when it was refused before they were read).
     pub count: usize,
     /// Items that failed.
     pub failed: usize,
     /// What happened.
     pub outcome: Outcome,
+    /// For a refusal, the error code the caller got (`unauthorized`, `forbidden`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// An audit line that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the audit log: {0}")]
+pub struct AuditError(#[from] io::Error);
+
+enum Command {
+    Line(Vec<u8>, oneshot::Sender<io::Result<()>>),
+    Reopen(oneshot::Sender<io::Result<()>>),
+}
+
+/// The sink the writer thread owns.
+enum Sink {
+    Stdout,
+    File { path: PathBuf, file: File },
 }
 
 impl AuditLog {
-    /// Audit lines appended to `path` (created with mode 0600 if missing), or, without a path,
-    /// written as `tracing` events of target `pseudonym::audit`.
-    pub fn open(path: Option<&Path>) -> std::io::Result<AuditLog> {
-        let file = match path {
-            None => None,
-            Some(path) => {
-                let mut options = OpenOptions::new();
-                options.create(true).append(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                Some(Mutex::new(BufWriter::new(options.open(path)?)))
-            }
+    /// Audit lines appended to `path` (created with mode 0600 if missing), or to standard output
+    /// without a path. With `fail_closed`, [`AuditLog::record`] failures must fail the request.
+    pub fn open(path: Option<&Path>, fail_closed: bool) -> io::Result<AuditLog> {
+        let sink = match path {
+            None => Sink::Stdout,
+            Some(path) => Sink::File {
+                path: path.to_owned(),
+                file: open_append(path)?,
+            },
         };
-        Ok(AuditLog { file })
+        let (writer, commands) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("pseudonym-audit".to_owned())
+            .spawn(move || write_lines(sink, commands))?;
+        Ok(AuditLog {
+            writer,
+            fail_closed,
+        })
     }
 
-    /// Records one request. A sink that fails is reported in the service log; the request
-    /// itself is not failed for it.
-    pub fn record(
-        &self,
-        operation: &'static str,
-        api_key: &str,
-        domain: &str,
-        count: usize,
-        failed: usize,
-        outcome: Outcome,
-    ) {
-        let record = AuditRecord {
+    /// Whether a line that cannot be written must fail its request.
+    pub fn fail_closed(&self) -> bool {
+        self.fail_closed
+    }
+
+    /// Writes one line and waits until it is written (flushed to the file or stdout).
+    pub async fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let (done, written) = oneshot::channel();
+        self.writer
+            .send(Command::Line(line, done))
+            .map_err(|_| io::Error::other("the audit writer stopped"))?;
+        written
+            .await
+            .map_err(|_| io::Error::other("the audit writer stopped"))??;
+        Ok(())
+    }
+
+    /// Opens the file again by its path, after log rotation moved it (SIGHUP). On failure the
+    /// file open before stays in use.
+    pub async fn reopen(&self) -> Result<(), AuditError> {
+        let (done, reopened) = oneshot::channel();
+        self.writer
+            .send(Command::Reopen(done))
+            .map_err(|_| io::Error::other("the audit writer stopped"))?;
+        reopened
+            .await
+            .map_err(|_| io::Error::other("the audit writer stopped"))??;
+        Ok(())
+    }
+}
+
+impl AuditRecord<'_> {
+    /// A record stamped now.
+    pub fn now(operation: &'static str, outcome: Outcome) -> AuditRecord<'static> {
+        AuditRecord {
             time_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |t| t.as_millis()),
             operation,
-            api_key,
-            domain,
-            count,
-            failed,
+            api_key: None,
+            domain: None,
+            count: 0,
+            failed: 0,
             outcome,
-        };
-        let Some(file) = &self.file else {
-            tracing::info!(target: "pseudonym::audit", operation, api_key, domain, count, failed, outcome = ?outcome, "audit");
-            return;
-        };
-        let written = serde_json::to_vec(&record)
-            .map_err(std::io::Error::other)
-            .and_then(|line| {
-                let mut file = file
-                    .lock()
-                    .map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
-                file.write_all(&line)?;
-                file.write_all(b"\n")?;
-                file.flush()
-            });
-        if let Err(error) = written {
-            tracing::error!(%error, "cannot write the audit log");
+            reason: None,
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// The writer thread: one line at a time, each written whole and flushed before it is
+/// acknowledged. Ends when the log is dropped.
+fn write_lines(mut sink: Sink, commands: mpsc::Receiver<Command>) {
+    for command in commands {
+        match command {
+            Command::Line(line, done) => {
+                let written = match &mut sink {
+                    Sink::Stdout => {
+                        let mut out = io::stdout().lock();
+                        out.write_all(&line).and_then(|()| out.flush())
+                    }
+                    Sink::File { file, .. } => file.write_all(&line).and_then(|()| file.flush()),
+                };
+                let _ = done.send(written);
+            }
+            Command::Reopen(done) => {
+                let reopened = match &mut sink {
+                    Sink::Stdout => Ok(()),
+                    Sink::File { path, file } => open_append(path).map(|new| *file = new),
+                };
+                let _ = done.send(reopened);
+            }
         }
     }
 }

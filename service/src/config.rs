@@ -33,6 +33,9 @@ pub struct Config {
     /// Whether `GET /metrics` needs an API key (any valid one): its counters show how much is
     /// re-identified, by whom and when.
     pub metrics_require_api_key: bool,
+    /// Refuse a re-identification or rewrap (503 `audit_unavailable`) whose audit line cannot
+    /// be written, instead of answering it anyway.
+    pub audit_fail_closed: bool,
     /// File the audit trail is appended to; without it, audit lines go to the log under the
     /// target `pseudonym::audit`.
     pub audit_log: Option<PathBuf>,
@@ -104,6 +107,7 @@ impl Default for Config {
             compat_domain: "default".to_owned(),
             compat_tokens: TokenFormat::Native,
             metrics_require_api_key: false,
+            audit_fail_closed: false,
             audit_log: None,
             log: "info".to_owned(),
             log_format: LogFormat::Text,

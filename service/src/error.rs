@@ -63,6 +63,10 @@ pub enum ApiError {
     /// No such route.
     #[error("no such route; see /openapi.json")]
     NotFound,
+    /// The audit line could not be written and `audit_fail_closed` is set: nothing is answered
+    /// without its audit line.
+    #[error("the audit log cannot be written, so nothing is re-identified; retry later")]
+    AuditUnavailable,
     /// A fault of the service itself.
     #[error("internal error")]
     Internal,
@@ -83,7 +87,9 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ApiError::ValueTooLong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overloaded | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::Timeout | ApiError::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +108,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::Timeout => "timeout",
             ApiError::NotFound => "not_found",
+            ApiError::AuditUnavailable => "audit_unavailable",
             ApiError::Internal => "internal",
         }
     }
@@ -132,7 +139,7 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Overloaded | ApiError::Timeout => {
+            ApiError::Overloaded | ApiError::Timeout | ApiError::AuditUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthorized => {

@@ -79,7 +79,11 @@ struct ServeArgs {
     #[arg(long, env = "PSEUDONYM_METRICS_REQUIRE_API_KEY")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     metrics_require_api_key: bool,
-    /// File to append the audit trail to [default: the log, target pseudonym::audit].
+    /// Refuse (503) a re-identification whose audit line cannot be written [default: false].
+    #[arg(long, env = "PSEUDONYM_AUDIT_FAIL_CLOSED")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    audit_fail_closed: bool,
+    /// File to append the audit trail to, reopened on SIGHUP [default: standard output].
     #[arg(long, env = "PSEUDONYM_AUDIT_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
     audit_log: Option<PathBuf>,

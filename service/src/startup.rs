@@ -308,11 +308,12 @@ pub async fn shutdown_signal() {
 
 /// The state a configuration and its keys give.
 pub fn state(config: &Config, keys: &Keys) -> Result<AppState, StartupError> {
-    let audit =
-        AuditLog::open(config.audit_log.as_deref()).map_err(|source| StartupError::Audit {
+    let audit = AuditLog::open(config.audit_log.as_deref(), config.audit_fail_closed).map_err(
+        |source| StartupError::Audit {
             path: config.audit_log.clone().unwrap_or_default(),
             source,
-        })?;
+        },
+    )?;
     Ok(AppState::new(
         engine(config, &keys.keyring)?,
         keys.api_keys.clone(),
@@ -367,6 +368,10 @@ pub async fn reload_on_sighup(
             reload(&config, &reloading, tls.as_ref(), keyring_env())
         })
         .await;
+        // After log rotation moved the audit file away, write to a new one at its path.
+        if let Err(error) = state.reopen_audit().await {
+            tracing::error!(%error, "audit log not reopened; the file open before stays in use");
+        }
     }
 }
 
