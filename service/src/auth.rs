@@ -128,6 +128,9 @@ pub enum ApiKeysError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The file is not a regular file of this user's that only it may write.
+    #[error("API key file {0}")]
+    File(#[from] crate::private_file::FileError),
     /// Not TOML of the documented shape.
     #[error("API key file {path}: {message}")]
     Syntax {
@@ -248,11 +251,9 @@ pub fn append_entry(path: &Path, entry: ApiKeyEntry) -> Result<(), ApiKeysError>
     })
 }
 
+/// The entries of the file, which no one but its owner may write: an entry grants rights.
 fn read_entries(path: &Path) -> Result<Vec<ApiKeyEntry>, ApiKeysError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ApiKeysError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = crate::private_file::read(path, crate::private_file::Access::NoOtherWriters)?;
     let file: ApiKeysFile = toml::from_str(&text).map_err(|error| ApiKeysError::Syntax {
         path: path.to_owned(),
         message: error.message().to_owned(),

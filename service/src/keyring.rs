@@ -23,7 +23,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -34,6 +33,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::private_file::{self, Access, FileError};
 use crate::seed::{SeedKey, SeedKeyEntry, SeedKeyError};
 
 /// Bytes in one key version's secret.
@@ -95,16 +95,9 @@ pub enum KeyringError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Others than the owner may read the file.
-    #[error(
-        "keyring file {path} is accessible to group or others (mode {mode:o}); run `chmod 600 {path}`"
-    )]
-    Permissions {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// The file is not a regular file of this user's that only it may access.
+    #[error("keyring file {0}")]
+    File(#[from] FileError),
     /// Not TOML of the documented shape. The parser's own message is withheld: it may quote the
     /// file, and the file holds keys.
     #[error("{source_name}: not a valid keyring (TOML error at line {line}, column {column})")]
@@ -237,16 +230,10 @@ impl Keyring {
         })
     }
 
-    /// Loads a keyring file, refusing one that group or others may access.
+    /// Loads a keyring file, refusing one that group or others may access (see
+    /// [`private_file`]).
     pub fn load(path: &Path) -> Result<Self, KeyringError> {
-        check_owner_only(path)?;
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| KeyringError::Io {
-                    path: path.to_owned(),
-                    source,
-                })?,
-            );
+        let text = private_file::read(path, Access::OwnerOnly)?;
         Keyring::from_toml(&text, &path.display().to_string())
     }
 
@@ -353,42 +340,9 @@ pub(crate) fn fill_from_os(bytes: &mut [u8]) {
         .expect("the operating system's random source is available");
 }
 
-#[cfg(unix)]
-fn check_owner_only(path: &Path) -> Result<(), KeyringError> {
-    use std::os::unix::fs::PermissionsExt;
-    let metadata = std::fs::metadata(path).map_err(|source| KeyringError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyringError::Permissions {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_owner_only(_path: &Path) -> Result<(), KeyringError> {
-    Ok(())
-}
-
-/// Writes `contents` readable by the owner only, through a temporary file and a rename so a
-/// reader never sees half a file.
+/// Writes `contents` readable by the owner only, replacing `path` atomically and durably.
 pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    private_file::write(path, contents)
 }
 
 #[cfg(test)]
@@ -472,7 +426,10 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         assert!(matches!(
             Keyring::load(&path),
-            Err(KeyringError::Permissions { mode: 0o644, .. })
+            Err(KeyringError::File(FileError::Permissions {
+                mode: 0o644,
+                ..
+            }))
         ));
     }
 }

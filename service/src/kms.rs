@@ -296,8 +296,8 @@ impl Transit {
             path: path.to_owned(),
             problem,
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|error| sealed_error(error.to_string()))?;
+        let text = crate::private_file::read(path, crate::private_file::Access::OwnerOnly)
+            .map_err(|error| sealed_error(error.to_string()))?;
         let sealed: SealedFile = toml::from_str(&text).map_err(|_| {
             sealed_error(
                 "not a sealed keyring (kms_key and ciphertext); a plain keyring needs no [kms]"

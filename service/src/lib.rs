@@ -11,6 +11,7 @@
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
 //! - [`error`]: request-level errors and their one conversion into HTTP answers.
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`private_file`]: reading and writing files that hold keys or grant rights, safely.
 //! - [`kms`]: keyring files sealed by an OpenBao/Vault transit key (envelope keys).
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
 //! - [`connections`]: the cap on open connections.
@@ -28,6 +29,7 @@ pub mod error;
 pub mod keyring;
 pub mod kms;
 pub mod metrics;
+pub mod private_file;
 pub mod seed;
 pub mod startup;
 pub mod tls;
