@@ -40,6 +40,7 @@ use crate::config::{Config, Limits, TokenFormat};
 use crate::domain::Domain;
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorCode};
+use crate::key_limits::{KeyLimits, KeyPermit};
 use crate::metrics::Metrics;
 use crate::seed::SeedMode;
 
@@ -71,6 +72,7 @@ struct Shared {
     compat_domain: String,
     compat_tokens: TokenFormat,
     metrics_require_api_key: bool,
+    key_limits: Arc<KeyLimits>,
     metrics: Metrics,
     audit: AuditLog,
     ready: AtomicBool,
@@ -91,6 +93,7 @@ impl AppState {
             compat_domain: config.compat_domain.clone(),
             compat_tokens: config.compat_tokens,
             metrics_require_api_key: config.metrics_require_api_key,
+            key_limits: KeyLimits::new(config.limits.max_concurrent_requests_per_key),
             metrics: Metrics::default(),
             audit,
             ready: AtomicBool::new(true),
@@ -466,6 +469,8 @@ struct Authenticated {
     keyed: Arc<Keyed>,
     /// On privileged routes: where the handler says it wrote the audit line.
     audit: Option<Arc<AuditContext>>,
+    /// The key's place among its requests in flight, held until the answer is made.
+    _permit: Option<KeyPermit>,
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -473,10 +478,20 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let mut authenticated = Authenticated::from_headers(&parts.headers, state)?;
+        let caller = &authenticated.caller;
         if let Some(context) = parts.extensions.get::<Arc<AuditContext>>() {
-            let _ = context.caller.set(authenticated.caller.name().to_owned());
+            let _ = context.caller.set(caller.name().to_owned());
             authenticated.audit = Some(context.clone());
         }
+        let permit = state
+            .0
+            .key_limits
+            .acquire(caller.name(), caller.max_concurrent_requests())
+            .map_err(|limit| {
+                state.metrics().add_key_limited(caller.name());
+                ApiError::KeyBusy { limit }
+            })?;
+        authenticated._permit = Some(permit);
         Ok(authenticated)
     }
 }
@@ -504,6 +519,7 @@ impl Authenticated {
             caller,
             keyed,
             audit: None,
+            _permit: None,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! sha256 = "<hex digest of the key>"
 //! operations = ["pseudonymize"]      # and/or "reidentify", "rewrap"
 //! domains = ["vin", "crm.email"]     # or ["*"] for every domain
+//! max_concurrent_requests = 32       # optional; else limits.max_concurrent_requests_per_key
 //! ```
 
 use std::collections::BTreeSet;
@@ -58,6 +59,10 @@ pub struct ApiKeyEntry {
     pub operations: BTreeSet<Operation>,
     /// Domains the key may use; `"*"` means all.
     pub domains: BTreeSet<String>,
+    /// Requests this key may have in flight at once; without it,
+    /// `limits.max_concurrent_requests_per_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +78,7 @@ pub struct Caller {
     name: String,
     operations: BTreeSet<Operation>,
     domains: DomainScope,
+    max_concurrent_requests: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +102,11 @@ impl Caller {
     /// The key's name from the key file.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The key's own limit of requests in flight, if its entry sets one.
+    pub fn max_concurrent_requests(&self) -> Option<usize> {
+        self.max_concurrent_requests
     }
 
     /// Checks that the key may do `operation` in `domain`.
@@ -180,10 +191,14 @@ impl ApiKeys {
             if keys.iter().any(|(d, _)| d == &digest) {
                 return Err(bad("the same key digest appears twice"));
             }
+            if entry.max_concurrent_requests == Some(0) {
+                return Err(bad("max_concurrent_requests must be at least 1"));
+            }
             let caller = Caller {
                 name: entry.name,
                 operations: entry.operations,
                 domains,
+                max_concurrent_requests: entry.max_concurrent_requests,
             };
             keys.push((digest, Arc::new(caller)));
         }
@@ -227,6 +242,7 @@ pub fn generate_key(
         sha256: hex::encode(Sha256::digest(key.expose_secret().as_bytes())),
         operations,
         domains,
+        max_concurrent_requests: None,
     };
     (key, entry)
 }

@@ -89,6 +89,9 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// Requests handled at once; more are answered 503 `overloaded` at once, not queued.
     pub max_concurrent_requests: usize,
+    /// Requests one API key may have in flight at once, unless its entry sets its own; more are
+    /// answered 429 `too_many_requests`, so one caller cannot take the whole service.
+    pub max_concurrent_requests_per_key: usize,
     /// Time for a request's headers to arrive: from the connection's opening (TLS handshake
     /// included) or from the previous answer, so also how long an idle HTTP/1 connection stays
     /// open. Slower connections are closed.
@@ -126,6 +129,7 @@ impl Default for Limits {
             max_value_bytes: 4096,
             request_timeout_ms: 10_000,
             max_concurrent_requests: 256,
+            max_concurrent_requests_per_key: 64,
             header_read_timeout_ms: 30_000,
             max_connections: 4096,
         }
@@ -226,6 +230,10 @@ impl Config {
                 usize::try_from(limits.header_read_timeout_ms).unwrap_or(usize::MAX),
             ),
             ("limits.max_connections", limits.max_connections),
+            (
+                "limits.max_concurrent_requests_per_key",
+                limits.max_concurrent_requests_per_key,
+            ),
         ];
         for (field, value) in positive {
             if value == 0 {

@@ -54,6 +54,12 @@ pub enum ApiError {
         /// The limit.
         max: usize,
     },
+    /// The API key has its limit of requests in flight: try again shortly.
+    #[error("this API key has {limit} requests in flight, its limit; retry after a short pause")]
+    KeyBusy {
+        /// The key's limit.
+        limit: usize,
+    },
     /// Too many requests in flight: try again shortly.
     #[error("the service is at its concurrency limit; retry after a short pause")]
     Overloaded,
@@ -91,6 +97,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::KeyBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +113,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::ValueTooLong { .. } => "value_too_long",
             ApiError::Overloaded => "overloaded",
+            ApiError::KeyBusy { .. } => "too_many_requests",
             ApiError::Timeout => "timeout",
             ApiError::NotFound => "not_found",
             ApiError::AuditUnavailable => "audit_unavailable",
@@ -139,7 +147,10 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Overloaded | ApiError::Timeout | ApiError::AuditUnavailable => {
+            ApiError::Overloaded
+            | ApiError::Timeout
+            | ApiError::AuditUnavailable
+            | ApiError::KeyBusy { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthorized => {

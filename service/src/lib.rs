@@ -6,6 +6,7 @@
 //! - [`seed`]: the replaced service's tokens and key, read and written for migration.
 //! - [`domain`]: the labels that separate one column's pseudonyms from another's.
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
+//! - [`key_limits`]: requests in flight per API key.
 //! - [`config`]: the typed configuration, its defaults and its limits.
 //! - [`api`]: the HTTP routes, thin handlers and the tower layers around them.
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
@@ -26,6 +27,7 @@ pub mod connections;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod key_limits;
 pub mod keyring;
 pub mod kms;
 pub mod metrics;

@@ -139,6 +139,11 @@ struct LimitArgs {
     #[arg(long, env = "PSEUDONYM_MAX_CONCURRENT_REQUESTS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_concurrent_requests: Option<usize>,
+    /// Requests one API key may have in flight before answering 429, unless its entry sets its
+    /// own [default: 64].
+    #[arg(long, env = "PSEUDONYM_MAX_CONCURRENT_REQUESTS_PER_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent_requests_per_key: Option<usize>,
     /// Time for a request's headers (and a TLS handshake) to arrive; also the idle time of an
     /// HTTP/1 connection, in milliseconds [default: 30000].
     #[arg(long, env = "PSEUDONYM_HEADER_READ_TIMEOUT_MS")]
@@ -199,6 +204,10 @@ struct ApiKeyArgs {
     /// Domains the key may use, or `*` for all.
     #[arg(long, value_delimiter = ',', required = true)]
     domains: Vec<String>,
+    /// Requests the key may have in flight at once [default: the service's
+    /// limits.max_concurrent_requests_per_key].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_requests: Option<u32>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -404,7 +413,8 @@ fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--domains: {bad:?} is not a domain label ([a-z0-9._-]{{1,64}}) or *");
     }
-    let (key, entry) = auth::generate_key(&args.name, operations, domains);
+    let (key, mut entry) = auth::generate_key(&args.name, operations, domains);
+    entry.max_concurrent_requests = args.max_concurrent_requests.map(|n| n as usize);
     auth::append_entry(&args.api_keys_file, entry)?;
     eprintln!(
         "added API key {:?} to {}; the key follows on stdout and is not stored anywhere else",

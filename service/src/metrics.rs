@@ -31,6 +31,12 @@ struct ErrorLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KeyLabels {
+    /// The API key's name from the key file (a set the operator controls).
+    api_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReloadLabels {
     outcome: &'static str,
 }
@@ -50,6 +56,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     in_flight: Gauge,
     reloads: Family<ReloadLabels, Counter>,
+    key_limited: Family<KeyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +70,7 @@ impl Default for Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let in_flight = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let key_limited = Family::<KeyLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status",
@@ -93,6 +101,11 @@ impl Default for Metrics {
             "Reloads of keys and TLS files (SIGHUP), by outcome: ok, failed, panicked",
             reloads.clone(),
         );
+        registry.register(
+            "key_limited",
+            "Requests answered 429 because their API key had its limit in flight, by key name",
+            key_limited.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -101,6 +114,7 @@ impl Default for Metrics {
             errors,
             in_flight,
             reloads,
+            key_limited,
         }
     }
 }
@@ -133,6 +147,15 @@ impl Metrics {
     /// Counts a reload that ended with `outcome` (`ok`, `failed` or `panicked`).
     pub fn add_reload(&self, outcome: &'static str) {
         self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+    }
+
+    /// Counts a request refused because key `api_key` had its limit in flight.
+    pub fn add_key_limited(&self, api_key: &str) {
+        self.key_limited
+            .get_or_create(&KeyLabels {
+                api_key: api_key.to_owned(),
+            })
+            .inc();
     }
 
     /// The gauge of requests being handled.
