@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Daemon, TestServer, post_json, write_keys};
+use common::{Daemon, TestServer, post_json, start_daemon};
 use serde_json::{Value, json};
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
@@ -98,17 +98,8 @@ async fn every_refused_reidentification_leaves_a_line_with_a_checked_domain() {
 }
 
 fn daemon(dir: &std::path::Path, extra: &[&str]) -> (Daemon, String) {
-    let (keyring, api_keys, keys) = write_keys(dir);
-    let mut args = vec![
-        "--keyring-file",
-        keyring.to_str().expect("utf-8"),
-        "--api-keys-file",
-        api_keys.to_str().expect("utf-8"),
-    ];
-    args.extend(extra);
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    (Daemon::start(&args, &[]), keys.admin)
+    let (daemon, keys) = start_daemon(dir, extra);
+    (daemon, keys.admin)
 }
 
 async fn reidentify_one(daemon: &Daemon, key: &str) -> (u16, Value) {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Daemon, TestServer, write_keys};
+use common::{TestServer, start_daemon};
 use serde_json::json;
 
 #[tokio::test]
@@ -61,16 +61,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_full_bodies_of_empty_values_cost_little_more_than_the_bodies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (keyring, api_keys, keys) = write_keys(dir.path());
-    let daemon = Daemon::start(
-        &[
-            "--keyring-file",
-            keyring.to_str().expect("utf-8"),
-            "--api-keys-file",
-            api_keys.to_str().expect("utf-8"),
-        ],
-        &[],
-    );
+    let (daemon, keys) = start_daemon(dir.path(), &[]);
     let before = peak_rss_kib(daemon.pid());
     // Just under the 8 MiB body limit: about 2.8 M empty strings.
     let values = vec![""; 2_790_000];

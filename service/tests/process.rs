@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Daemon, post_json, write_keys};
+use common::{Daemon, post_json, start_daemon, write_keys};
 use serde_json::{Value, json};
 
 async fn post(url: &str, path: &str, key: &str, body: Value) -> Value {
@@ -150,18 +150,7 @@ async fn the_most_verbose_logs_hold_no_value_token_plaintext_or_key() {
 #[tokio::test]
 async fn timeouts_and_overload_are_not_logged_as_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (keyring, api_keys, keys) = write_keys(dir.path());
-    let daemon = Daemon::start(
-        &[
-            "--keyring-file",
-            keyring.to_str().expect("utf-8 path"),
-            "--api-keys-file",
-            api_keys.to_str().expect("utf-8 path"),
-            "--request-timeout-ms",
-            "1",
-        ],
-        &[],
-    );
+    let (daemon, keys) = start_daemon(dir.path(), &["--request-timeout-ms", "1"]);
     // A body that never arrives in full: the request times out with 503, three times.
     let head = format!(
         "POST /v1/pseudonymize HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\n\

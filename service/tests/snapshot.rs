@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, post_json, write_keys};
+use common::{post_json, start_daemon};
 use pseudonym_service::keyring::Keyring;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,18 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_during_a_request_does_not_change_its_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (keyring, api_keys, keys) = write_keys(dir.path());
-    let daemon = Daemon::start(
-        &[
-            "--keyring-file",
-            keyring.to_str().expect("utf-8"),
-            "--api-keys-file",
-            api_keys.to_str().expect("utf-8"),
-            "--max-concurrent-requests-per-key",
-            "1",
-        ],
-        &[],
-    );
+    let (daemon, keys) = start_daemon(dir.path(), &["--max-concurrent-requests-per-key", "1"]);
+    let keyring = dir.path().join("keyring.toml");
     let body = json!({"domain": "vin", "values": ["WVWZZZ1JZXW000001"]}).to_string();
     let (head, rest) = body.split_at(10);
 

@@ -146,6 +146,20 @@ pub async fn post_json(
     (status, json)
 }
 
+/// A `pseudonymd` with a new keyring and API key file in `dir` (the keyring at
+/// `dir/keyring.toml`), started with `extra` arguments.
+pub fn start_daemon(dir: &Path, extra: &[&str]) -> (Daemon, TestKeys) {
+    let (keyring, api_keys, keys) = write_keys(dir);
+    let mut args = vec![
+        "--keyring-file",
+        keyring.to_str().expect("utf-8 path"),
+        "--api-keys-file",
+        api_keys.to_str().expect("utf-8 path"),
+    ];
+    args.extend(extra);
+    (Daemon::start(&args, &[]), keys)
+}
+
 /// A `pseudonymd` process on a loopback port, killed when dropped. Its stderr is collected.
 pub struct Daemon {
     pub url: String,
