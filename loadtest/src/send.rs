@@ -95,6 +95,7 @@ impl Sender {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(30));

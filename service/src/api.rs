@@ -406,9 +406,7 @@ async fn audit_refusals(
                 .get::<ErrorCode>()
                 .map_or("internal", |ErrorCode(code)| code),
         );
-        if let Err(error) = state.0.audit.record(&record).await {
-            tracing::error!(%error, "audit line of a refused request not written");
-        }
+        state.0.audit.record_refusal(&record);
     }
     response
 }
@@ -769,6 +767,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
             return refused.into_response();
         }
     }
+    state.metrics().set_audit_dropped(state.0.audit.dropped());
     (
         [(
             header::CONTENT_TYPE,

@@ -191,6 +191,14 @@ impl ApiKeys {
             if keys.iter().any(|(d, _)| d == &digest) {
                 return Err(bad("the same key digest appears twice"));
             }
+            if keys
+                .iter()
+                .any(|(_, c): &(_, Arc<Caller>)| c.name == entry.name)
+            {
+                return Err(bad(
+                    "the same name appears twice (names label logs, audit lines and per-key limits)",
+                ));
+            }
             if entry.max_concurrent_requests == Some(0) {
                 return Err(bad("max_concurrent_requests must be at least 1"));
             }
@@ -338,5 +346,24 @@ mod tests {
             message.contains("\"etl\"") && message.contains("64 hex"),
             "{message}"
         );
+    }
+
+    /// Names label logs, audit lines and per-key limits: two keys may not share one.
+    #[test]
+    fn two_keys_with_one_name_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys.toml");
+        for _ in 0..2 {
+            let (_, entry) = generate_key(
+                "etl",
+                [Operation::Pseudonymize].into(),
+                ["*".to_owned()].into(),
+            );
+            append_entry(&path, entry).expect("append");
+        }
+        let message = ApiKeys::load(&path)
+            .expect_err("one name twice")
+            .to_string();
+        assert!(message.contains("the same name appears twice"), "{message}");
     }
 }

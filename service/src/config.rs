@@ -36,8 +36,7 @@ pub struct Config {
     /// Refuse a re-identification or rewrap (503 `audit_unavailable`) whose audit line cannot
     /// be written, instead of answering it anyway.
     pub audit_fail_closed: bool,
-    /// File the audit trail is appended to; without it, audit lines go to the log under the
-    /// target `pseudonym::audit`.
+    /// File the audit trail is appended to (reopened on SIGHUP); without it, standard output.
     pub audit_log: Option<PathBuf>,
     /// Log filter in `tracing` syntax, e.g. `info` or `pseudonym_service=debug`.
     pub log: String,
@@ -131,7 +130,7 @@ impl Default for Limits {
             max_concurrent_requests: 256,
             max_concurrent_requests_per_key: 64,
             header_read_timeout_ms: 30_000,
-            max_connections: 4096,
+            max_connections: 1000,
         }
     }
 }

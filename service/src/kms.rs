@@ -388,7 +388,7 @@ impl KeyringStore {
 }
 
 fn is_sealed(path: &Path) -> bool {
-    std::fs::read_to_string(path)
+    crate::private_file::read(path, crate::private_file::Access::OwnerOnly)
         .ok()
         .and_then(|text| toml::from_str::<SealedFile>(&text).ok())
         .is_some()

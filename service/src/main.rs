@@ -149,7 +149,7 @@ struct LimitArgs {
     #[arg(long, env = "PSEUDONYM_HEADER_READ_TIMEOUT_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     header_read_timeout_ms: Option<u64>,
-    /// Connections open at once; more are closed when accepted [default: 4096].
+    /// Connections open at once; more are closed when accepted [default: 1000].
     #[arg(long, env = "PSEUDONYM_MAX_CONNECTIONS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_connections: Option<usize>,

@@ -57,6 +57,7 @@ pub struct Metrics {
     in_flight: Gauge,
     reloads: Family<ReloadLabels, Counter>,
     key_limited: Family<KeyLabels, Counter>,
+    audit_dropped: Gauge,
 }
 
 impl Default for Metrics {
@@ -71,6 +72,7 @@ impl Default for Metrics {
         let in_flight = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         let key_limited = Family::<KeyLabels, Counter>::default();
+        let audit_dropped = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status",
@@ -106,6 +108,11 @@ impl Default for Metrics {
             "Requests answered 429 because their API key had its limit in flight, by key name",
             key_limited.clone(),
         );
+        registry.register(
+            "audit_refusals_dropped",
+            "Audit lines of requests refused before anything was read, dropped because the audit queue was full (a flood)",
+            audit_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -115,6 +122,7 @@ impl Default for Metrics {
             in_flight,
             reloads,
             key_limited,
+            audit_dropped,
         }
     }
 }
@@ -156,6 +164,12 @@ impl Metrics {
                 api_key: api_key.to_owned(),
             })
             .inc();
+    }
+
+    /// Sets how many refusal audit lines were dropped so far.
+    pub fn set_audit_dropped(&self, dropped: u64) {
+        self.audit_dropped
+            .set(i64::try_from(dropped).unwrap_or(i64::MAX));
     }
 
     /// The gauge of requests being handled.

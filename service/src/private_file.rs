@@ -1,8 +1,8 @@
 //! Files that hold keys or grant rights (keyrings, API key files), read and written safely.
 //!
-//! Reading opens the file once, without following a symbolic link, and checks the open file
-//! itself (a regular file, owned by this process's user, with the permissions asked for), so
-//! what is checked is what is read. Writing goes through a new temporary file (created
+//! Reading opens the file once, without following a symbolic link (and without blocking on a
+//! FIFO), and checks the open file itself (a regular file, owned by this process's user or by
+//! root, with the permissions asked for), so what is checked is what is read. Writing goes through a new temporary file (created
 //! exclusively, never through a link, mode 0600) that is synced, renamed over the target, and
 //! whose folder is synced, so a reader sees the old file or the new one, even after a crash.
 
@@ -38,8 +38,10 @@ pub enum FileError {
         /// The file.
         path: PathBuf,
     },
-    /// Another user owns the file.
-    #[error("{path} belongs to uid {owner}, not to this service's uid {user}; `chown` it")]
+    /// Another user (not root) owns the file: that user could change it.
+    #[error(
+        "{path} belongs to uid {owner}, not to this service's uid {user} (or root); `chown` it"
+    )]
     Owner {
         /// The file.
         path: PathBuf,
@@ -70,7 +72,7 @@ pub fn read(path: &Path, access: Access) -> Result<Zeroizing<String>, FileError>
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, no_follow());
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, no_follow() | non_blocking());
     let mut file = options.open(path).map_err(|error| {
         if is_link_refusal(&error) {
             FileError::NotAFile {
@@ -113,11 +115,12 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600).custom_flags(no_follow());
     }
-    let written = options.open(&tmp).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    // Only a temporary file this call created is ever removed.
+    let mut file = options.open(&tmp)?;
+    let renamed = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
     if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
         return renamed;
@@ -130,7 +133,7 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
 fn check_unix(path: &Path, metadata: &std::fs::Metadata, access: Access) -> Result<(), FileError> {
     use std::os::unix::fs::MetadataExt;
     let user = rustix::process::geteuid().as_raw();
-    if metadata.uid() != user {
+    if metadata.uid() != user && metadata.uid() != 0 {
         return Err(FileError::Owner {
             path: path.to_owned(),
             owner: metadata.uid(),
@@ -155,6 +158,12 @@ fn check_unix(path: &Path, metadata: &std::fs::Metadata, access: Access) -> Resu
 #[cfg(unix)]
 fn no_follow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+/// Opening a FIFO must not wait for a writer; on a regular file this changes nothing.
+#[cfg(unix)]
+fn non_blocking() -> i32 {
+    rustix::fs::OFlags::NONBLOCK.bits() as i32
 }
 
 /// `open` refuses a symbolic link under `O_NOFOLLOW` with `ELOOP`.
@@ -227,5 +236,22 @@ mod tests {
             .to_string();
         assert!(message.contains("chmod go-w"), "{message}");
         assert!(!message.contains("secret"), "{message}");
+    }
+
+    /// Found in review: a FIFO at the path would hang the start (or a reload) for ever.
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("keyring.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        chmod(&fifo, 0o600);
+        assert!(matches!(
+            read(&fifo, Access::OwnerOnly),
+            Err(FileError::NotAFile { .. })
+        ));
     }
 }

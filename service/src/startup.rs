@@ -152,6 +152,12 @@ fn production_setting(config: &Config) -> Option<&'static str> {
         ("kms", config.kms.is_some()),
         ("tls", config.tls.cert_file.is_some()),
         ("audit_log", config.audit_log.is_some()),
+        ("audit_fail_closed", config.audit_fail_closed),
+        ("metrics_require_api_key", config.metrics_require_api_key),
+        (
+            "listen (an address other than loopback)",
+            !config.listen.ip().is_loopback(),
+        ),
     ]
     .into_iter()
     .find_map(|(setting, set)| set.then_some(setting))
@@ -455,6 +461,14 @@ mod tests {
         };
         let error = load_keys(&config, None).expect_err("no dev mode");
         assert!(error.to_string().contains("audit_log"), "{error}");
+
+        let config = Config {
+            data_dir: dir.path().join("dev"),
+            listen: "0.0.0.0:0".parse().expect("address"),
+            ..Config::default()
+        };
+        let error = load_keys(&config, None).expect_err("no dev mode on every interface");
+        assert!(error.to_string().contains("listen"), "{error}");
     }
 
     /// Found in review: a panic in a reload ended the reload task, so later SIGHUPs did

@@ -14,7 +14,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_during_a_request_does_not_change_its_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (daemon, keys) = start_daemon(dir.path(), &["--max-concurrent-requests-per-key", "1"]);
+    // A long request timeout: the held request must outlast a slow machine's reload.
+    let (daemon, keys) = start_daemon(
+        dir.path(),
+        &[
+            "--max-concurrent-requests-per-key",
+            "1",
+            "--request-timeout-ms",
+            "60000",
+        ],
+    );
     let keyring = dir.path().join("keyring.toml");
     let body = json!({"domain": "vin", "values": ["WVWZZZ1JZXW000001"]}).to_string();
     let (head, rest) = body.split_at(10);

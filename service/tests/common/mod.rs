@@ -165,7 +165,7 @@ pub struct Daemon {
     pub url: String,
     child: std::process::Child,
     output: std::sync::Arc<std::sync::Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -182,6 +182,7 @@ impl Daemon {
             .spawn()
             .expect("pseudonymd starts");
         let stderr = child.stderr.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
         let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = output.clone();
@@ -203,6 +204,19 @@ impl Daemon {
                 sink.push('\n');
             }
         });
+        // Standard output (the audit trail by default) is read as it comes, so the pipe never
+        // fills and blocks the service.
+        let audit_sink = output.clone();
+        let stdout_reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut sink = audit_sink.lock().expect("not poisoned");
+                sink.push_str(&line);
+                sink.push('\n');
+            }
+        });
         let url = rx
             .recv_timeout(std::time::Duration::from_secs(20))
             .unwrap_or_else(|_| {
@@ -212,7 +226,7 @@ impl Daemon {
             url,
             child,
             output,
-            reader: Some(reader),
+            readers: vec![reader, stdout_reader],
         }
     }
 
@@ -252,14 +266,10 @@ impl Daemon {
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
+        for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
-        let mut all = self.output.lock().expect("lock").clone();
-        if let Some(mut stdout) = self.child.stdout.take() {
-            let _ = std::io::Read::read_to_string(&mut stdout, &mut all);
-        }
-        all
+        self.output.lock().expect("lock").clone()
     }
 }
 
