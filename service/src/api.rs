@@ -1,7 +1,10 @@
 //! The HTTP API: routes, thin handlers, and the tower layers around them.
 //!
 //! Handlers parse, authorize, call the [`Engine`] and map the result. Limits, timeouts, load
-//! shedding, metrics and request tracing are layers, not handler code.
+//! shedding, metrics, request tracing and the audit of refused privileged requests are layers,
+//! not handler code. Each request's `Authenticated` extractor holds one snapshot of the keys in
+//! service and the API key's place among its requests in flight, for the whole request; the
+//! request's values are read (bounded by `limits.max_values`) only once it is authorized.
 
 use std::cell::Cell;
 use std::sync::Arc;
