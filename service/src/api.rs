@@ -756,12 +756,31 @@ async fn compat_reidentify(
     }))
 }
 
+/// Readiness, and the keys this replica holds, so a balancer or an operator can check a
+/// rollout (every replica must hold a version before any makes it primary).
+#[derive(serde::Serialize)]
+struct Readiness {
+    status: &'static str,
+    primary_key_version: u32,
+    key_versions: Vec<u32>,
+    seed_key: bool,
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.0.ready.load(Ordering::Relaxed) {
-        "ready".into_response()
+    let keyed = state.0.keyed.load();
+    let ready = state.0.ready.load(Ordering::Relaxed);
+    let answer = Readiness {
+        status: if ready { "ready" } else { "shutting_down" },
+        primary_key_version: keyed.engine.primary_version(),
+        key_versions: keyed.engine.versions(),
+        seed_key: keyed.engine.has_seed_key(),
+    };
+    let status = if ready {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(answer)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

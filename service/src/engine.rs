@@ -155,6 +155,16 @@ impl Engine {
         self.primary
     }
 
+    /// Every key version whose tokens open here, in ascending order.
+    pub fn versions(&self) -> Vec<u32> {
+        self.versions.keys().copied().collect()
+    }
+
+    /// Whether the replaced service's tokens open here (its key is in the keyring).
+    pub fn has_seed_key(&self) -> bool {
+        self.seed.is_some()
+    }
+
     /// One token per value under the primary key version: same order, `None` stays `None`.
     pub fn pseudonymize<S: AsRef<str>>(
         &self,

@@ -265,7 +265,13 @@ async fn routes_of_the_replaced_service_still_work() {
 async fn operations_routes_answer() {
     let server = TestServer::start(|_| {}).await;
     assert_eq!(server.get("/healthz").await.0, 200);
-    assert_eq!(server.get("/readyz").await.0, 200);
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 200);
+    let ready: Value = serde_json::from_str(&ready).expect("JSON");
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "primary_key_version": 1, "key_versions": [1], "seed_key": false})
+    );
 
     let (status, spec) = server.get("/openapi.json").await;
     assert_eq!(status, 200);
