@@ -220,7 +220,9 @@ def _per_item(on_list, on_arrow, domain: str, pseudonyms: Values):  # type: igno
     """`on_list` or `on_arrow` (one answer per pseudonym, failed rows apart) of `pseudonyms`,
     chunk by chunk for a chunked array, with row numbers counted across chunks."""
     if isinstance(pseudonyms, pa.ChunkedArray):
-        chunks, errors, offset = [], [], 0
+        chunks: list[pa.Array] = []
+        errors: list[tuple[int, str]] = []
+        offset = 0
         for chunk in pseudonyms.chunks:
             answers, chunk_errors = on_arrow(domain, chunk)
             chunks.append(answers)

@@ -15,7 +15,7 @@ The same holds for `url=` and `PSEUDONYM_URL`.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -85,12 +85,7 @@ def pseudonymize(
     """
     domains = _domains(df, columns, domain)
     settings = _settings(url, api_key, batch_size, concurrency, timeout, retries)
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        client = _client_for(settings)
-        yield from _pipelined(batches, lambda batch: client.pseudonymize_batch(batch, domains, mode))
-
-    return df.mapInArrow(run, df.schema)
+    return _map_batches(df, settings, lambda client, batch: client.pseudonymize_batch(batch, domains, mode))
 
 
 def reidentify(
@@ -113,14 +108,9 @@ def reidentify(
     """
     domains = _domains(df, columns, domain)
     settings = _settings(url, api_key, batch_size, concurrency, timeout, retries)
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        client = _client_for(settings)
-        yield from _pipelined(
-            batches, lambda batch: client.reidentify_batch(batch, domains, on_error=on_error)
-        )
-
-    return df.mapInArrow(run, df.schema)
+    return _map_batches(
+        df, settings, lambda client, batch: client.reidentify_batch(batch, domains, on_error=on_error)
+    )
 
 
 def rewrap(
@@ -145,10 +135,22 @@ def rewrap(
     """
     domains = _domains(df, columns, domain)
     settings = _settings(url, api_key, batch_size, concurrency, timeout, retries)
+    return _map_batches(
+        df, settings, lambda client, batch: client.rewrap_batch(batch, domains, on_error=on_error)
+    )
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+
+def _map_batches(
+    df: DataFrame,
+    settings: _Settings,
+    transform: Callable[[Client, pa.RecordBatch], pa.RecordBatch],
+) -> DataFrame:
+    """`df` with every Arrow batch replaced by `transform(client, batch)`, on the executors, with
+    the worker process's one client for these settings; same schema."""
+
+    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         client = _client_for(settings)
-        yield from _pipelined(batches, lambda batch: client.rewrap_batch(batch, domains, on_error=on_error))
+        yield from _pipelined(batches, lambda batch: transform(client, batch))
 
     return df.mapInArrow(run, df.schema)
 
@@ -157,7 +159,7 @@ PIPELINE_DEPTH = 2
 
 
 def _pipelined(
-    batches: Iterator[pa.RecordBatch],
+    batches: Iterable[pa.RecordBatch],
     transform: Callable[[pa.RecordBatch], pa.RecordBatch],
 ) -> Iterator[pa.RecordBatch]:
     """`transform` of each batch, in order, with the next batch already read from Spark and
