@@ -167,13 +167,9 @@ impl Client {
     ) -> PyResult<(PyArrowType<ArrayData>, ItemErrors)> {
         let native = self.native()?;
         let input = make_array(array.0);
-        let answer = py
-            .detach(|| native.reidentify_array(&domain, input.as_ref()))
-            .map_err(to_py)?;
-        Ok((
-            PyArrowType(answer.values.to_data()),
-            item_errors(&answer.errors),
-        ))
+        py.detach(|| native.reidentify_array(&domain, input.as_ref()))
+            .map(arrow_answer)
+            .map_err(to_py)
     }
 
     /// A pyarrow array of pseudonyms made again under the primary key version, and the rows
@@ -186,13 +182,9 @@ impl Client {
     ) -> PyResult<(PyArrowType<ArrayData>, ItemErrors)> {
         let native = self.native()?;
         let input = make_array(array.0);
-        let answer = py
-            .detach(|| native.rewrap_array(&domain, input.as_ref()))
-            .map_err(to_py)?;
-        Ok((
-            PyArrowType(answer.values.to_data()),
-            item_errors(&answer.errors),
-        ))
+        py.detach(|| native.rewrap_array(&domain, input.as_ref()))
+            .map(arrow_answer)
+            .map_err(to_py)
     }
 
     fn __repr__(&self) -> String {
@@ -225,6 +217,16 @@ impl Client {
         *slot = Some((pid, client.clone()));
         Ok(client)
     }
+}
+
+/// An Arrow answer of one item per row, and its failed rows, for Python.
+fn arrow_answer(
+    answer: pseudonym_client::arrow::ArrayWithErrors,
+) -> (PyArrowType<ArrayData>, ItemErrors) {
+    (
+        PyArrowType(answer.values.to_data()),
+        item_errors(&answer.errors),
+    )
 }
 
 fn item_errors(errors: &[pseudonym_client::ItemError]) -> ItemErrors {

@@ -287,27 +287,29 @@ async fn bad_literals_fail_at_planning_and_a_missing_service_fails_clearly() {
     io.shutdown_background();
 }
 
+/// Runs `pseudonym-sql` against the service at `url`; its standard output, after checking that it
+/// succeeded.
+fn run_cli(url: &str, api_key: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pseudonym-sql"))
+        .args(args)
+        .env("PSEUDONYM_URL", url)
+        .env("PSEUDONYM_API_KEY", api_key)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
 fn the_command_line_pseudonymizes_a_parquet_file() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
     let dir = tempfile::tempdir().expect("tempdir");
-    let sql = env!("CARGO_BIN_EXE_pseudonym-sql");
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(sql)
-            .args(args)
-            .env("PSEUDONYM_URL", &replica.url)
-            .env("PSEUDONYM_API_KEY", &fixture.api_key)
-            .output()
-            .expect("runs");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        text
-    };
+    let run = |args: &[&str]| run_cli(&replica.url, &fixture.api_key, args);
     let help = run(&["--help"]);
     assert!(help.contains("pseudonymize(value, domain [, mode])") && help.contains("COPY"));
 
@@ -387,21 +389,7 @@ fn the_command_line_rewraps_a_lake_into_the_primary_key_version() {
             .expect("written");
     });
 
-    let sql = env!("CARGO_BIN_EXE_pseudonym-sql");
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(sql)
-            .args(args)
-            .env("PSEUDONYM_URL", &replica.url)
-            .env("PSEUDONYM_API_KEY", &fixture.api_key)
-            .output()
-            .expect("runs");
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let run = |args: &[&str]| run_cli(&replica.url, &fixture.api_key, args);
     let rewrapped = dir.path().join("rewrapped.parquet");
     let copy = format!(
         "COPY (SELECT id, rewrap(vin, 'default') AS vin FROM lake) TO '{}'",
