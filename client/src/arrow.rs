@@ -1,8 +1,13 @@
-//! The client's operations on Arrow string arrays (feature `arrow`).
+//! The client's operations on Arrow arrays (feature `arrow`).
 //!
 //! Accepted: `Utf8`, `LargeUtf8`, `Utf8View`, and dictionaries of any integer key over those.
 //! Rows are read in place (no copy of the input's strings) and the answer is built straight
 //! into an Arrow array. Nulls stay null; the output has the input's length and order.
+//!
+//! Pseudonymizing also takes integers, decimals and dates (ids are often numbers), by their
+//! canonical text, the same whichever engine hands the array over: integers in decimal digits
+//! (`-42`), decimals with exactly their type's scale (`12.50` for `Decimal128(10, 2)`), `Date32`
+//! as `YYYY-MM-DD`. The answer is then `Utf8`. Re-identifying gives that text back.
 //!
 //! A dictionary is transformed through its dictionary only: the keys are kept as they are and
 //! each dictionary entry is sent once. The exception is `randomized` mode, where equal values
@@ -34,10 +39,31 @@ pub struct ArrayWithErrors {
     pub errors: Vec<ItemError>,
 }
 
-/// The type of the array that pseudonymizing (or re-identifying, with
-/// [`Mode::Deterministic`]) an array of `input` type in `mode` gives, or an error naming the
-/// unsupported type.
+/// The type of the array that pseudonymizing an array of `input` type in `mode` gives, or an
+/// error naming the unsupported type.
 pub fn output_type(input: &DataType, mode: Mode) -> Result<DataType, Error> {
+    if has_canonical_text(input) {
+        return Ok(DataType::Utf8);
+    }
+    string_output_type(input, mode).map_err(|_| {
+        Error::Unsupported(format!(
+            "{input} (expected strings: Utf8, LargeUtf8, Utf8View or a dictionary of them; \
+             or integers, decimals, Date32)"
+        ))
+    })
+}
+
+/// The type of the array that re-identifying or rewrapping an array of pseudonyms of `input`
+/// type gives, or an error naming the unsupported type: pseudonyms are strings.
+pub fn token_output_type(input: &DataType) -> Result<DataType, Error> {
+    string_output_type(input, Mode::Deterministic).map_err(|_| {
+        Error::Unsupported(format!(
+            "{input} (pseudonyms are strings: Utf8, LargeUtf8, Utf8View or a dictionary of them)"
+        ))
+    })
+}
+
+fn string_output_type(input: &DataType, mode: Mode) -> Result<DataType, ()> {
     match input {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(input.clone()),
         DataType::Dictionary(key, value) if is_string(value) && key.is_dictionary_key_type() => {
@@ -46,10 +72,24 @@ pub fn output_type(input: &DataType, mode: Mode) -> Result<DataType, Error> {
                 Mode::Deterministic | Mode::Hash => input.clone(),
             })
         }
-        other => Err(Error::Unsupported(format!(
-            "{other} (expected Utf8, LargeUtf8, Utf8View or a dictionary of them)"
-        ))),
+        _ => Err(()),
     }
+}
+
+/// Whether values of `data_type` are pseudonymized by their canonical text (see the
+/// [module](self)).
+fn has_canonical_text(data_type: &DataType) -> bool {
+    data_type.is_integer()
+        || matches!(
+            data_type,
+            DataType::Decimal128(_, _) | DataType::Decimal256(_, _) | DataType::Date32
+        )
+}
+
+/// The canonical text of an array of integers, decimals or dates.
+fn canonical_text(array: &dyn Array) -> Result<ArrayRef, Error> {
+    arrow_cast::cast(array, &DataType::Utf8)
+        .map_err(|_| Error::Unsupported(format!("{} has no text form", array.data_type())))
 }
 
 fn is_string(data_type: &DataType) -> bool {
@@ -60,7 +100,7 @@ fn is_string(data_type: &DataType) -> bool {
 }
 
 impl Client {
-    /// Pseudonymizes an Arrow string array; see the [module](self) for types and dictionaries.
+    /// Pseudonymizes an Arrow array; see the [module](self) for types and dictionaries.
     pub async fn pseudonymize_array(
         &self,
         domain: &str,
@@ -68,6 +108,10 @@ impl Client {
         array: &dyn Array,
     ) -> Result<ArrayRef, Error> {
         output_type(array.data_type(), mode)?;
+        if has_canonical_text(array.data_type()) {
+            let text = canonical_text(array)?;
+            return Box::pin(self.pseudonymize_array(domain, mode, text.as_ref())).await;
+        }
         if let (Some(dictionary), false) = (array.as_any_dictionary_opt(), mode == Mode::Randomized)
         {
             let values = Box::pin(self.pseudonymize_array(domain, mode, dictionary.values()));
@@ -107,7 +151,7 @@ impl Client {
         domain: &str,
         array: &dyn Array,
     ) -> Result<ArrayWithErrors, Error> {
-        output_type(array.data_type(), Mode::Deterministic)?;
+        token_output_type(array.data_type())?;
         if let Some(dictionary) = array.as_any_dictionary_opt() {
             let entries =
                 Box::pin(self.per_item_array(operation, domain, dictionary.values())).await?;
@@ -229,10 +273,46 @@ mod tests {
             output_type(&DataType::Utf8View, Mode::Hash).ok(),
             Some(DataType::Utf8View)
         );
+        assert_eq!(
+            output_type(&DataType::Int64, Mode::Hash).ok(),
+            Some(DataType::Utf8)
+        );
         assert!(matches!(
-            output_type(&DataType::Int64, Mode::Hash),
+            token_output_type(&DataType::Int64),
             Err(Error::Unsupported(_))
         ));
+        assert!(matches!(
+            output_type(&DataType::Float64, Mode::Hash),
+            Err(Error::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn numbers_and_dates_have_one_canonical_text() {
+        use arrow_array::{Date32Array, Decimal128Array, Int64Array, UInt8Array};
+        let text = |array: &dyn Array| -> Vec<Option<String>> {
+            let text = canonical_text(array).expect("has a text form");
+            text.as_string::<i32>()
+                .iter()
+                .map(|s| s.map(str::to_owned))
+                .collect()
+        };
+        let some = |s: &str| Some(s.to_owned());
+        let ints = Int64Array::from(vec![Some(-42), None, Some(0), Some(i64::MAX)]);
+        assert_eq!(
+            text(&ints),
+            [some("-42"), None, some("0"), some("9223372036854775807")]
+        );
+        assert_eq!(text(&UInt8Array::from(vec![7])), [some("7")]);
+        let decimals = Decimal128Array::from(vec![Some(1250), Some(-5), None])
+            .with_precision_and_scale(10, 2)
+            .expect("valid precision");
+        assert_eq!(text(&decimals), [some("12.50"), some("-0.05"), None]);
+        // 2024-01-31 is day 19,753 of the Unix epoch.
+        assert_eq!(
+            text(&Date32Array::from(vec![19_753, 0])),
+            [some("2024-01-31"), some("1970-01-01")]
+        );
     }
 
     #[test]

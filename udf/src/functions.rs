@@ -5,7 +5,12 @@
 //! Each invocation sends the whole record batch's column through the client (deduplicated,
 //! batched, pipelined), so a query makes one set of service calls per record batch, never one
 //! per row. The calls run on a separate I/O runtime, never on the engine's CPU threads.
+//!
+//! Calls nested in another's arguments (`reidentify(pseudonymize(vin, 'vin'), 'vin')`) are
+//! planned by [`NestedCalls`]: DataFusion cannot run an async function inside another's
+//! arguments, so there the inner one becomes a blocking twin of itself.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,13 +18,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    ColumnarValue, Expr, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
+use datafusion::optimizer::AnalyzerRule;
 use datafusion::prelude::SessionContext;
+use pseudonym_client::arrow::{output_type, token_output_type};
 use pseudonym_client::wire::is_valid_domain;
 use pseudonym_client::{Client, Mode};
 use tokio::runtime::Handle;
@@ -44,15 +54,19 @@ impl Service {
         }
     }
 
-    /// Registers `pseudonymize`, `reidentify` and `rewrap` in `ctx`.
+    /// Registers `pseudonymize`, `reidentify` and `rewrap` in `ctx`, and the [`NestedCalls`]
+    /// rule that lets them nest.
     pub fn register(&self, ctx: &SessionContext) {
-        for operation in [
-            Operation::Pseudonymize,
-            Operation::Reidentify,
-            Operation::Rewrap,
-        ] {
-            ctx.register_udf(self.udf(operation));
+        let mut blocking = HashMap::new();
+        for operation in Operation::ALL {
+            let function = self.function(operation);
+            blocking.insert(
+                operation.name(),
+                Arc::new(ScalarUDF::new_from_impl(function.clone())),
+            );
+            ctx.register_udf(AsyncScalarUDF::new(Arc::new(function)).into_scalar_udf());
         }
+        ctx.add_analyzer_rule(Arc::new(NestedCalls { blocking }));
     }
 
     /// Rows the functions have handed to the client so far.
@@ -60,8 +74,8 @@ impl Service {
         self.values.load(Ordering::Relaxed)
     }
 
-    fn udf(&self, operation: Operation) -> ScalarUDF {
-        let function = ServiceFunction {
+    fn function(&self, operation: Operation) -> ServiceFunction {
+        ServiceFunction {
             operation,
             service: self.clone(),
             signature: Signature::one_of(
@@ -69,8 +83,79 @@ impl Service {
                 // The answer comes from outside the engine: never fold it into a constant.
                 Volatility::Volatile,
             ),
+        }
+    }
+}
+
+/// Plans service calls nested in another's arguments, such as
+/// `reidentify(pseudonymize(vin, 'vin'), 'vin')`.
+///
+/// DataFusion runs async functions in a plan step of their own, but evaluates their arguments
+/// synchronously, so an async call inside them fails ("async functions should not be called
+/// directly"). This analyzer rule swaps every service call inside a service call's arguments,
+/// at any depth, for a blocking twin: the outer call stays async, the inner one waits for the
+/// service on the thread that evaluates the arguments.
+#[derive(Debug)]
+struct NestedCalls {
+    /// The blocking twin of each function, by name.
+    blocking: HashMap<&'static str, Arc<ScalarUDF>>,
+}
+
+impl AnalyzerRule for NestedCalls {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            node.map_expressions(|expr| expr.transform_down(|e| self.outer_call(e)))
+        })
+        .map(|rewritten| rewritten.data)
+    }
+
+    fn name(&self) -> &str {
+        "pseudonym_nested_calls"
+    }
+}
+
+impl NestedCalls {
+    /// `expr` with the service calls in its arguments made blocking, if it is an async service
+    /// call; its arguments are then done with.
+    fn outer_call(&self, expr: Expr) -> Result<Transformed<Expr>> {
+        let Expr::ScalarFunction(mut call) = expr else {
+            return Ok(Transformed::no(expr));
         };
-        AsyncScalarUDF::new(Arc::new(function)).into_scalar_udf()
+        if !self.is_async_call(&call) {
+            return Ok(Transformed::no(Expr::ScalarFunction(call)));
+        }
+        let mut changed = false;
+        call.args = call
+            .args
+            .into_iter()
+            .map(|arg| {
+                let arg = arg.transform_up(|e| self.blocking_call(e))?;
+                changed |= arg.transformed;
+                Ok(arg.data)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Transformed::new(
+            Expr::ScalarFunction(call),
+            changed,
+            TreeNodeRecursion::Jump,
+        ))
+    }
+
+    /// `expr` as a call of the blocking twin, if it is an async service call.
+    fn blocking_call(&self, expr: Expr) -> Result<Transformed<Expr>> {
+        match expr {
+            Expr::ScalarFunction(call) if self.is_async_call(&call) => {
+                let twin = Arc::clone(&self.blocking[call.func.name()]);
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(twin, call.args),
+                )))
+            }
+            other => Ok(Transformed::no(other)),
+        }
+    }
+
+    fn is_async_call(&self, call: &ScalarFunction) -> bool {
+        call.func.as_async().is_some() && self.blocking.contains_key(call.func.name())
     }
 }
 
@@ -83,6 +168,12 @@ enum Operation {
 }
 
 impl Operation {
+    const ALL: [Operation; 3] = [
+        Operation::Pseudonymize,
+        Operation::Reidentify,
+        Operation::Rewrap,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Operation::Pseudonymize => "pseudonymize",
@@ -115,7 +206,7 @@ struct Literals<'a> {
     on_error: OnError,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ServiceFunction {
     operation: Operation,
     service: Service,
@@ -198,21 +289,19 @@ impl ScalarUDFImpl for ServiceFunction {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let literals = self.literals(args.scalar_arguments)?;
-        let input = args.arg_fields[0].data_type();
-        let mode = match self.operation {
-            Operation::Pseudonymize => literals.mode,
-            Operation::Reidentify | Operation::Rewrap => Mode::Deterministic,
-        };
-        let output = match input {
-            DataType::Null => DataType::Utf8,
-            other => pseudonym_client::arrow::output_type(other, mode)
-                .map_err(|e| DataFusionError::Plan(format!("{}: {e}", self.name())))?,
-        };
+        let output = match (args.arg_fields[0].data_type(), self.operation) {
+            (DataType::Null, _) => Ok(DataType::Utf8),
+            (input, Operation::Pseudonymize) => output_type(input, literals.mode),
+            (input, Operation::Reidentify | Operation::Rewrap) => token_output_type(input),
+        }
+        .map_err(|e| DataFusionError::Plan(format!("{}: {e}", self.name())))?;
         Ok(Arc::new(Field::new(self.name(), output, true)))
     }
 
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        exec_err!("{} runs asynchronously only", self.name())
+    /// The blocking twin (see [`NestedCalls`]): the async call, waited for on this thread
+    /// while the I/O runtime does the work.
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        futures::executor::block_on(self.invoke_async_with_args(args))
     }
 }
 

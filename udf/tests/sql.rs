@@ -126,6 +126,44 @@ async fn round_trips_nulls_and_joins_through_sql() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_nest_and_numbers_go_by_their_canonical_text() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let io = io_runtime();
+    let ctx = session(&replica.url, &fixture.api_key, &io, RetryPolicy::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    cars(&ctx, dir.path()).await;
+
+    // Nested in each other, in a filter, and with another function between them.
+    let nested = "SELECT count(*) FROM cars \
+                  WHERE (reidentify(pseudonymize(vin, 'vin'), 'vin') IS DISTINCT FROM vin) \
+                  OR (reidentify(rewrap(pseudonymize(vin, 'vin', 'randomized'), 'vin'), 'vin') IS DISTINCT FROM vin) \
+                  OR reidentify(lower(upper(pseudonymize(vin, 'vin'))), 'vin', 'null') IS NOT NULL";
+    assert_eq!(count(&ctx, nested).await, 0);
+
+    // A number is pseudonymized as its decimal text, the same as that text.
+    let numbers = "SELECT count(*) FROM (VALUES (42), (-7), (NULL)) AS t(id) \
+                   WHERE (pseudonymize(id, 'ids') IS DISTINCT FROM pseudonymize(CAST(id AS VARCHAR), 'ids')) \
+                   OR (reidentify(pseudonymize(id, 'ids'), 'ids') IS DISTINCT FROM CAST(id AS VARCHAR))";
+    assert_eq!(count(&ctx, numbers).await, 0);
+    let decimals = "SELECT count(*) FROM (VALUES (CAST(12.5 AS DECIMAL(10, 2)))) AS t(amount) \
+                    WHERE reidentify(pseudonymize(amount, 'ids'), 'ids') != '12.50'";
+    assert_eq!(count(&ctx, decimals).await, 0);
+    let dates = "SELECT count(*) FROM (VALUES (DATE '2024-01-31')) AS t(day) \
+                 WHERE reidentify(pseudonymize(day, 'ids'), 'ids') != '2024-01-31'";
+    assert_eq!(count(&ctx, dates).await, 0);
+
+    let refused = ctx
+        .sql("SELECT reidentify(42, 'ids')")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(refused.contains("pseudonyms are strings"), "{refused}");
+    io.shutdown_background();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dictionary_encoded_parquet_goes_through_its_dictionary() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
