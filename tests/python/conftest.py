@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -83,7 +84,7 @@ class Service:
 
     def __init__(self, folder: Path) -> None:
         keys_file = folder / "api-keys.toml"
-        self.admin = new_api_key(keys_file, "admin", "pseudonymize,reidentify", "*")
+        self.admin = new_api_key(keys_file, "admin", "pseudonymize,reidentify,rewrap", "*")
         self.writer = new_api_key(keys_file, "writer", "pseudonymize", "vin")
         self.keyring = new_keyring(folder / "keyring.toml")
         self.daemon = Daemon(["--keyring-file", str(self.keyring), "--api-keys-file", str(keys_file)])
@@ -164,3 +165,26 @@ def migration_service(tmp_path_factory):
     running = MigrationService(tmp_path_factory.mktemp("migration"))
     yield running
     running.daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark (`local[2]`, loopback only) for every test that needs one."""
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    # Spark's Python workers must run this venv's interpreter, where `pseudonym` is installed.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("pseudonym-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "4000")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

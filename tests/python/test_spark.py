@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,25 +12,6 @@ from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from pseudonym.spark import pseudonymize, reidentify, rewrap  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def spark():
-    # Spark's Python workers must run this venv's interpreter, where `pseudonym` is installed.
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("pseudonym-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "4000")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def seed_rows(spark: SparkSession, rows: int, cardinality: int) -> DataFrame:

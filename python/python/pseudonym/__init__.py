@@ -8,7 +8,10 @@ its typed face. The GIL is released while a call runs.
 >>> client.pseudonymize("vin", ["WVWZZZ1JZXW000001", None])            # doctest: +SKIP
 ['d1.DfHT...', None]
 
-`pseudonym.spark` applies the same to Spark DataFrames, batch or streaming.
+`Client` takes lists, pyarrow arrays and pandas `Series`. The engines' functions use it:
+`pseudonym.spark` (SQL, Column and DataFrame functions, batch or streaming), `pseudonym.duckdb`
+(SQL functions) and `pseudonym.polars` (an expression namespace). Each is an optional extra:
+`pip install pseudonym[spark]`, `[duckdb]`, `[polars]`, `[pandas]`.
 """
 
 from __future__ import annotations
@@ -137,8 +140,13 @@ class Client:
         """Pseudonyms of `values` (a list or a pyarrow string array) in `domain`.
 
         Arrow input gives Arrow output of the same type (dictionaries keep their keys and go
-        through the service once per dictionary entry, except in `randomized` mode).
+        through the service once per dictionary entry, except in `randomized` mode); a pandas
+        `Series` gives a `Series` with its index and name. Arrow and pandas input may also hold
+        integers, decimals or dates, pseudonymized by their canonical text: decimal digits
+        (`-42`), the column's scale (`12.50`), `YYYY-MM-DD`; the output is then strings.
         """
+        if _is_pandas_series(values):
+            return _as_series(self.pseudonymize(domain, pa.Array.from_pandas(values), mode), values)
         if isinstance(values, pa.ChunkedArray):
             chunks = [self._native.pseudonymize_arrow(domain, mode, c) for c in values.chunks]
             return pa.chunked_array(chunks, type=chunks[0].type if chunks else values.type)
@@ -219,6 +227,9 @@ class Client:
 def _per_item(on_list, on_arrow, domain: str, pseudonyms: Values):  # type: ignore[no-untyped-def]
     """`on_list` or `on_arrow` (one answer per pseudonym, failed rows apart) of `pseudonyms`,
     chunk by chunk for a chunked array, with row numbers counted across chunks."""
+    if _is_pandas_series(pseudonyms):
+        answers, failed = _per_item(on_list, on_arrow, domain, pa.Array.from_pandas(pseudonyms))
+        return _as_series(answers, pseudonyms), failed
     if isinstance(pseudonyms, pa.ChunkedArray):
         chunks: list[pa.Array] = []
         errors: list[tuple[int, str]] = []
@@ -243,6 +254,23 @@ def _replace_columns(batch: pa.RecordBatch, domains: Mapping[str, str], transfor
         for field, column in zip(batch.schema, batch.columns)
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
+def _is_pandas_series(values: object) -> bool:
+    """Whether `values` is a pandas `Series`, without importing pandas."""
+    kind = type(values)
+    return kind.__name__ == "Series" and kind.__module__.startswith("pandas")
+
+
+def _as_series(answers: pa.Array, like):  # type: ignore[no-untyped-def]
+    """`answers` as a pandas `Series` with the index and name of `like`; missing values are
+    `None` where `like` holds Python objects, else the answer type's own missing value."""
+    series = answers.to_pandas()
+    series.index = like.index
+    series.name = like.name
+    if like.dtype == object:
+        series = series.astype(object).where(series.notna(), None)
+    return series
 
 
 def _url_list(urls: str | Sequence[str]) -> list[str]:

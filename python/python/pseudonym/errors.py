@@ -1,4 +1,9 @@
-"""Exceptions of the `pseudonym` package. Messages never contain a value or a key."""
+"""Exceptions of the `pseudonym` package. Messages never contain a value or a key.
+
+Each can also be made from its message alone, as engines do when they re-raise an error from a
+user function with their own context added (Polars does); the other fields then take their
+defaults (`status` 0, `code` "", `attempts` 0, `errors` empty).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ class UnsupportedTypeError(PseudonymError, TypeError):
 class ServiceRejectedError(PseudonymError):
     """The service refused a batch for a reason retrying cannot change (400, 401, 403, 413, 422)."""
 
-    def __init__(self, message: str, *, status: int, code: str) -> None:
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -27,7 +32,7 @@ class ServiceRejectedError(PseudonymError):
 class ServiceUnavailableError(PseudonymError):
     """A batch failed on every attempt (connection errors, timeouts, 429, 502, 503, 504)."""
 
-    def __init__(self, message: str, *, attempts: int) -> None:
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
         super().__init__(message)
         self.attempts = attempts
 
@@ -43,13 +48,9 @@ class ReidentificationError(PseudonymError):
     and `not_reversible`. `values` holds the result with the failed rows as `None`.
     """
 
-    def __init__(self, errors: list[tuple[int, str]], values: object) -> None:
-        codes = sorted({code for _, code in errors})
-        super().__init__(
-            f"{len(errors)} pseudonym(s) could not be re-identified "
-            f"(first row {errors[0][0]}; codes: {', '.join(codes)})"
-        )
-        self.errors = errors
+    def __init__(self, errors: list[tuple[int, str]] | str, values: object = None) -> None:
+        super().__init__(_per_item_message(errors, "re-identified"))
+        self.errors = [] if isinstance(errors, str) else errors
         self.values = values
 
 
@@ -60,11 +61,18 @@ class RewrapError(PseudonymError):
     the result with the failed rows as `None`.
     """
 
-    def __init__(self, errors: list[tuple[int, str]], pseudonyms: object) -> None:
-        codes = sorted({code for _, code in errors})
-        super().__init__(
-            f"{len(errors)} pseudonym(s) could not be rewrapped "
-            f"(first row {errors[0][0]}; codes: {', '.join(codes)})"
-        )
-        self.errors = errors
+    def __init__(self, errors: list[tuple[int, str]] | str, pseudonyms: object = None) -> None:
+        super().__init__(_per_item_message(errors, "rewrapped"))
+        self.errors = [] if isinstance(errors, str) else errors
         self.pseudonyms = pseudonyms
+
+
+def _per_item_message(errors: list[tuple[int, str]] | str, done: str) -> str:
+    """How many pseudonyms could not be `done`, the first row and the codes; or the message."""
+    if isinstance(errors, str):
+        return errors
+    codes = sorted({code for _, code in errors})
+    return (
+        f"{len(errors)} pseudonym(s) could not be {done} "
+        f"(first row {errors[0][0]}; codes: {', '.join(codes)})"
+    )

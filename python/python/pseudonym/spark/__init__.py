@@ -1,6 +1,22 @@
-"""Pseudonymize, re-identify and rewrap Spark DataFrame columns, batch or Structured Streaming.
+"""Pseudonymize, re-identify and rewrap Spark columns, batch or Structured Streaming.
 
-Each function returns a DataFrame with the same schema, built on `mapInArrow`: each executor's
+Two ways in, with the same client underneath:
+
+- **SQL and Column functions** (Spark 4.1+): `register(spark)` adds `pseudonymize(col, domain
+  [, mode])`, `reidentify(col, domain [, on_error])` and `rewrap(col, domain [, on_error])` to
+  Spark SQL; `pseudonym.spark.functions` offers them as Column functions for `select` and
+  `withColumn`. They are Arrow UDFs of the iterator form: each Python worker keeps one client
+  for all the batches of a task. Columns of strings, integers, decimals and dates are taken
+  (numbers and dates by their canonical text); the result is a string column, nulls kept.
+
+      from pseudonym.spark import register
+      register(spark, url="http://pseudonym:8080")
+      spark.sql("SELECT pseudonymize(vin, 'vin') AS vin FROM cars")
+
+- **DataFrame functions** (Spark 3.5+): `pseudonymize(df, columns, domain=...)` and its peers
+  replace whole string columns and keep the schema.
+
+Each DataFrame function returns a DataFrame with the same schema, built on `mapInArrow`: each executor's
 Python worker keeps one client (with its connection pool) for all the Arrow batches it handles,
 and every batch goes to the service as a few large, deduplicated, concurrent requests.
 
@@ -14,54 +30,73 @@ The same holds for `url=` and `PSEUDONYM_URL`.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
-from . import Client, ConfigurationError, Mode, OnError
+from .. import Client, ConfigurationError, Mode, OnError
+from .._functions import NAMES, Settings, call
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["pseudonymize", "reidentify", "rewrap"]
+In = TypeVar("In")
+Out = TypeVar("Out")
 
-
-@dataclass(frozen=True)
-class _Settings:
-    """What an executor needs to build its client; hashable, so workers can share clients."""
-
-    url: str | tuple[str, ...] | None
-    api_key: str | None
-    batch_size: int
-    concurrency: int
-    timeout: float
-    retries: int
-
-    def __repr__(self) -> str:  # keeps the API key out of Spark's plans and logs
-        return f"_Settings(url={self.url!r}, batch_size={self.batch_size})"
+__all__ = ["pseudonymize", "register", "reidentify", "rewrap"]
 
 
-_clients: dict[_Settings, Client] = {}
+def register(
+    spark: SparkSession,
+    url: str | Sequence[str] | None = None,
+    api_key: str | None = None,
+    *,
+    prefix: str = "",
+    batch_size: int = 2000,
+    concurrency: int = 4,
+    timeout: float = 30.0,
+    retries: int = 7,
+    cache_size: int = 0,
+) -> None:
+    """Registers `pseudonymize`, `reidentify` and `rewrap` (each name after `prefix`) as SQL
+    functions of `spark`, calling the service at `url` with `api_key`.
+
+    `pseudonymize(col, domain [, mode])`; `reidentify(col, domain [, on_error])` and
+    `rewrap(col, domain [, on_error])`, where `on_error` is `'error'` (the default: a pseudonym
+    that fails fails the query, naming rows and codes but no value) or `'null'`. Domain, mode
+    and on_error are literals. `cache_size` keeps that many answers per worker process across
+    batches (deterministic and hash only; off by default).
+    """
+    settings = Settings(
+        Settings.urls(url), api_key, batch_size, concurrency, timeout, retries, cache_size
+    )
+    for name in NAMES:
+        spark.udf.register(prefix + name, arrow_function(name, settings))
 
 
-def _client_for(settings: _Settings) -> Client:
-    """The worker process's client for these settings, made on first use."""
-    client = _clients.get(settings)
-    if client is None:
-        client = Client(
-            settings.url,
-            settings.api_key,
-            batch_size=settings.batch_size,
-            concurrency=settings.concurrency,
-            timeout=settings.timeout,
-            retries=settings.retries,
-        )
-        _clients[settings] = client
-    return client
+def arrow_function(name: str, settings: Settings) -> Any:
+    """The Arrow UDF (iterator form) of the operation `name`, with `settings`' client."""
+    try:
+        from pyspark.sql.functions import ArrowUDFType, arrow_udf
+    except ImportError:
+        raise ConfigurationError(
+            "the SQL and Column functions need Spark 4.1 or later (Arrow UDFs); on older Spark "
+            "use pseudonym.spark.pseudonymize(df, ...) and its peers"
+        ) from None
+
+    def run(batches: Iterable[pa.Array | tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
+        client = settings.client()
+        arguments = (batch if isinstance(batch, tuple) else (batch,) for batch in batches)
+        yield from _pipelined(arguments, lambda args: call(name, client, args))
+
+    run.__name__ = name  # what Spark shows in plans
+    with warnings.catch_warnings():  # it prefers type hints; ours take any number of columns
+        warnings.simplefilter("ignore", UserWarning)
+        return arrow_udf(run, "string", ArrowUDFType.SCALAR_ITER)
 
 
 def pseudonymize(
@@ -84,7 +119,7 @@ def pseudonymize(
     task with `ServiceUnavailableError` or `ServiceRejectedError`.
     """
     domains = _domains(df, columns, domain)
-    settings = _settings(url, api_key, batch_size, concurrency, timeout, retries)
+    settings = Settings(Settings.urls(url), api_key, batch_size, concurrency, timeout, retries)
     return _map_batches(df, settings, lambda client, batch: client.pseudonymize_batch(batch, domains, mode))
 
 
@@ -107,7 +142,7 @@ def reidentify(
     (naming rows and codes, never values), unless `on_error="null"`.
     """
     domains = _domains(df, columns, domain)
-    settings = _settings(url, api_key, batch_size, concurrency, timeout, retries)
+    settings = Settings(Settings.urls(url), api_key, batch_size, concurrency, timeout, retries)
     return _map_batches(
         df, settings, lambda client, batch: client.reidentify_batch(batch, domains, on_error=on_error)
     )
@@ -134,7 +169,7 @@ def rewrap(
     codes, never values), unless `on_error="null"`.
     """
     domains = _domains(df, columns, domain)
-    settings = _settings(url, api_key, batch_size, concurrency, timeout, retries)
+    settings = Settings(Settings.urls(url), api_key, batch_size, concurrency, timeout, retries)
     return _map_batches(
         df, settings, lambda client, batch: client.rewrap_batch(batch, domains, on_error=on_error)
     )
@@ -142,14 +177,14 @@ def rewrap(
 
 def _map_batches(
     df: DataFrame,
-    settings: _Settings,
+    settings: Settings,
     transform: Callable[[Client, pa.RecordBatch], pa.RecordBatch],
 ) -> DataFrame:
     """`df` with every Arrow batch replaced by `transform(client, batch)`, on the executors, with
     the worker process's one client for these settings; same schema."""
 
     def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        client = _client_for(settings)
+        client = settings.client()
         yield from _pipelined(batches, lambda batch: transform(client, batch))
 
     return df.mapInArrow(run, df.schema)
@@ -158,32 +193,17 @@ def _map_batches(
 PIPELINE_DEPTH = 2
 
 
-def _pipelined(
-    batches: Iterable[pa.RecordBatch],
-    transform: Callable[[pa.RecordBatch], pa.RecordBatch],
-) -> Iterator[pa.RecordBatch]:
+def _pipelined(batches: Iterable[In], transform: Callable[[In], Out]) -> Iterator[Out]:
     """`transform` of each batch, in order, with the next batch already read from Spark and
     sent while one waits for the service (the client releases the GIL while it waits)."""
     with ThreadPoolExecutor(max_workers=PIPELINE_DEPTH, thread_name_prefix="pseudonym") as pool:
-        pending: deque[Future[pa.RecordBatch]] = deque()
+        pending: deque[Future[Out]] = deque()
         for batch in batches:
             pending.append(pool.submit(transform, batch))
             if len(pending) >= PIPELINE_DEPTH:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-
-
-def _settings(
-    url: str | Sequence[str] | None,
-    api_key: str | None,
-    batch_size: int,
-    concurrency: int,
-    timeout: float,
-    retries: int,
-) -> _Settings:
-    urls = url if url is None or isinstance(url, str) else tuple(url)
-    return _Settings(urls, api_key, batch_size, concurrency, timeout, retries)
 
 
 def _domains(

@@ -1,0 +1,159 @@
+"""The work behind the SQL and expression functions of every engine: Arrow arrays in, an Arrow
+string array out.
+
+Spark, DuckDB and Polars hand a function a batch of rows as one Arrow array per argument. The
+first is the column; the others (domain, mode, on_error) are literals, which the engines pass as
+arrays of one value repeated: each must hold that one non-null value on every row. A batch goes
+to the service through one client per worker process and settings (deduplicated, batched,
+concurrent, retried), and the answer is a plain `string` array of the batch's length and order,
+nulls kept.
+
+Numbers and dates are pseudonymized by their canonical text, the same in every engine (the
+client does it, see `Client.pseudonymize`): integers in decimal digits (`-42`), decimals with
+their column's scale (`12.50`), dates as `YYYY-MM-DD`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast, get_args
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import Client, ConfigurationError, Mode, OnError
+
+__all__ = ["NAMES", "Settings", "call"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a worker process needs to build its client; hashable, so calls share clients.
+
+    `url` and `api_key` left as `None` are read from `PSEUDONYM_URL` and `PSEUDONYM_API_KEY`
+    where the client is built (on Spark, in each executor's environment).
+    """
+
+    url: str | tuple[str, ...] | None = None
+    api_key: str | None = None
+    batch_size: int = 2000
+    concurrency: int = 4
+    timeout: float = 30.0
+    retries: int = 7
+    cache_size: int = 0
+
+    def __repr__(self) -> str:  # keeps the API key out of Spark's plans and logs
+        return f"Settings(url={self.url!r}, batch_size={self.batch_size})"
+
+    @staticmethod
+    def urls(url: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+        """`url` as the field takes it: one string (maybe comma-separated) or a tuple."""
+        return url if url is None or isinstance(url, str) else tuple(url)
+
+    def client(self) -> Client:
+        """This process's client for these settings, made on first use."""
+        client = _clients.get(self)
+        if client is None:
+            client = Client(
+                self.url,
+                self.api_key,
+                batch_size=self.batch_size,
+                concurrency=self.concurrency,
+                timeout=self.timeout,
+                retries=self.retries,
+                cache_size=self.cache_size,
+            )
+            _clients[self] = client
+        return client
+
+
+# The native client builds its runtime and connections anew in a forked child (Spark's workers).
+_clients: dict[Settings, Client] = {}
+
+
+def pseudonymize(
+    client: Client, column: pa.Array, domain: pa.Array, mode: pa.Array | None = None
+) -> pa.Array:
+    """Pseudonyms of `column` (strings, integers, decimals or dates) in the literal `domain`,
+    in the literal `mode` (default `deterministic`)."""
+    if len(column) == 0 or column.type == pa.null():
+        return pa.nulls(len(column), pa.string())
+    chosen = _literal(mode, "pseudonymize", "mode") if mode is not None else "deterministic"
+    if chosen not in get_args(Mode):
+        raise ConfigurationError(
+            f"pseudonymize: mode must be one of {', '.join(get_args(Mode))}, not {chosen!r}"
+        )
+    answer = client.pseudonymize(_literal(domain, "pseudonymize", "domain"), column, cast(Mode, chosen))
+    return _plain_strings(answer)
+
+
+def reidentify(
+    client: Client, column: pa.Array, domain: pa.Array, on_error: pa.Array | None = None
+) -> pa.Array:
+    """Values behind the pseudonyms in `column`; a failed row raises `ReidentificationError`
+    (rows and codes, no value) unless the literal `on_error` is `'null'`."""
+    if len(column) == 0 or column.type == pa.null():
+        return pa.nulls(len(column), pa.string())
+    domain_name = _literal(domain, "reidentify", "domain")
+    answer = client.reidentify(domain_name, column, on_error=_on_error(on_error, "reidentify"))
+    return _plain_strings(answer)
+
+
+def rewrap(
+    client: Client, column: pa.Array, domain: pa.Array, on_error: pa.Array | None = None
+) -> pa.Array:
+    """The pseudonyms in `column` made again under the primary key version; a failed row
+    raises `RewrapError` unless the literal `on_error` is `'null'`."""
+    if len(column) == 0 or column.type == pa.null():
+        return pa.nulls(len(column), pa.string())
+    domain_name = _literal(domain, "rewrap", "domain")
+    answer = client.rewrap(domain_name, column, on_error=_on_error(on_error, "rewrap"))
+    return _plain_strings(answer)
+
+
+_OPERATIONS: dict[str, tuple[Callable[..., pa.Array], str]] = {
+    "pseudonymize": (pseudonymize, "mode"),
+    "reidentify": (reidentify, "on_error"),
+    "rewrap": (rewrap, "on_error"),
+}
+
+NAMES = tuple(_OPERATIONS)
+"""The functions every engine registers, by their SQL name."""
+
+
+def call(name: str, client: Client, arguments: Sequence[pa.Array]) -> pa.Array:
+    """The answer of the function `name` for one batch of its `arguments`."""
+    operation, option = _OPERATIONS[name]
+    if len(arguments) not in (2, 3):
+        raise ConfigurationError(
+            f"{name} takes 2 or 3 arguments: (column, domain [, {option}]), not {len(arguments)}"
+        )
+    return operation(client, *arguments)
+
+
+def _literal(array: pa.Array, function: str, what: str) -> str:
+    """The one string every row of `array` holds."""
+    distinct = pc.unique(array)
+    value = distinct[0].as_py() if len(distinct) == 1 else None
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"{function}: the {what} must be a string literal, the same on every row"
+        )
+    return value
+
+
+def _on_error(array: pa.Array | None, function: str) -> OnError:
+    """The SQL spelling of what to do with a failed row (`'error'` or `'null'`), as
+    `Client`'s `on_error`."""
+    chosen = _literal(array, function, "on_error") if array is not None else "error"
+    if chosen not in ("error", "null"):
+        raise ConfigurationError(f"{function}: on_error must be 'error' or 'null', not {chosen!r}")
+    return "raise" if chosen == "error" else "null"
+
+
+def _plain_strings(array: pa.Array) -> pa.Array:
+    """`array` as a plain `string` array: what every engine takes for a string result."""
+    if isinstance(array, pa.DictionaryArray):
+        array = array.dictionary_decode()
+    return array if array.type == pa.string() else array.cast(pa.string())
