@@ -100,8 +100,8 @@ def test_request_level_failures_are_python_exceptions(service) -> None:
         nobody.pseudonymize("vin", ["SECRET-VALUE"])
     assert "SECRET-VALUE" not in str(raised.value)
 
-    with pytest.raises(pseudonym.UnsupportedTypeError, match="Int64"):
-        Client(service.url, api_key=service.admin).pseudonymize("vin", pa.array([1, 2]))
+    with pytest.raises(pseudonym.UnsupportedTypeError, match="Float64"):
+        Client(service.url, api_key=service.admin).pseudonymize("vin", pa.array([1.5, 2.0]))
     with pytest.raises(pseudonym.ConfigurationError, match="no service URL"):
         Client([], api_key="k")
     with pytest.raises(pseudonym.ConfigurationError, match="batch_size"):

@@ -169,14 +169,26 @@ async fn failed_dictionary_entries_are_reported_on_every_row_that_uses_them() {
 }
 
 #[tokio::test]
-async fn non_string_arrays_are_refused_by_name() {
+async fn integers_go_by_their_text_and_floats_are_refused_by_name() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
     let client = client_of(&fixture, &replica);
-    let numbers = arrow_array::Int64Array::from(vec![1, 2]);
-    let error = client
-        .pseudonymize_array("vin", Mode::Deterministic, &numbers)
+    let numbers = arrow_array::Int64Array::from(vec![Some(-42), None]);
+    let tokens = client
+        .pseudonymize_array("ids", Mode::Deterministic, &numbers)
         .await
-        .expect_err("not strings");
-    assert!(error.to_string().contains("Int64"), "{error}");
+        .expect("integers have a canonical text");
+    let text = StringArray::from(vec![Some("-42"), None]);
+    let expected = client
+        .pseudonymize_array("ids", Mode::Deterministic, &text)
+        .await
+        .expect("strings");
+    assert_eq!(tokens.as_string::<i32>(), expected.as_string::<i32>());
+
+    let floats = arrow_array::Float64Array::from(vec![1.5]);
+    let error = client
+        .pseudonymize_array("ids", Mode::Deterministic, &floats)
+        .await
+        .expect_err("floats have no canonical text");
+    assert!(error.to_string().contains("Float64"), "{error}");
 }
