@@ -13,6 +13,12 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r tests/python/requirements.txt
 
+step "haproxy (Debian), for the fleet test"
+if ! command -v haproxy >/dev/null; then
+  as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get install -y -qq haproxy >/dev/null || { $as_root apt-get update -qq && $as_root apt-get install -y -qq haproxy >/dev/null; }
+fi
+
 step "rustfmt"
 cargo fmt --all -- --check
 

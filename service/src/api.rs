@@ -790,6 +790,9 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         }
     }
     state.metrics().set_audit_dropped(state.0.audit.dropped());
+    state
+        .metrics()
+        .set_primary_version(state.0.keyed.load().engine.primary_version());
     (
         [(
             header::CONTENT_TYPE,

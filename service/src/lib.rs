@@ -16,6 +16,7 @@
 //! - [`kms`]: keyring files sealed by an OpenBao/Vault transit key (envelope keys).
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
 //! - [`connections`]: the cap on open connections.
+//! - [`rollout`]: `keygen`'s check that every replica holds a version before it is primary.
 //! - [`startup`]: key sources (file, environment, dev mode), serving and graceful shutdown.
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod keyring;
 pub mod kms;
 pub mod metrics;
 pub mod private_file;
+pub mod rollout;
 pub mod seed;
 pub mod startup;
 pub mod tls;

@@ -14,6 +14,7 @@ use pseudonym_service::auth::{self, Operation};
 use pseudonym_service::config::{Config, LogFormat, TokenFormat};
 use pseudonym_service::keyring::Keyring;
 use pseudonym_service::kms::KeyringStore;
+use pseudonym_service::rollout;
 use pseudonym_service::seed::SeedKey;
 use pseudonym_service::startup::{self, KEYRING_ENV, KeySource};
 use secrecy::{ExposeSecret, SecretString};
@@ -188,6 +189,11 @@ struct KeygenArgs {
     /// Remove a version: its pseudonyms stop re-identifying (rewrap them first).
     #[arg(long, conflicts_with_all = ["add", "set_primary"])]
     retire: Option<u32>,
+    /// With --set-primary or --retire: the base URLs of every replica (comma-separated), asked
+    /// on /readyz first. Refuses --set-primary N unless each holds N, and --retire N while any
+    /// still makes pseudonyms with N.
+    #[arg(long, value_delimiter = ',', value_name = "URL,...")]
+    check_replicas: Vec<String>,
 }
 
 #[derive(Args)]
@@ -360,6 +366,10 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         eprintln!("created {path}{sealed} with key version 1 (primary)");
         return Ok(());
     }
+    anyhow::ensure!(
+        args.check_replicas.is_empty() || args.set_primary.is_some() || args.retire.is_some(),
+        "--check-replicas goes with --set-primary or --retire"
+    );
     let mut keyring = store.load()?;
     let done = if args.retire_seed {
         keyring.retire_seed_key()?;
@@ -371,9 +381,15 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
             keyring.primary()
         )
     } else if let Some(version) = args.set_primary {
+        if !args.check_replicas.is_empty() {
+            rollout::check_set_primary(&rollout::fetch(&args.check_replicas)?, version)?;
+        }
         keyring.set_primary(version)?;
         format!("primary of {path} is now {version}")
     } else if let Some(version) = args.retire {
+        if !args.check_replicas.is_empty() {
+            rollout::check_retire(&rollout::fetch(&args.check_replicas)?, version)?;
+        }
         keyring.retire(version)?;
         format!("retired key version {version} from {path}")
     } else {

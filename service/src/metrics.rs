@@ -58,6 +58,7 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     key_limited: Family<KeyLabels, Counter>,
     audit_dropped: Gauge,
+    primary_version: Gauge,
 }
 
 impl Default for Metrics {
@@ -73,6 +74,7 @@ impl Default for Metrics {
         let reloads = Family::<ReloadLabels, Counter>::default();
         let key_limited = Family::<KeyLabels, Counter>::default();
         let audit_dropped = Gauge::default();
+        let primary_version = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route and status",
@@ -113,6 +115,11 @@ impl Default for Metrics {
             "Audit lines of requests refused before anything was read, dropped because the audit queue was full (a flood)",
             audit_dropped.clone(),
         );
+        registry.register(
+            "primary_key_version",
+            "The key version this replica makes pseudonyms with (compare across replicas during a rotation)",
+            primary_version.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -123,6 +130,7 @@ impl Default for Metrics {
             reloads,
             key_limited,
             audit_dropped,
+            primary_version,
         }
     }
 }
@@ -170,6 +178,11 @@ impl Metrics {
     pub fn set_audit_dropped(&self, dropped: u64) {
         self.audit_dropped
             .set(i64::try_from(dropped).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the key version this replica makes pseudonyms with.
+    pub fn set_primary_version(&self, version: u32) {
+        self.primary_version.set(i64::from(version));
     }
 
     /// The gauge of requests being handled.

@@ -295,6 +295,7 @@ async fn operations_routes_answer() {
         "pseudonym_http_requests_total{route=\"/v1/pseudonymize\",status=\"401\"} 1",
         "pseudonym_values_total{operation=\"pseudonymize\",mode=\"deterministic\"} 2",
         "pseudonym_errors_total{code=\"unauthorized\"} 1",
+        "pseudonym_primary_key_version 1",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
