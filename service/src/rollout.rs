@@ -23,7 +23,9 @@ pub struct ReplicaKeys {
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
     /// A replica could not say which keys it holds.
-    #[error("replica {url} did not answer /readyz as ready ({reason}); every replica must, to check the rollout")]
+    #[error(
+        "replica {url} did not answer /readyz as ready ({reason}); every replica must, to check the rollout"
+    )]
     Unreachable {
         /// The replica.
         url: String,
@@ -62,26 +64,26 @@ pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, RolloutError
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
         .build()
-        .map_err(|e| unreachable(urls.first().map_or("", String::as_str), &e))?;
+        .map_err(|e| unreachable(urls.first().map_or("", String::as_str), e))?;
     urls.iter()
         .map(|url| {
             let answer = client
                 .get(format!("{}/readyz", url.trim_end_matches('/')))
                 .send()
-                .map_err(|e| unreachable(url, &e))?;
+                .map_err(|e| unreachable(url, e))?;
             if !answer.status().is_success() {
                 return Err(RolloutError::Unreachable {
                     url: url.clone(),
                     reason: format!("HTTP {}", answer.status()),
                 });
             }
-            let keys = answer.json().map_err(|e| unreachable(url, &e))?;
+            let keys = answer.json().map_err(|e| unreachable(url, e))?;
             Ok((url.clone(), keys))
         })
         .collect()
 }
 
-fn unreachable(url: &str, error: &reqwest::Error) -> RolloutError {
+fn unreachable(url: &str, error: reqwest::Error) -> RolloutError {
     RolloutError::Unreachable {
         url: url.to_owned(),
         reason: error.without_url().to_string(),

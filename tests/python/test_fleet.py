@@ -190,6 +190,8 @@ def test_rolling_restarts_and_a_key_rotation_under_load_lose_nothing(fleet: Flee
         .writeStream.format("memory").queryName("fleet_tokens").trigger(processingTime="300 milliseconds")
         .start()
     )
+    streamed_rows = lambda: spark.table("fleet_tokens").count()  # noqa: E731
+    wait_until(lambda: streamed_rows() > 0, "the stream's first micro-batch", timeout=120)
     with Job(client) as job:
         time.sleep(1)
         # (a) each replica in turn drained with SIGTERM and started again
@@ -207,7 +209,8 @@ def test_rolling_restarts_and_a_key_rotation_under_load_lose_nothing(fleet: Flee
         promoted = fleet.keygen("--set-primary", "2", "--check-replicas", urls)
         assert promoted.returncode == 0, promoted.stderr
         fleet.reload_each(lambda ready: ready.get("primary_key_version") == 2)
-        time.sleep(1)
+        rotated = streamed_rows()
+        wait_until(lambda: streamed_rows() > rotated, "a micro-batch under the new primary", timeout=60)
     stream.stop()
     assert stream.exception() is None
     print(job.report("job through the client"))
