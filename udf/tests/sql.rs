@@ -259,8 +259,8 @@ async fn bad_literals_fail_at_planning_and_a_missing_service_fails_clearly() {
             "on_error must be 'error' or 'null'",
         ),
         (
-            "SELECT pseudonymize(42, 'vin')",
-            "pseudonymize: unsupported input: Int64",
+            "SELECT pseudonymize(1.5, 'vin')",
+            "pseudonymize: unsupported input: Float64",
         ),
     ] {
         let error = match ctx.sql(sql).await {
