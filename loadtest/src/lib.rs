@@ -81,6 +81,10 @@ pub struct Common {
     /// Skip measuring the in-process crypto rate of the same values.
     #[arg(long, global = true)]
     pub no_crypto_baseline: bool,
+    /// With `--via client`: attempts after a failed one, as a pipeline's client makes them
+    /// (backoff, `Retry-After` honoured). 0: every failure is counted, none retried.
+    #[arg(long, default_value_t = 0, global = true)]
+    pub retries: u32,
 }
 
 /// How values are sent.
@@ -220,6 +224,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
                 cardinality: common.cardinality,
                 client_in_flight: concurrency,
                 partition: common.partition,
+                retries: common.retries,
             };
             let sender = match common.via {
                 Via::Raw => Sender::raw(&settings)?,

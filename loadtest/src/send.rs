@@ -71,6 +71,8 @@ pub struct SenderSettings<'a> {
     pub client_in_flight: usize,
     /// Values per partition (client only).
     pub partition: usize,
+    /// Attempts after a failed one (client only).
+    pub retries: u32,
 }
 
 impl Sender {
@@ -121,7 +123,10 @@ impl Sender {
             .api_key(settings.api_key)
             .batch_size(settings.batch_size)
             .max_in_flight(settings.client_in_flight)
-            .retry_policy(RetryPolicy::none());
+            .retry_policy(RetryPolicy {
+                max_attempts: settings.retries + 1,
+                ..RetryPolicy::default()
+            });
         if let Some(pem) = settings.root_certificates {
             client = client.root_certificates_pem(pem);
         }

@@ -96,7 +96,10 @@ impl AppState {
             compat_domain: config.compat_domain.clone(),
             compat_tokens: config.compat_tokens,
             metrics_require_api_key: config.metrics_require_api_key,
-            key_limits: KeyLimits::new(config.limits.max_concurrent_requests_per_key),
+            key_limits: KeyLimits::new(
+                config.limits.max_concurrent_requests_per_key,
+                Some(config.limits.max_values_per_second_per_key).filter(|&rate| rate > 0),
+            ),
             metrics: Metrics::default(),
             audit,
             ready: AtomicBool::new(true),
@@ -134,13 +137,18 @@ impl AppState {
     }
 
     /// The items of a request, read now that the caller may proceed: at most
-    /// `limits.max_values` of them, none longer than `max_len` bytes.
+    /// `limits.max_values` of them, none longer than `max_len` bytes; charged to the caller's
+    /// budget of values per second.
     fn read_batch<'a>(
         &self,
+        caller: &Caller,
         items: &Items<'a>,
         max_len: usize,
     ) -> Result<Vec<Option<Text<'a>>>, ApiError> {
         let items = items.read(self.0.limits.max_values)?;
+        self.0
+            .key_limits
+            .charge(caller.name(), caller.max_values_per_second(), items.len());
         match items
             .iter()
             .position(|item| item.as_ref().is_some_and(|s| s.as_ref().len() > max_len))
@@ -166,7 +174,7 @@ impl AppState {
         let caller = &request.caller;
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
-        let values = &self.read_batch(values, self.0.limits.max_value_bytes)?;
+        let values = &self.read_batch(caller, values, self.0.limits.max_value_bytes)?;
         let engine = &request.keyed.engine;
         let pseudonyms = match format {
             TokenFormat::Native => engine.pseudonymize(domain, mode, values),
@@ -270,7 +278,7 @@ impl AppState {
         }
         let checked = parse_domain(domain).and_then(|d| {
             caller.authorize(operation, d)?;
-            let tokens = self.read_batch(tokens, self.0.limits.max_token_bytes())?;
+            let tokens = self.read_batch(caller, tokens, self.0.limits.max_token_bytes())?;
             Ok((d, tokens))
         });
         let (domain_ok, tokens) = match checked {
@@ -484,14 +492,20 @@ impl FromRequestParts<AppState> for Authenticated {
             let _ = context.caller.set(caller.name().to_owned());
             authenticated.audit = Some(context.clone());
         }
-        let permit = state
-            .0
-            .key_limits
+        let limits = &state.0.key_limits;
+        let permit = limits
             .acquire(caller.name(), caller.max_concurrent_requests())
-            .map_err(|limit| {
-                state.metrics().add_key_limited(caller.name());
-                ApiError::KeyBusy { limit }
-            })?;
+            .map_err(|limit| ApiError::KeyBusy { limit })
+            .and_then(|permit| {
+                // Refused before the body is read: a caller over its budget costs no parsing.
+                limits
+                    .admit(caller.name(), caller.max_values_per_second())
+                    .map_err(|wait| ApiError::KeyOverBudget {
+                        retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+                    })?;
+                Ok(permit)
+            })
+            .inspect_err(|_| state.metrics().add_key_limited(caller.name()))?;
         authenticated._permit = Some(permit);
         Ok(authenticated)
     }

@@ -9,6 +9,7 @@
 //! operations = ["pseudonymize"]      # and/or "reidentify", "rewrap"
 //! domains = ["vin", "crm.email"]     # or ["*"] for every domain
 //! max_concurrent_requests = 32       # optional; else limits.max_concurrent_requests_per_key
+//! max_values_per_second = 500000     # optional; else limits.max_values_per_second_per_key
 //! ```
 
 use std::collections::BTreeSet;
@@ -63,6 +64,10 @@ pub struct ApiKeyEntry {
     /// `limits.max_concurrent_requests_per_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<usize>,
+    /// Values (or pseudonyms) this key may send per second, on average over a second; without
+    /// it, `limits.max_values_per_second_per_key` (0: no budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_values_per_second: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -79,6 +84,7 @@ pub struct Caller {
     operations: BTreeSet<Operation>,
     domains: DomainScope,
     max_concurrent_requests: Option<usize>,
+    max_values_per_second: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +113,11 @@ impl Caller {
     /// The key's own limit of requests in flight, if its entry sets one.
     pub fn max_concurrent_requests(&self) -> Option<usize> {
         self.max_concurrent_requests
+    }
+
+    /// The key's own budget of values per second, if its entry sets one.
+    pub fn max_values_per_second(&self) -> Option<u32> {
+        self.max_values_per_second
     }
 
     /// Checks that the key may do `operation` in `domain`.
@@ -202,11 +213,15 @@ impl ApiKeys {
             if entry.max_concurrent_requests == Some(0) {
                 return Err(bad("max_concurrent_requests must be at least 1"));
             }
+            if entry.max_values_per_second == Some(0) {
+                return Err(bad("max_values_per_second must be at least 1"));
+            }
             let caller = Caller {
                 name: entry.name,
                 operations: entry.operations,
                 domains,
                 max_concurrent_requests: entry.max_concurrent_requests,
+                max_values_per_second: entry.max_values_per_second,
             };
             keys.push((digest, Arc::new(caller)));
         }
@@ -251,6 +266,7 @@ pub fn generate_key(
         operations,
         domains,
         max_concurrent_requests: None,
+        max_values_per_second: None,
     };
     (key, entry)
 }

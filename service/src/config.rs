@@ -91,6 +91,10 @@ pub struct Limits {
     /// Requests one API key may have in flight at once, unless its entry sets its own; more are
     /// answered 429 `too_many_requests`, so one caller cannot take the whole service.
     pub max_concurrent_requests_per_key: usize,
+    /// Values (or pseudonyms) one API key may send per second, on average over a second,
+    /// unless its entry sets its own; beyond, 429 `too_many_requests` with the wait in
+    /// `Retry-After`. 0: no budget.
+    pub max_values_per_second_per_key: u32,
     /// Time for a request's headers to arrive: from the connection's opening (TLS handshake
     /// included) or from the previous answer, so also how long an idle HTTP/1 connection stays
     /// open. Slower connections are closed.
@@ -129,6 +133,7 @@ impl Default for Limits {
             request_timeout_ms: 10_000,
             max_concurrent_requests: 256,
             max_concurrent_requests_per_key: 64,
+            max_values_per_second_per_key: 0,
             header_read_timeout_ms: 30_000,
             max_connections: 1000,
         }

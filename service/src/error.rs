@@ -60,6 +60,12 @@ pub enum ApiError {
         /// The key's limit.
         limit: usize,
     },
+    /// The API key has sent its budget of values per second: try again after `retry_after_s`.
+    #[error("this API key has sent its values per second; retry after the seconds in Retry-After")]
+    KeyOverBudget {
+        /// Whole seconds until its budget is out of debt, at least 1.
+        retry_after_s: u64,
+    },
     /// Too many requests in flight: try again shortly.
     #[error("the service is at its concurrency limit; retry after a short pause")]
     Overloaded,
@@ -97,7 +103,9 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::KeyBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::KeyBusy { .. } | ApiError::KeyOverBudget { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,7 +121,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::ValueTooLong { .. } => "value_too_long",
             ApiError::Overloaded => "overloaded",
-            ApiError::KeyBusy { .. } => "too_many_requests",
+            ApiError::KeyBusy { .. } | ApiError::KeyOverBudget { .. } => "too_many_requests",
             ApiError::Timeout => "timeout",
             ApiError::NotFound => "not_found",
             ApiError::AuditUnavailable => "audit_unavailable",
@@ -152,6 +160,9 @@ impl IntoResponse for ApiError {
             | ApiError::AuditUnavailable
             | ApiError::KeyBusy { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::KeyOverBudget { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -145,6 +145,11 @@ struct LimitArgs {
     #[arg(long, env = "PSEUDONYM_MAX_CONCURRENT_REQUESTS_PER_KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_concurrent_requests_per_key: Option<usize>,
+    /// Values one API key may send per second before answering 429, unless its entry sets its
+    /// own [default: 0, no budget].
+    #[arg(long, env = "PSEUDONYM_MAX_VALUES_PER_SECOND_PER_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_values_per_second_per_key: Option<u32>,
     /// Time for a request's headers (and a TLS handshake) to arrive; also the idle time of an
     /// HTTP/1 connection, in milliseconds [default: 30000].
     #[arg(long, env = "PSEUDONYM_HEADER_READ_TIMEOUT_MS")]
@@ -214,6 +219,10 @@ struct ApiKeyArgs {
     /// limits.max_concurrent_requests_per_key].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent_requests: Option<u32>,
+    /// Values the key may send per second, on average over a second [default: the service's
+    /// limits.max_values_per_second_per_key].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_values_per_second: Option<u32>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -431,6 +440,7 @@ fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
     }
     let (key, mut entry) = auth::generate_key(&args.name, operations, domains);
     entry.max_concurrent_requests = args.max_concurrent_requests.map(|n| n as usize);
+    entry.max_values_per_second = args.max_values_per_second;
     auth::append_entry(&args.api_keys_file, entry)?;
     eprintln!(
         "added API key {:?} to {}; the key follows on stdout and is not stored anywhere else",

@@ -107,7 +107,7 @@ impl Default for Metrics {
         );
         registry.register(
             "key_limited",
-            "Requests answered 429 because their API key had its limit in flight, by key name",
+            "Requests answered 429 because their API key had its limit in flight or had spent its values per second, by key name",
             key_limited.clone(),
         );
         registry.register(
