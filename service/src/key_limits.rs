@@ -163,7 +163,7 @@ mod tests {
             limits.admit("etl", Some(10)).is_ok(),
             "an entry's own budget"
         );
-        limits.charge("etl", Some(10), 10);
+        limits.charge("etl", Some(10), 20);
         assert!(limits.admit("etl", Some(10)).is_err());
         assert!(
             KeyLimits::new(64, None).admit("spark", None).is_ok(),

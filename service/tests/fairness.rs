@@ -82,3 +82,54 @@ async fn a_key_at_its_limit_gets_429_while_other_keys_are_served() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_key_over_its_values_per_second_is_refused_before_its_body_is_read() {
+    let server =
+        TestServer::start(|config| config.limits.max_values_per_second_per_key = 100).await;
+    let (admin, writer) = (server.keys.admin.clone(), server.keys.writer.clone());
+    let values: Vec<String> = (0..1_000).map(|i| format!("WVWZZZ1JZXW{i:06}")).collect();
+
+    // Ten seconds' budget in one batch: let in once, into debt.
+    let (status, _) = server
+        .post(
+            "/v1/pseudonymize",
+            Some(&writer),
+            json!({"domain": "vin", "values": values}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // In debt: refused with the wait, before the body is read (bad JSON is not even seen).
+    let refused = reqwest::Client::new()
+        .post(format!("{}/v1/pseudonymize", server.url))
+        .header("x-api-key", &writer)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("seconds");
+    assert!((8..=10).contains(&wait), "Retry-After {wait}");
+    let error: serde_json::Value = refused.json().await.expect("JSON");
+    assert_eq!(error["error"]["code"], "too_many_requests");
+
+    let (status, _) = server
+        .post(
+            "/v1/pseudonymize",
+            Some(&admin),
+            json!({"domain": "vin", "values": ["a"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "another key has its own budget");
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains("pseudonym_key_limited_total{api_key=\"writer\"} 1"),
+        "{metrics}"
+    );
+}
