@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+started=$SECONDS
+step() { printf '\n== %s  (%d s in)\n' "$*" $((SECONDS - started)); }
 
 step "python venv (.venv)"
 if [ ! -x .venv/bin/python ]; then
@@ -36,8 +37,8 @@ cargo test --workspace --locked
 step "fuzz: token parsing and request decoding, 20 s per target (longer: scripts/fuzz.sh 600)"
 ./scripts/fuzz.sh 20
 
-step "benchmarks compile"
-cargo bench --locked --no-run -p pseudonym-service -p pseudonym-client
+step "benchmarks build (dev profile: their code and links, not the dist profile's speed)"
+cargo build --locked --benches -p pseudonym-service -p pseudonym-client
 
 step "python wheel (maturin, release) into .venv"
 rm -rf target/wheels

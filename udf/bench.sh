@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
 # Rows/s of pseudonymize(vin, 'vin') over a Parquet file, next to DataFusion's built-in
-# sha256(vin) over the same file, in one run, against a release pseudonymd on this machine.
+# sha256(vin) over the same file, in one run, against a pseudonymd of the dist profile on this machine.
 #   udf/bench.sh [rows] [cardinality]        (defaults: 10000000 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-10000000}
 cardinality=${2:-1000000}
-cargo build --release --locked -q -p pseudonym-service -p pseudonym-udf
+cargo build --profile dist --locked -q -p pseudonym-service -p pseudonym-udf
 work=$(mktemp -d)
 trap 'kill "$service" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-target/release/pseudonymd --listen 127.0.0.1:0 --data-dir "$work/service" --log warn,pseudonymd=info \
+target/dist/pseudonymd --listen 127.0.0.1:0 --data-dir "$work/service" --log warn,pseudonymd=info \
   2> "$work/service.log" &
 service=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/service.log" && break; sleep 0.1; done
 export PSEUDONYM_URL=$(grep -o 'http://[0-9.:]*' "$work/service.log" | head -1)
 export PSEUDONYM_API_KEY=$(cat "$work/service/dev-api-key")
 
-sql=target/release/pseudonym-sql
+sql=target/dist/pseudonym-sql
 $sql -q generate --rows "$rows" --cardinality "$cardinality" "$work/vins.parquet"
 time_of() {
   $sql -q --timing -t "vins=$work/vins.parquet" "$1" 2>&1 >/dev/null | sed -n 's/^time: \(.*\) s$/\1/p'

@@ -1,10 +1,10 @@
 """Rows/s of `pseudonymize(vin, 'vin')` in DuckDB next to DuckDB's built-in `sha256(vin)`.
 
 Both run `SELECT max(f(vin)) FROM 'vins.parquet'` over the same file, built-in first (it also
-warms the page cache), against a `pseudonymd` this script starts from a release build unless
+warms the page cache), against a `pseudonymd` this script starts from a dist build unless
 `--url` is given, all on the same machine.
 
-    cargo build --release -p pseudonym-service
+    cargo build --profile dist -p pseudonym-service
     .venv/bin/python python/bench/duckdb_bench.py --rows 10000000 --cardinality 1000000
 """
 

@@ -8,9 +8,9 @@ The seed (an AWS Lambda called from PySpark on EMR) ran `rdd.mapPartitions` over
 objects and sent one blocking request per 900-row chunk (deduplicated within the chunk only).
 That approach is written afresh here (`seed`), generously: it keeps one HTTP connection per
 partition instead of opening one per request. Both run in `local[2]` against the same
-`pseudonymd`, which this script starts from a release build unless `--url` is given.
+`pseudonymd`, which this script starts from a dist build unless `--url` is given.
 
-    cargo build --release -p pseudonym-service
+    cargo build --profile dist -p pseudonym-service
     .venv/bin/python python/bench/spark_bench.py --rows 10000000 --json bench.json
 """
 
@@ -68,9 +68,9 @@ def seed_partition(url: str, api_key: str, chunk: int):  # type: ignore[no-untyp
 
 
 def start_service(folder: Path) -> tuple[subprocess.Popen[str], str, str]:
-    binary = Path(os.environ.get("PSEUDONYMD", ROOT / "target" / "release" / "pseudonymd"))
+    binary = Path(os.environ.get("PSEUDONYMD", ROOT / "target" / "dist" / "pseudonymd"))
     if not binary.exists():
-        sys.exit(f"{binary} is missing: run `cargo build --release -p pseudonym-service`")
+        sys.exit(f"{binary} is missing: run `cargo build --profile dist -p pseudonym-service`")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
     process = subprocess.Popen(
         [str(binary), "--listen", "127.0.0.1:0", "--data-dir", str(folder), "--compat-domain", "vin"],
