@@ -45,6 +45,7 @@ rm -rf target/wheels
 .venv/bin/maturin build --release --locked -m python/Cargo.toml --out target/wheels
 .venv/bin/python -m pip install --quiet --force-reinstall --no-deps target/wheels/pseudonym-*.whl
 .venv/bin/python -m mypy.stubtest --mypy-config-file python/mypy.ini pseudonym._internal
+.venv/bin/python -m mypy --strict --config-file python/mypy.ini python/python/pseudonym
 
 step "pytest (the service, the Python API, PySpark local[2])"
 cargo build --locked -p pseudonym-service --bin pseudonymd

@@ -216,6 +216,32 @@ async fn a_10000_value_batch_keeps_order_and_nulls() {
     assert_eq!(status, 200);
     assert_eq!(back["values"], json!(values));
     assert_eq!(back["errors"], json!([]));
+
+    // The crypto runs a slice at a time: failures past the first slices keep their own index,
+    // in re-identification and in rewrap alike.
+    let mut tampered = pseudonyms.clone();
+    for index in [5, 1_500, 9_999] {
+        tampered[index] = json!("d1.forged");
+    }
+    let expected = json!([
+        {"index": 5, "code": "invalid_token"},
+        {"index": 1500, "code": "invalid_token"},
+        {"index": 9999, "code": "invalid_token"},
+    ]);
+    for (route, answers) in [("/v1/reidentify", "values"), ("/v1/rewrap", "pseudonyms")] {
+        let (status, answer) = server
+            .post(
+                route,
+                admin,
+                json!({"domain": "vin", "pseudonyms": tampered}),
+            )
+            .await;
+        assert_eq!(status, 200, "{route}");
+        assert_eq!(answer["errors"], expected, "{route}");
+        let answers = answer[answers].as_array().expect("list");
+        assert_eq!(answers.len(), values.len());
+        assert!(answers[1_500].is_null() && answers[1_501].is_null() == values[1_501].is_none());
+    }
 }
 
 #[tokio::test]
@@ -317,7 +343,8 @@ async fn beyond_the_concurrency_limit_requests_are_shed_at_once_with_retry_after
     holder.write_all(head.as_bytes()).await.expect("write");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
-    let started = std::time::Instant::now();
+    // Answered while the slot is still held: shed, not queued (a queued request could only
+    // end in the request timeout, code `timeout`, since the holder is released after this).
     let response = reqwest::Client::new()
         .post(format!("{}/v1/pseudonymize", server.url))
         .header("x-api-key", &server.keys.admin)
@@ -329,10 +356,6 @@ async fn beyond_the_concurrency_limit_requests_are_shed_at_once_with_retry_after
     assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(code(&body), "overloaded");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(1),
-        "shed at once, not queued"
-    );
     assert_eq!(
         server.get("/healthz").await.0,
         200,

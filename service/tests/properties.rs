@@ -97,8 +97,8 @@ fn values_pseudonymize_under_the_primary_and_older_versions_still_open() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// Not a coverage-guided fuzzer (that needs a nightly toolchain, see the issue notes), but
-    /// the same contract: any input is answered, never a panic, never a value for garbage.
+    /// Random inputs, beside the coverage-guided fuzz targets in `fuzz/` (`token`, `request`):
+    /// any input is answered, never a panic, never a value for garbage.
     #[test]
     fn arbitrary_tokens_and_bodies_never_panic(token in "\\PC{0,80}", body in prop::collection::vec(any::<u8>(), 0..300)) {
         let vin = Domain::new("vin").expect("valid");

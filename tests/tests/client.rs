@@ -211,12 +211,11 @@ async fn a_service_that_always_fails_fails_the_call_within_the_retry_budget() {
         })
         .build()
         .expect("client");
-    let started = Instant::now();
+    // The budget is the attempts, not this machine's speed: exactly four, then the error.
     let error = client
         .pseudonymize("vin", Mode::Deterministic, &[Some("SECRET-VALUE")])
         .await
         .expect_err("must fail");
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(matches!(
         error,
         Error::RetriesExhausted {

@@ -1,6 +1,7 @@
 //! `pseudonym-sql`: SQL over Parquet, CSV and JSON files with `pseudonymize()`,
 //! `reidentify()` and `rewrap()`, on Apache DataFusion. See `pseudonym-sql --help`.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +10,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement};
+use indicatif::{ProgressBar, ProgressStyle};
 use pseudonym_client::Client;
 use pseudonym_udf::{Service, generate, tables};
 
@@ -205,7 +208,7 @@ async fn execute(cli: Cli, io: tokio::runtime::Handle) -> anyhow::Result<()> {
     for statement in statements {
         let started = std::time::Instant::now();
         let progress = (!cli.quiet).then(|| Progress::start(service.clone()));
-        let frame = ctx.sql(&statement).await.map_err(|e| {
+        let frame = run(&ctx, statement).await.map_err(|e| {
             if service.is_none() && e.to_string().contains("pseudonymize") {
                 anyhow::anyhow!("{e}\n(pseudonymize and reidentify need --url and --api-key)")
             } else {
@@ -222,7 +225,9 @@ async fn execute(cli: Cli, io: tokio::runtime::Handle) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn statements(cli: &Cli) -> anyhow::Result<Vec<String>> {
+/// The statements of the SQL given (arguments, then `--file`, or else standard input), split by
+/// DataFusion's own parser, so a `;` inside a string literal or a comment stays where it is.
+fn statements(cli: &Cli) -> anyhow::Result<VecDeque<Statement>> {
     let mut text = cli.sql.join(";\n");
     if let Some(file) = &cli.file {
         text.push_str(";\n");
@@ -234,12 +239,16 @@ fn statements(cli: &Cli) -> anyhow::Result<Vec<String>> {
     if cli.sql.is_empty() && cli.file.is_none() {
         std::io::stdin().read_to_string(&mut text)?;
     }
-    Ok(text
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect())
+    Ok(DFParser::parse_sql(&text)?)
+}
+
+/// Plans one parsed statement and gives its result to collect.
+async fn run(
+    ctx: &SessionContext,
+    statement: Statement,
+) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
+    let plan = ctx.state().statement_to_plan(statement).await?;
+    ctx.execute_logical_plan(plan).await
 }
 
 fn print(batches: &[RecordBatch], format: Output) -> anyhow::Result<()> {
@@ -265,37 +274,36 @@ fn print(batches: &[RecordBatch], format: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A line on stderr while a statement runs: time so far and values sent to the service.
+/// A spinner on stderr while a statement runs (hidden when stderr is no terminal): time so far
+/// and values sent to the service.
 struct Progress {
+    bar: ProgressBar,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Progress {
     fn start(service: Option<Service>) -> Progress {
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(250));
+        let shown = bar.clone();
         let task = tokio::spawn(async move {
-            if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                return;
-            }
-            let started = std::time::Instant::now();
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tick.tick().await;
                 let sent = service.as_ref().map_or(0, Service::values_sent);
-                eprint!(
-                    "\r{:>6.1}s  {sent} values through pseudonym",
-                    started.elapsed().as_secs_f64()
-                );
+                shown.set_message(format!("{sent} values through pseudonym"));
             }
         });
-        Progress { task }
+        Progress { bar, task }
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
         self.task.abort();
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprint!("\r\x1b[2K");
-        }
+        self.bar.finish_and_clear();
     }
 }

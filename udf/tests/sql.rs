@@ -463,3 +463,17 @@ fn the_command_line_rewraps_a_lake_into_the_primary_key_version() {
     let wrong = back.iter().zip(&expected).filter(|(a, b)| a != b).count();
     assert_eq!(wrong, 0, "rows that did not come back as they were");
 }
+
+#[test]
+fn the_command_line_splits_statements_where_sql_does() {
+    let out = run_cli(
+        "http://127.0.0.1:9",
+        "unused",
+        &[
+            "--format",
+            "csv",
+            "SELECT 'a;b' AS x; -- a comment; with a semicolon\nSELECT 2 AS y",
+        ],
+    );
+    assert_eq!(out, "x\na;b\ny\n2\n");
+}

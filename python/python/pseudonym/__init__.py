@@ -17,8 +17,8 @@ its typed face. The GIL is released while a call runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Literal, TypeVar, Union, overload
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar, Union, overload
 
 import pyarrow as pa
 
@@ -52,6 +52,11 @@ Mode = Literal["deterministic", "randomized", "hash"]
 OnError = Literal["raise", "null"]
 ArrowInput = TypeVar("ArrowInput", pa.Array, pa.ChunkedArray)
 Values = Union[Sequence[Union[str, None]], pa.Array, pa.ChunkedArray]
+"""What the calls take: a list of optional strings, a pyarrow array, or a pandas `Series`."""
+Answers = Union[list[Union[str, None]], pa.Array, pa.ChunkedArray]
+"""What they answer: the input's kind (list, pyarrow, pandas), one item per row."""
+ItemErrors = list[tuple[int, str]]
+"""The rows that failed, as `(row index, code)` pairs."""
 
 URL_ENV = "PSEUDONYM_URL"
 API_KEY_ENV = "PSEUDONYM_API_KEY"
@@ -131,12 +136,12 @@ class Client:
         return repr(self._native)
 
     @overload
-    def pseudonymize(self, domain: str, values: ArrowInput, mode: Mode = ...) -> ArrowInput: ...
-    @overload
     def pseudonymize(
         self, domain: str, values: Sequence[str | None], mode: Mode = ...
     ) -> list[str | None]: ...
-    def pseudonymize(self, domain: str, values: Values, mode: Mode = "deterministic"):  # type: ignore[no-untyped-def]
+    @overload
+    def pseudonymize(self, domain: str, values: ArrowInput, mode: Mode = ...) -> ArrowInput: ...
+    def pseudonymize(self, domain: str, values: Values, mode: Mode = "deterministic") -> Answers:
         """Pseudonyms of `values` (a list or a pyarrow string array) in `domain`.
 
         Arrow input gives Arrow output of the same type (dictionaries keep their keys and go
@@ -154,7 +159,15 @@ class Client:
             return self._native.pseudonymize_arrow(domain, mode, values)
         return self._native.pseudonymize_list(domain, mode, _as_list(values))
 
-    def reidentify(self, domain: str, pseudonyms: Values, *, on_error: OnError = "raise"):  # type: ignore[no-untyped-def]
+    @overload
+    def reidentify(
+        self, domain: str, pseudonyms: Sequence[str | None], *, on_error: OnError = ...
+    ) -> list[str | None]: ...
+    @overload
+    def reidentify(
+        self, domain: str, pseudonyms: ArrowInput, *, on_error: OnError = ...
+    ) -> ArrowInput: ...
+    def reidentify(self, domain: str, pseudonyms: Values, *, on_error: OnError = "raise") -> Answers:
         """Values behind `pseudonyms` (a list or a pyarrow string array) of `domain`.
 
         With `on_error="raise"` (the default) any pseudonym that fails raises
@@ -166,11 +179,19 @@ class Client:
             raise ReidentificationError(errors, values)
         return values
 
-    def reidentify_with_errors(self, domain: str, pseudonyms: Values):  # type: ignore[no-untyped-def]
+    def reidentify_with_errors(self, domain: str, pseudonyms: Values) -> tuple[Answers, ItemErrors]:
         """Values behind `pseudonyms`, and the `(row, code)` pairs of the rows that failed."""
         return _per_item(self._native.reidentify_list, self._native.reidentify_arrow, domain, pseudonyms)
 
-    def rewrap(self, domain: str, pseudonyms: Values, *, on_error: OnError = "raise"):  # type: ignore[no-untyped-def]
+    @overload
+    def rewrap(
+        self, domain: str, pseudonyms: Sequence[str | None], *, on_error: OnError = ...
+    ) -> list[str | None]: ...
+    @overload
+    def rewrap(
+        self, domain: str, pseudonyms: ArrowInput, *, on_error: OnError = ...
+    ) -> ArrowInput: ...
+    def rewrap(self, domain: str, pseudonyms: Values, *, on_error: OnError = "raise") -> Answers:
         """`pseudonyms` (a list or a pyarrow string array) of `domain` made again under the
         service's primary key version, in the same mode, without any value leaving the service.
 
@@ -184,7 +205,7 @@ class Client:
             raise RewrapError(errors, new)
         return new
 
-    def rewrap_with_errors(self, domain: str, pseudonyms: Values):  # type: ignore[no-untyped-def]
+    def rewrap_with_errors(self, domain: str, pseudonyms: Values) -> tuple[Answers, ItemErrors]:
         """Rewrapped `pseudonyms`, and the `(row, code)` pairs of the rows that failed."""
         return _per_item(self._native.rewrap_list, self._native.rewrap_arrow, domain, pseudonyms)
 
@@ -224,7 +245,12 @@ class Client:
         )
 
 
-def _per_item(on_list, on_arrow, domain: str, pseudonyms: Values):  # type: ignore[no-untyped-def]
+def _per_item(
+    on_list: Callable[[str, list[str | None]], tuple[list[str | None], ItemErrors]],
+    on_arrow: Callable[[str, pa.Array], tuple[pa.Array, ItemErrors]],
+    domain: str,
+    pseudonyms: Values,
+) -> tuple[Answers, ItemErrors]:
     """`on_list` or `on_arrow` (one answer per pseudonym, failed rows apart) of `pseudonyms`,
     chunk by chunk for a chunked array, with row numbers counted across chunks."""
     if _is_pandas_series(pseudonyms):
@@ -245,7 +271,11 @@ def _per_item(on_list, on_arrow, domain: str, pseudonyms: Values):  # type: igno
     return on_list(domain, _as_list(pseudonyms))
 
 
-def _replace_columns(batch: pa.RecordBatch, domains: Mapping[str, str], transform) -> pa.RecordBatch:  # type: ignore[no-untyped-def]
+def _replace_columns(
+    batch: pa.RecordBatch,
+    domains: Mapping[str, str],
+    transform: Callable[[str, pa.Array], pa.Array],
+) -> pa.RecordBatch:
     missing = [name for name in domains if name not in batch.schema.names]
     if missing:
         raise ConfigurationError(f"no such column(s): {', '.join(missing)}")
@@ -262,7 +292,7 @@ def _is_pandas_series(values: object) -> bool:
     return kind.__name__ == "Series" and kind.__module__.startswith("pandas")
 
 
-def _as_series(answers: pa.Array, like):  # type: ignore[no-untyped-def]
+def _as_series(answers: pa.Array, like: Any) -> Any:
     """`answers` as a pandas `Series` with the index and name of `like`; missing values are
     `None` where `like` holds Python objects, else the answer type's own missing value."""
     series = answers.to_pandas()

@@ -81,7 +81,7 @@ def register(
 def arrow_function(name: str, settings: Settings) -> Any:
     """The Arrow UDF (iterator form) of the operation `name`, with `settings`' client."""
     try:
-        from pyspark.sql.functions import ArrowUDFType, arrow_udf
+        from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
     except ImportError:
         raise ConfigurationError(
             "the SQL and Column functions need Spark 4.1 or later (Arrow UDFs); on older Spark "
