@@ -208,7 +208,7 @@ async fn execute(cli: Cli, io: tokio::runtime::Handle) -> anyhow::Result<()> {
     for statement in statements {
         let started = std::time::Instant::now();
         let progress = (!cli.quiet).then(|| Progress::start(service.clone()));
-        let frame = run(&ctx, statement).await.map_err(|e| {
+        let frame = plan(&ctx, statement).await.map_err(|e| {
             if service.is_none() && e.to_string().contains("pseudonymize") {
                 anyhow::anyhow!("{e}\n(pseudonymize and reidentify need --url and --api-key)")
             } else {
@@ -243,7 +243,7 @@ fn statements(cli: &Cli) -> anyhow::Result<VecDeque<Statement>> {
 }
 
 /// Plans one parsed statement and gives its result to collect.
-async fn run(
+async fn plan(
     ctx: &SessionContext,
     statement: Statement,
 ) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
