@@ -43,7 +43,7 @@ use crate::config::{Config, Limits, TokenFormat};
 use crate::domain::Domain;
 use crate::engine::Engine;
 use crate::error::{ApiError, ErrorCode};
-use crate::key_limits::{KeyLimits, KeyPermit};
+use crate::key_limits::{KeyLimits, KeyPermit, Reservation};
 use crate::metrics::Metrics;
 use crate::seed::SeedMode;
 
@@ -137,18 +137,18 @@ impl AppState {
     }
 
     /// The items of a request, read now that the caller may proceed: at most
-    /// `limits.max_values` of them, none longer than `max_len` bytes; charged to the caller's
-    /// budget of values per second.
+    /// `limits.max_values` of them, none longer than `max_len` bytes; counted against the
+    /// caller's budget of values per second.
     fn read_batch<'a>(
         &self,
-        caller: &Caller,
+        request: &Authenticated,
         items: &Items<'a>,
         max_len: usize,
     ) -> Result<Vec<Option<Text<'a>>>, ApiError> {
         let items = items.read(self.0.limits.max_values)?;
-        self.0
-            .key_limits
-            .charge(caller.name(), caller.max_values_per_second(), items.len());
+        if let Some(budget) = &request.budget {
+            budget.settle(items.len());
+        }
         match items
             .iter()
             .position(|item| item.as_ref().is_some_and(|s| s.as_ref().len() > max_len))
@@ -174,7 +174,7 @@ impl AppState {
         let caller = &request.caller;
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
-        let values = &self.read_batch(caller, values, self.0.limits.max_value_bytes)?;
+        let values = &self.read_batch(request, values, self.0.limits.max_value_bytes)?;
         let engine = &request.keyed.engine;
         let pseudonyms = match format {
             TokenFormat::Native => {
@@ -274,19 +274,16 @@ impl AppState {
         let mut record = AuditRecord::now(operation.as_str(), Outcome::Refused);
         record.api_key = Some(caller.name());
         record.domain = Domain::new(domain).ok().map(Domain::as_str);
-        if let Some(context) = &request.audit {
-            context.recorded.store(true, Ordering::SeqCst);
-        }
         let checked = parse_domain(domain).and_then(|d| {
             caller.authorize(operation, d)?;
-            let tokens = self.read_batch(caller, tokens, self.0.limits.max_token_bytes())?;
+            let tokens = self.read_batch(request, tokens, self.0.limits.max_token_bytes())?;
             Ok((d, tokens))
         });
         let (domain_ok, tokens) = match checked {
             Ok(checked) => checked,
             Err(error) => {
                 record.reason = Some(error.code());
-                self.write_audit(&record).await?;
+                self.write_audit(request, &record).await?;
                 return Err(error);
             }
         };
@@ -300,16 +297,26 @@ impl AppState {
         } else {
             Outcome::Partial
         };
-        self.write_audit(&record).await?;
+        self.write_audit(request, &record).await?;
         self.0
             .metrics
             .add_values(operation.as_str(), "any", record.count);
         Ok(answer)
     }
 
-    /// Writes an audit line; a failure fails the request only with `audit_fail_closed`.
-    async fn write_audit(&self, record: &AuditRecord<'_>) -> Result<(), ApiError> {
-        match self.0.audit.record(record).await {
+    /// Writes the request's audit line; a failure fails the request only with
+    /// `audit_fail_closed`. Until this returns, the refusal layer still writes a line for the
+    /// request should it end (a timeout while its crypto runs), so none goes without one.
+    async fn write_audit(
+        &self,
+        request: &Authenticated,
+        record: &AuditRecord<'_>,
+    ) -> Result<(), ApiError> {
+        let written = self.0.audit.record(record).await;
+        if let Some(context) = &request.audit {
+            context.recorded.store(true, Ordering::SeqCst);
+        }
+        match written {
             Ok(()) => Ok(()),
             Err(error) if self.0.audit.fail_closed() => {
                 tracing::error!(%error, "audit line not written: the request is refused");
@@ -551,6 +558,8 @@ struct Authenticated {
     audit: Option<Arc<AuditContext>>,
     /// The key's place among its requests in flight, held until the answer is made.
     _permit: Option<KeyPermit>,
+    /// What the request reserved of its key's values per second, if the key has a budget.
+    budget: Option<Reservation>,
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -564,20 +573,21 @@ impl FromRequestParts<AppState> for Authenticated {
             authenticated.audit = Some(context.clone());
         }
         let limits = &state.0.key_limits;
-        let permit = limits
+        let (permit, budget) = limits
             .acquire(caller.name(), caller.max_concurrent_requests())
             .map_err(|limit| ApiError::KeyBusy { limit })
             .and_then(|permit| {
                 // Refused before the body is read: a caller over its budget costs no parsing.
-                limits
+                let budget = limits
                     .admit(caller.name(), caller.max_values_per_second())
                     .map_err(|wait| ApiError::KeyOverBudget {
                         retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
                     })?;
-                Ok(permit)
+                Ok((permit, budget))
             })
             .inspect_err(|_| state.metrics().add_key_limited(caller.name()))?;
         authenticated._permit = Some(permit);
+        authenticated.budget = budget;
         Ok(authenticated)
     }
 }
@@ -606,6 +616,7 @@ impl Authenticated {
             keyed,
             audit: None,
             _permit: None,
+            budget: None,
         })
     }
 }

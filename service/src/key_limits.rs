@@ -5,15 +5,18 @@
 //!   `limits.max_concurrent_requests_per_key`, at once; one more is answered 429 at once.
 //! - **values per second** (optional): `max_values_per_second` of its entry, or
 //!   `limits.max_values_per_second_per_key`. A token bucket that holds a second's budget: a
-//!   request is let in while the bucket is not empty and then takes its values out, so one
-//!   request may go into debt (a batch larger than the budget still passes, once); while the
-//!   bucket is in debt the key's requests are answered 429 before their body is read, with the
-//!   seconds until it is paid off in `Retry-After`, which the clients wait for.
+//!   request is let in while the bucket is not empty, reserving as many values as the key's
+//!   previous request had (its body is not read yet), and settles with its real count once
+//!   read. So requests let in together cannot together overdraw the bucket by more than about
+//!   one batch, and a batch larger than the budget still passes, into debt. While the bucket is
+//!   in debt the key's requests are answered 429 before their body is read, with the seconds
+//!   until it is paid off in `Retry-After`, which the clients wait for.
 //!
 //! Both are kept by key name for the life of the process, so a reload of the key file (which
 //! may change a key's limits) does not reset them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,11 +29,13 @@ pub struct KeyLimits {
     budgets: Mutex<HashMap<String, Bucket>>,
 }
 
-/// Values a key may still send, and when that was last counted.
+/// Values a key may still send, when that was last counted, and how many values its last
+/// request had (what the next one reserves).
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     values: f64,
     at: Instant,
+    last_request: f64,
 }
 
 impl Bucket {
@@ -41,6 +46,39 @@ impl Bucket {
         Bucket {
             values: (self.values + elapsed * rate).min(rate),
             at: now,
+            ..self
+        }
+    }
+}
+
+/// The values one admitted request reserved from its key's bucket: settled with the request's
+/// real count once its body is read, or given back if it ends before that.
+#[derive(Debug)]
+pub struct Reservation {
+    limits: Arc<KeyLimits>,
+    name: String,
+    rate: u32,
+    reserved: f64,
+    settled: AtomicBool,
+}
+
+impl Reservation {
+    /// Takes the request's real count of values out of the bucket instead of the reservation.
+    pub fn settle(&self, values: usize) {
+        if !self.settled.swap(true, Ordering::SeqCst) {
+            self.limits.update(&self.name, self.rate, |bucket| {
+                bucket.values += self.reserved - values as f64;
+                bucket.last_request = values as f64;
+            });
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled.swap(true, Ordering::SeqCst) {
+            self.limits
+                .update(&self.name, self.rate, |bucket| bucket.values += self.reserved);
         }
     }
 }
@@ -65,36 +103,47 @@ impl KeyLimits {
     }
 
     /// Whether key `name`, whose own budget is `rate` values per second if set, may send a
-    /// request now; `Err` with the time until its bucket is out of debt.
-    pub fn admit(&self, name: &str, rate: Option<u32>) -> Result<(), Duration> {
+    /// request now: its reservation (none without a budget), or `Err` with the time until its
+    /// bucket is out of debt.
+    pub fn admit(
+        self: &Arc<Self>,
+        name: &str,
+        rate: Option<u32>,
+    ) -> Result<Option<Reservation>, Duration> {
         let Some(rate) = rate.or(self.default_values_per_second) else {
-            return Ok(());
+            return Ok(None);
         };
+        let mut admitted = Err(Duration::ZERO);
+        self.update(name, rate, |bucket| {
+            admitted = if bucket.values > 0.0 {
+                bucket.values -= bucket.last_request;
+                Ok(bucket.last_request)
+            } else {
+                Err(Duration::from_secs_f64(-bucket.values / f64::from(rate)))
+            };
+        });
+        admitted.map(|reserved| {
+            Some(Reservation {
+                limits: self.clone(),
+                name: name.to_owned(),
+                rate,
+                reserved,
+                settled: AtomicBool::new(false),
+            })
+        })
+    }
+
+    /// Changes the bucket of key `name`, refilled to now (a full one if it is new).
+    fn update(&self, name: &str, rate: u32, change: impl FnOnce(&mut Bucket)) {
         let now = Instant::now();
         let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = budgets.entry(name.to_owned()).or_insert(Bucket {
             values: f64::from(rate),
             at: now,
+            last_request: 0.0,
         });
         *bucket = bucket.refilled(rate, now);
-        if bucket.values > 0.0 {
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(-bucket.values / f64::from(rate)))
-        }
-    }
-
-    /// Takes `values` out of the bucket of key `name` (a request it was admitted for).
-    pub fn charge(&self, name: &str, rate: Option<u32>, values: usize) {
-        let Some(rate) = rate.or(self.default_values_per_second) else {
-            return;
-        };
-        let now = Instant::now();
-        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bucket) = budgets.get_mut(name) {
-            *bucket = bucket.refilled(rate, now);
-            bucket.values -= values as f64;
-        }
+        change(bucket);
     }
 
     /// A permit for one more request of key `name`, whose own limit is `limit` if set; `Err`
@@ -148,27 +197,37 @@ mod tests {
     #[test]
     fn a_budget_lets_a_request_into_debt_then_refuses_until_it_is_paid_off() {
         let limits = KeyLimits::new(64, Some(1_000));
-        assert!(limits.admit("spark", None).is_ok());
-        limits.charge("spark", None, 3_000); // a batch of three seconds' budget: let in once
+        let first = limits.admit("spark", None).expect("a full bucket");
+        first.expect("a budget").settle(3_000); // three seconds' budget: let in once
         let wait = limits.admit("spark", None).expect_err("in debt");
+        assert!(wait > Duration::from_millis(1_900) && wait <= Duration::from_secs(2), "{wait:?}");
+        assert!(limits.admit("dashboard", None).is_ok(), "another key is not affected");
         assert!(
-            wait > Duration::from_millis(1_900) && wait <= Duration::from_secs(2),
-            "{wait:?}"
-        );
-        assert!(
-            limits.admit("dashboard", None).is_ok(),
-            "another key is not affected"
-        );
-        assert!(
-            limits.admit("etl", Some(10)).is_ok(),
-            "an entry's own budget"
-        );
-        limits.charge("etl", Some(10), 20);
-        assert!(limits.admit("etl", Some(10)).is_err());
-        assert!(
-            KeyLimits::new(64, None).admit("spark", None).is_ok(),
+            KeyLimits::new(64, None)
+                .admit("spark", None)
+                .expect("no budget")
+                .is_none(),
             "no budget by default"
         );
+    }
+
+    #[test]
+    fn requests_let_in_together_reserve_what_the_previous_one_had() {
+        let limits = KeyLimits::new(64, Some(1_000));
+        limits
+            .admit("etl", None)
+            .expect("full")
+            .expect("budget")
+            .settle(400);
+        // 600 left; each new request reserves 400, so the second one in flight overdraws it
+        // and a third is refused before any of them is read.
+        let a = limits.admit("etl", None).expect("600 left");
+        let b = limits.admit("etl", None).expect("200 left");
+        assert!(limits.admit("etl", None).is_err(), "in debt while both are in flight");
+        drop(b); // ended before its body was read: its reservation comes back
+        let c = limits.admit("etl", None).expect("200 left again");
+        drop((a, c));
+        assert!(limits.admit("etl", None).is_ok(), "all given back");
     }
 
     #[test]
@@ -177,6 +236,7 @@ mod tests {
         let empty = Bucket {
             values: -500.0,
             at: start,
+            last_request: 0.0,
         };
         let later = empty.refilled(1_000, start + Duration::from_millis(750));
         assert!((later.values - 250.0).abs() < 1e-6);

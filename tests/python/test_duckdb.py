@@ -72,6 +72,10 @@ def test_a_failed_row_names_the_count_and_code_but_no_value(con) -> None:
     assert kept == [(None,), (None,)]
     with pytest.raises(duckdb.Error, match="pseudonymize takes 2 or 3 arguments"):
         con.execute("SELECT pseudonymize(email) FROM people").fetchall()
+    # A column where a literal belongs: refused without quoting what it held.
+    with pytest.raises(duckdb.Error, match="on_error must be 'error' or 'null'") as raised:
+        con.execute("SELECT reidentify(t, 'crm.email', e) FROM (VALUES ('x', 'user1@example.com')) v(t, e)").fetchall()
+    assert "user1@example.com" not in str(raised.value)
 
 
 def test_a_stopped_service_fails_the_query_with_our_error(start_daemon, tmp_path: Path) -> None:

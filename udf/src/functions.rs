@@ -8,7 +8,8 @@
 //!
 //! Calls nested in another's arguments (`reidentify(pseudonymize(vin, 'vin'), 'vin')`) are
 //! planned by [`NestedCalls`]: DataFusion cannot run an async function inside another's
-//! arguments, so there the inner one becomes a blocking twin of itself.
+//! arguments, so there the inner one becomes a blocking twin of itself, whose engine thread
+//! waits while the I/O runtime makes the call (the I/O runtime must not be the engine's).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

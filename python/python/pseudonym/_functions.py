@@ -80,10 +80,8 @@ def pseudonymize(
     if len(column) == 0 or column.type == pa.null():
         return pa.nulls(len(column), pa.string())
     chosen = _literal(mode, "pseudonymize", "mode") if mode is not None else "deterministic"
-    if chosen not in get_args(Mode):
-        raise ConfigurationError(
-            f"pseudonymize: mode must be one of {', '.join(get_args(Mode))}, not {chosen!r}"
-        )
+    if chosen not in get_args(Mode):  # never quoted: it could be a value passed by mistake
+        raise ConfigurationError(f"pseudonymize: mode must be one of {', '.join(get_args(Mode))}")
     answer = client.pseudonymize(_literal(domain, "pseudonymize", "domain"), column, cast(Mode, chosen))
     return _plain_strings(answer)
 
@@ -93,11 +91,7 @@ def reidentify(
 ) -> pa.Array:
     """Values behind the pseudonyms in `column`; a failed row raises `ReidentificationError`
     (rows and codes, no value) unless the literal `on_error` is `'null'`."""
-    if len(column) == 0 or column.type == pa.null():
-        return pa.nulls(len(column), pa.string())
-    domain_name = _literal(domain, "reidentify", "domain")
-    answer = client.reidentify(domain_name, column, on_error=_on_error(on_error, "reidentify"))
-    return _plain_strings(answer)
+    return _per_item("reidentify", client.reidentify, column, domain, on_error)
 
 
 def rewrap(
@@ -105,11 +99,21 @@ def rewrap(
 ) -> pa.Array:
     """The pseudonyms in `column` made again under the primary key version; a failed row
     raises `RewrapError` unless the literal `on_error` is `'null'`."""
+    return _per_item("rewrap", client.rewrap, column, domain, on_error)
+
+
+def _per_item(
+    function: str,
+    operation: Callable[..., pa.Array],
+    column: pa.Array,
+    domain: pa.Array,
+    on_error: pa.Array | None,
+) -> pa.Array:
+    """`operation` (the client's `reidentify` or `rewrap`) of the pseudonyms in `column`."""
     if len(column) == 0 or column.type == pa.null():
         return pa.nulls(len(column), pa.string())
-    domain_name = _literal(domain, "rewrap", "domain")
-    answer = client.rewrap(domain_name, column, on_error=_on_error(on_error, "rewrap"))
-    return _plain_strings(answer)
+    domain_name = _literal(domain, function, "domain")
+    return _plain_strings(operation(domain_name, column, on_error=_on_error(on_error, function)))
 
 
 _OPERATIONS: dict[str, tuple[Callable[..., pa.Array], str]] = {
@@ -133,7 +137,11 @@ def call(name: str, client: Client, arguments: Sequence[pa.Array]) -> pa.Array:
 
 
 def _literal(array: pa.Array, function: str, what: str) -> str:
-    """The one string every row of `array` holds."""
+    """The one string every row of `array` holds.
+
+    An engine hands a literal over as a column of one repeated value and cannot say whether it
+    was one, so a column passed by mistake (`reidentify(token, 'vin', email)`) can get here: no
+    message ever quotes what the argument held."""
     distinct = pc.unique(array)
     value = distinct[0].as_py() if len(distinct) == 1 else None
     if not isinstance(value, str):
@@ -148,7 +156,7 @@ def _on_error(array: pa.Array | None, function: str) -> OnError:
     `Client`'s `on_error`."""
     chosen = _literal(array, function, "on_error") if array is not None else "error"
     if chosen not in ("error", "null"):
-        raise ConfigurationError(f"{function}: on_error must be 'error' or 'null', not {chosen!r}")
+        raise ConfigurationError(f"{function}: on_error must be 'error' or 'null'")
     return "raise" if chosen == "error" else "null"
 
 
