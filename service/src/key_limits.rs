@@ -77,8 +77,9 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled.swap(true, Ordering::SeqCst) {
-            self.limits
-                .update(&self.name, self.rate, |bucket| bucket.values += self.reserved);
+            self.limits.update(&self.name, self.rate, |bucket| {
+                bucket.values += self.reserved
+            });
         }
     }
 }
@@ -200,8 +201,14 @@ mod tests {
         let first = limits.admit("spark", None).expect("a full bucket");
         first.expect("a budget").settle(3_000); // three seconds' budget: let in once
         let wait = limits.admit("spark", None).expect_err("in debt");
-        assert!(wait > Duration::from_millis(1_900) && wait <= Duration::from_secs(2), "{wait:?}");
-        assert!(limits.admit("dashboard", None).is_ok(), "another key is not affected");
+        assert!(
+            wait > Duration::from_millis(1_900) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+        assert!(
+            limits.admit("dashboard", None).is_ok(),
+            "another key is not affected"
+        );
         assert!(
             KeyLimits::new(64, None)
                 .admit("spark", None)
@@ -223,7 +230,10 @@ mod tests {
         // and a third is refused before any of them is read.
         let a = limits.admit("etl", None).expect("600 left");
         let b = limits.admit("etl", None).expect("200 left");
-        assert!(limits.admit("etl", None).is_err(), "in debt while both are in flight");
+        assert!(
+            limits.admit("etl", None).is_err(),
+            "in debt while both are in flight"
+        );
         drop(b); // ended before its body was read: its reservation comes back
         let c = limits.admit("etl", None).expect("200 left again");
         drop((a, c));

@@ -242,7 +242,11 @@ async fn a_10000_value_batch_keeps_order_and_nulls() {
         assert_eq!(answers.len(), values.len());
         for (index, (answer, value)) in answers.iter().zip(&values).enumerate() {
             let failed = [5, 1_500, 9_999].contains(&index);
-            assert_eq!(answer.is_null(), failed || value.is_none(), "{route} {index}");
+            assert_eq!(
+                answer.is_null(),
+                failed || value.is_none(),
+                "{route} {index}"
+            );
             if route == "/v1/reidentify" && !failed {
                 assert_eq!(answer, &json!(value), "slices come back in order");
             }
