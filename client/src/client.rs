@@ -9,15 +9,15 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use rand::Rng;
+use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::de::DeserializeOwned;
 
 use crate::batch::Plan;
 use crate::cache::PseudonymCache;
 use crate::error::{Error, Failure};
-use crate::retry::RetryPolicy;
+use crate::retry::{self, RetryPolicy};
 use crate::wire::{
     ErrorBody, ItemError, ItemErrorCode, Mode, PseudonymizeRequest, PseudonymizeResponse,
     ReidentifyRequest, ReidentifyResponse, RewrapRequest, RewrapResponse, Text,
@@ -627,20 +627,10 @@ impl Client {
             .await
             .map_err(|error| retry(failure_of(&error), None))?;
         let status = response.status();
-        if matches!(
-            status,
-            StatusCode::TOO_MANY_REQUESTS
-                | StatusCode::BAD_GATEWAY
-                | StatusCode::SERVICE_UNAVAILABLE
-                | StatusCode::GATEWAY_TIMEOUT
-        ) {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Err(retry(Failure::Status(status.as_u16()), retry_after));
+        if retry::is_retryable(status.as_u16()) {
+            let header = response.headers().get(RETRY_AFTER);
+            let wait = retry::retry_after(header.and_then(|value| value.to_str().ok()));
+            return Err(retry(Failure::Status(status.as_u16()), wait));
         }
         let bytes = response
             .bytes()

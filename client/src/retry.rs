@@ -30,6 +30,17 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Whether an answer of `status` is worth sending again: the statuses the [module](self) lists.
+pub fn is_retryable(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
+/// The pause a `Retry-After` header asks for, in its delay-seconds form (the only one the
+/// service sends); `None` for an HTTP date or anything unreadable.
+pub fn retry_after(header: Option<&str>) -> Option<Duration> {
+    header?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
 impl RetryPolicy {
     /// No retries at all: one attempt per batch.
     pub fn none() -> Self {
@@ -58,6 +69,30 @@ impl RetryPolicy {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_statuses_that_can_change_are_retried() {
+        assert!([429, 502, 503, 504].into_iter().all(super::is_retryable));
+        assert!(
+            ![400, 401, 403, 413, 422, 500]
+                .into_iter()
+                .any(super::is_retryable)
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        use std::time::Duration;
+        assert_eq!(
+            super::retry_after(Some(" 7 ")),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            super::retry_after(Some("Wed, 21 Oct 2026 07:28:00 GMT")),
+            None
+        );
+        assert_eq!(super::retry_after(None), None);
+    }
+
     use super::*;
 
     #[test]
