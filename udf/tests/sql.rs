@@ -134,6 +134,33 @@ async fn calls_nest_and_numbers_go_by_their_canonical_text() {
     let dir = tempfile::tempdir().expect("tempdir");
     cars(&ctx, dir.path()).await;
 
+    // Only the inner call of a nested pair waits on the engine's thread: the outer one, and a
+    // call on its own, stay in DataFusion's async step (AsyncFuncExec).
+    let plan = |sql: String| {
+        let ctx = ctx.clone();
+        async move {
+            let batches = ctx.sql(&format!("EXPLAIN {sql}")).await.expect("plans");
+            let batches = batches.collect().await.expect("explains");
+            datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .expect("prints")
+                .to_string()
+        }
+    };
+    let alone = plan("SELECT pseudonymize(vin, 'vin') FROM cars".to_owned()).await;
+    assert!(alone.contains("AsyncFuncExec"), "{alone}");
+    let nested =
+        plan("SELECT reidentify(pseudonymize(vin, 'vin'), 'vin') FROM cars".to_owned()).await;
+    let async_step = nested
+        .lines()
+        .find(|line| line.contains("AsyncFuncExec"))
+        .unwrap_or_default();
+    assert!(async_step.contains("reidentify"), "{nested}");
+    assert_eq!(
+        async_step.matches("__async_fn_").count(),
+        1,
+        "one async call: {nested}"
+    );
+
     // Nested in each other, in a filter, and with another function between them.
     let nested = "SELECT count(*) FROM cars \
                   WHERE (reidentify(pseudonymize(vin, 'vin'), 'vin') IS DISTINCT FROM vin) \
