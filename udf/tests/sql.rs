@@ -28,6 +28,40 @@ fn session(
     ctx
 }
 
+/// A replica on loopback, a session with the functions registered against it, and a folder.
+struct Setup {
+    replica: Replica,
+    ctx: SessionContext,
+    dir: tempfile::TempDir,
+    io: Option<tokio::runtime::Runtime>,
+    _fixture: Fixture,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let fixture = Fixture::new();
+        let replica = Replica::start(&fixture, Fault::None);
+        let io = io_runtime();
+        let ctx = session(&replica.url, &fixture.api_key, &io, RetryPolicy::default());
+        Setup {
+            replica,
+            ctx,
+            dir: tempfile::tempdir().expect("tempdir"),
+            io: Some(io),
+            _fixture: fixture,
+        }
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        // A runtime may not be dropped inside the test's own runtime.
+        if let Some(io) = self.io.take() {
+            io.shutdown_background();
+        }
+    }
+}
+
 fn io_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -66,11 +100,8 @@ async fn cars(ctx: &SessionContext, dir: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_nulls_and_joins_through_sql() {
-    let fixture = Fixture::new();
-    let replica = Replica::start(&fixture, Fault::None);
-    let io = io_runtime();
-    let ctx = session(&replica.url, &fixture.api_key, &io, RetryPolicy::default());
-    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::start();
+    let (ctx, dir) = (setup.ctx.clone(), &setup.dir);
     cars(&ctx, dir.path()).await;
 
     assert_eq!(count(&ctx, "SELECT count(*) FROM cars").await, 20_000);
@@ -102,7 +133,7 @@ async fn round_trips_nulls_and_joins_through_sql() {
     .await;
     assert!(plain > 20_000);
     assert_eq!(pseudo, plain, "joins on pseudonyms match joins on values");
-    assert!(replica.values_pseudonymized() > 0);
+    assert!(setup.replica.values_pseudonymized() > 0);
 
     let copy = dir.path().join("out.parquet");
     let sql = format!(
@@ -122,16 +153,12 @@ async fn round_trips_nulls_and_joins_through_sql() {
         count(&ctx, "SELECT count(*) FROM out WHERE vin LIKE 'd1.%'").await,
         18_000
     );
-    io.shutdown_background();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_nest_and_numbers_go_by_their_canonical_text() {
-    let fixture = Fixture::new();
-    let replica = Replica::start(&fixture, Fault::None);
-    let io = io_runtime();
-    let ctx = session(&replica.url, &fixture.api_key, &io, RetryPolicy::default());
-    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::start();
+    let (ctx, dir) = (setup.ctx.clone(), &setup.dir);
     cars(&ctx, dir.path()).await;
 
     // Only the inner call of a nested pair waits on the engine's thread: the outer one, and a
@@ -187,16 +214,12 @@ async fn calls_nest_and_numbers_go_by_their_canonical_text() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(refused.contains("pseudonyms are strings"), "{refused}");
-    io.shutdown_background();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dictionary_encoded_parquet_goes_through_its_dictionary() {
-    let fixture = Fixture::new();
-    let replica = Replica::start(&fixture, Fault::None);
-    let io = io_runtime();
-    let ctx = session(&replica.url, &fixture.api_key, &io, RetryPolicy::default());
-    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::start();
+    let (ctx, dir) = (setup.ctx.clone(), &setup.dir);
 
     let vins: DictionaryArray<Int32Type> = (0..10_000)
         .map(|i| (i % 7 != 0).then(|| ["WVWZZZ1JZXW000001", "WVWZZZ1JZXW000002"][i % 2]))
@@ -245,10 +268,9 @@ async fn dictionary_encoded_parquet_goes_through_its_dictionary() {
     }
     assert_eq!(rows, 10_000);
     assert!(
-        replica.values_pseudonymized() < 100,
+        setup.replica.values_pseudonymized() < 100,
         "only dictionary entries are sent"
     );
-    io.shutdown_background();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
