@@ -19,7 +19,7 @@ for target in token request; do
   mkdir -p "$corpus"
   printf '\n== fuzz %s for %ss\n' "$target" "$seconds"
   log="target/fuzz-$target.log"
-  if ! cargo fuzz run "$target" "$corpus" "fuzz/seeds/$target" --target-dir target/fuzz -- \
+  if ! cargo fuzz run --features libfuzzer "$target" "$corpus" "fuzz/seeds/$target" --target-dir target/fuzz -- \
     -max_total_time="$seconds" -timeout=10 >"$log" 2>&1; then
     tail -n 80 "$log"
     echo "fuzz $target failed: see $log and the artifact it names" >&2

@@ -10,11 +10,11 @@ cargo build --profile dist --locked -q -p pseudonym-service -p pseudonym-udf
 work=$(mktemp -d)
 trap 'kill "$service" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-target/dist/pseudonymd --listen 127.0.0.1:0 --data-dir "$work/service" --log warn,pseudonymd=info \
-  2> "$work/service.log" &
+target/dist/pseudonymd --listen 127.0.0.1:0 --ready-file "$work/ready.json" --data-dir "$work/service" \
+  --log warn 2> "$work/service.log" &
 service=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/service.log" && break; sleep 0.1; done
-export PSEUDONYM_URL=$(grep -o 'http://[0-9.:]*' "$work/service.log" | head -1)
+for _ in $(seq 100); do [ -f "$work/ready.json" ] && break; sleep 0.1; done
+export PSEUDONYM_URL=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["url"])' "$work/ready.json")
 export PSEUDONYM_API_KEY=$(cat "$work/service/dev-api-key")
 
 sql=target/dist/pseudonym-sql

@@ -9,11 +9,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use pseudonym_client::Mode;
-use pseudonym_service::api::{self, AppState};
-use pseudonym_service::audit::AuditLog;
 use pseudonym_service::auth::{self, ApiKeys, Operation};
 use pseudonym_service::config::{Config, Limits};
+use pseudonym_service::keys::Keys;
 use pseudonym_service::seed::{self, SeedKey, SeedMode};
+use pseudonym_service::server::Service;
 use pseudonym_service::{Domain, Engine, Keyring, token};
 use secrecy::ExposeSecret;
 use tower::ServiceExt;
@@ -61,20 +61,12 @@ fn fixture() -> &'static Fixture {
         let seeds: serde_json::Value = serde_json::from_str(SEED_VECTORS).expect("seed vectors");
         let secret = SeedKey::from_secret_json(&seeds["secrets"][0].to_string()).expect("secret");
         keyring.import_seed_key(secret).expect("first seed key");
-        let compat = Domain::new(COMPAT_DOMAIN).expect("valid domain");
-        let dir = std::env::temp_dir().join(format!("pseudonym-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temporary folder");
-        let keys_file = dir.join("api-keys.toml");
-        let _ = std::fs::remove_file(&keys_file);
         let operations = [
             Operation::Pseudonymize,
             Operation::Reidentify,
             Operation::Rewrap,
         ];
         let (key, entry) = auth::generate_key("fuzz", operations.into(), ["*".to_owned()].into());
-        auth::append_entry(&keys_file, entry).expect("API key file");
-        let api_keys = ApiKeys::load(&keys_file).expect("API keys");
-        let _ = std::fs::remove_dir_all(&dir);
         let limits = Limits {
             max_values: 64,
             max_body_bytes: 64 * 1024,
@@ -84,21 +76,20 @@ fn fixture() -> &'static Fixture {
         let config = Config {
             limits,
             compat_domain: COMPAT_DOMAIN.to_owned(),
+            audit_log: Some("/dev/null".into()),
             ..Config::default()
         };
-        let state = AppState::new(
-            Engine::new(&keyring).with_compat_domain(compat),
-            api_keys,
-            &config,
-            AuditLog::open(Some(std::path::Path::new("/dev/null")), false).expect("audit sink"),
-        );
+        let engine = Engine::new(&keyring)
+            .with_compat_domain(Domain::new(COMPAT_DOMAIN).expect("valid domain"));
+        let api_keys = ApiKeys::new(vec![entry]).expect("API key");
+        let service = Service::new(&config, &Keys::in_memory(keyring, api_keys)).expect("service");
         Fixture {
-            engine: Engine::new(&keyring).with_compat_domain(compat),
+            engine,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime"),
-            router: api::router(state),
+            router: service.router(),
             api_key: key.expose_secret().to_owned(),
         }
     })

@@ -1,12 +1,11 @@
 //! The service under test: a URL given, or a `pseudonymd` this tool starts on loopback; and the
 //! service's resident memory, sampled while a run goes when its process is on this machine.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -26,35 +25,33 @@ impl Spawned {
     /// Starts `binary` on a free loopback port with `extra` arguments.
     pub fn start(binary: &Path, extra: &[String]) -> anyhow::Result<Spawned> {
         let dir = tempfile::tempdir().context("temporary folder")?;
+        let ready = dir.path().join("ready.json");
         let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--log", "warn,pseudonymd=info"])
+            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+            .arg("--ready-file")
+            .arg(&ready)
             .arg("--data-dir")
             .arg(dir.path())
             .args(extra)
             .env_remove("PSEUDONYM_KEYRING")
             .env_remove("PSEUDONYM_KEYRING_FILE")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let mut lines = std::io::BufReader::new(stderr).lines();
+        let started = Instant::now();
         let url = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(at) = line.find("listening on http://") {
-                        let rest = &line[at + "listening on ".len()..];
-                        break rest
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned();
-                    }
-                }
-                _ => bail!("{} stopped before it listened", binary.display()),
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                let ready: serde_json::Value =
+                    serde_json::from_str(&text).context("the service's ready file")?;
+                break ready["url"].as_str().unwrap_or_default().to_owned();
             }
+            if child.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                bail!("{} stopped before it listened", binary.display());
+            }
+            std::thread::sleep(Duration::from_millis(10));
         };
-        std::thread::spawn(move || lines.for_each(drop));
         let api_key = std::fs::read_to_string(dir.path().join("dev-api-key"))
             .context("dev API key of the started service")?;
         Ok(Spawned {

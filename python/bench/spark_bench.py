@@ -72,16 +72,19 @@ def start_service(folder: Path) -> tuple[subprocess.Popen[str], str, str]:
     if not binary.exists():
         sys.exit(f"{binary} is missing: run `cargo build --profile dist -p pseudonym-service`")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
+    ready = folder / "ready.json"
     process = subprocess.Popen(
-        [str(binary), "--listen", "127.0.0.1:0", "--data-dir", str(folder), "--compat-domain", "vin"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+        [str(binary), "--listen", "127.0.0.1:0", "--ready-file", str(ready),
+         "--data-dir", str(folder), "--compat-domain", "vin"],
+        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, text=True, env=env,
     )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if "listening on http://" in line:
-            url = line.split("listening on ", 1)[1].split()[0]
-            return process, url, (folder / "dev-api-key").read_text()
-    sys.exit("pseudonymd did not start")
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit("pseudonymd did not start")
+        time.sleep(0.05)
+    url = json.loads(ready.read_text())["url"]
+    return process, url, (folder / "dev-api-key").read_text()
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

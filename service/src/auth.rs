@@ -176,7 +176,16 @@ pub enum ApiKeysError {
 impl ApiKeys {
     /// Reads and checks a key file.
     pub fn load(path: &Path) -> Result<Self, ApiKeysError> {
-        let entries = read_entries(path)?;
+        ApiKeys::checked(read_entries(path)?, path)
+    }
+
+    /// Checks entries given in memory (tests, fuzzing, embedding): no file is read.
+    pub fn new(entries: Vec<ApiKeyEntry>) -> Result<Self, ApiKeysError> {
+        ApiKeys::checked(entries, Path::new("(in memory)"))
+    }
+
+    /// The keys of `entries`, checked as one file (`path`, for messages) is.
+    fn checked(entries: Vec<ApiKeyEntry>, path: &Path) -> Result<Self, ApiKeysError> {
         let mut keys = Vec::with_capacity(entries.len());
         for entry in entries {
             let bad = |problem| ApiKeysError::Entry {

@@ -3,7 +3,7 @@
 //! idle or slow connections cannot take the service's memory or file descriptors.
 //!
 //! The time limits on a connection (headers, first request, TLS handshake) are hyper's and
-//! axum-server's own, set in [`crate::startup::serve`].
+//! axum-server's own, set in [`crate::server::run`].
 
 use std::io;
 use std::pin::Pin;

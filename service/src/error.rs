@@ -1,4 +1,5 @@
-//! Request-level errors and their one conversion into HTTP answers.
+//! The service's two errors: [`ApiError`], why a request was refused, with its one conversion
+//! into an HTTP answer; and [`Error`], for everything else (start-up, reload, serving).
 //!
 //! Every message is fixed text or numbers from the configuration: nothing from a request's
 //! values, tokens or credentials ever reaches an answer or a log line through here.
@@ -172,6 +173,71 @@ impl IntoResponse for ApiError {
         response.extensions_mut().insert(ErrorCode(self.code()));
         response
     }
+}
+
+/// Everything off the request path that can fail: starting, reloading, serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The keyring is unusable.
+    #[error(transparent)]
+    Keyring(#[from] crate::keyring::KeyringError),
+    /// The API key file is unusable.
+    #[error(transparent)]
+    ApiKeys(#[from] crate::auth::ApiKeysError),
+    /// A keyring is configured but no API key file.
+    #[error(
+        "configuration: api_keys_file: required when a keyring is configured (create one with `pseudonymd api-key`)"
+    )]
+    MissingApiKeys,
+    /// No keyring, but a production setting: dev mode would serve a throw-away keyring.
+    #[error(
+        "no keyring configured, but {setting} is: that is not dev mode. Set keyring_file (or PSEUDONYM_KEYRING), or remove {setting} to run in dev mode"
+    )]
+    KeyringMissing {
+        /// The production setting found.
+        setting: &'static str,
+    },
+    /// The API key file lists no key: every request would be refused.
+    #[error("API key file {0} lists no keys (add one with `pseudonymd api-key`)")]
+    NoApiKeys(std::path::PathBuf),
+    /// Dev mode could not write its files.
+    #[error("dev mode: cannot write {path}: {source}")]
+    DevFiles {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The audit log could not be opened.
+    #[error("audit_log {path}: {source}")]
+    Audit {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The sealed keyring could not be opened.
+    #[error(transparent)]
+    Kms(#[from] crate::kms::KmsError),
+    /// The TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// `compat_tokens = "seed"` without the replaced service's key.
+    #[error(
+        "configuration: compat_tokens: \"seed\" needs the replaced service's key in the keyring (pseudonymd keygen --import-seed-secret)"
+    )]
+    SeedKeyMissing,
+    /// A configuration that cannot work.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 #[cfg(test)]

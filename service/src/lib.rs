@@ -17,7 +17,9 @@
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
 //! - [`connections`]: the cap on open connections.
 //! - [`rollout`]: `keygen`'s check that every replica holds a version before it is primary.
-//! - [`startup`]: key sources (file, environment, dev mode), serving and graceful shutdown.
+//! - [`keys`]: where keys come from: the environment, files, a KMS, or dev mode.
+//! - [`server`]: [`server::run`], the one way to serve, until a shutdown future completes.
+//! - [`reload`]: new keys and TLS files in a running service (SIGHUP).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -30,15 +32,18 @@ pub mod engine;
 pub mod error;
 pub mod key_limits;
 pub mod keyring;
+pub mod keys;
 pub mod kms;
 pub mod metrics;
 pub mod private_file;
+pub mod reload;
 pub mod rollout;
 pub mod seed;
-pub mod startup;
+pub mod server;
 pub mod tls;
 pub mod token;
 
 pub use domain::Domain;
 pub use engine::Engine;
+pub use error::{ApiError, Error};
 pub use keyring::Keyring;

@@ -13,10 +13,12 @@ use clap::{Args, Parser, Subcommand};
 use pseudonym_service::auth::{self, Operation};
 use pseudonym_service::config::{Config, LogFormat, TokenFormat};
 use pseudonym_service::keyring::Keyring;
+use pseudonym_service::keys::{self, KEYRING_ENV, KeySource};
 use pseudonym_service::kms::KeyringStore;
+use pseudonym_service::reload;
 use pseudonym_service::rollout;
 use pseudonym_service::seed::SeedKey;
-use pseudonym_service::startup::{self, KEYRING_ENV, KeySource};
+use pseudonym_service::server::{self, Service};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
@@ -51,10 +53,16 @@ struct ServeArgs {
     #[arg(long, env = "PSEUDONYM_CONFIG")]
     #[serde(skip)]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free one (see
+    /// --ready-file).
     #[arg(long, env = "PSEUDONYM_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
+    /// Once listening, write `{"url": "http://127.0.0.1:PORT", "pid": N}` to this file, so a
+    /// script or test that started the service on port 0 learns where it is.
+    #[arg(long, env = "PSEUDONYM_READY_FILE")]
+    #[serde(skip)]
+    ready_file: Option<PathBuf>,
     /// Keyring file. Without it and without PSEUDONYM_KEYRING (the file's content), dev mode.
     #[arg(long, env = "PSEUDONYM_KEYRING_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,40 +260,57 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &args)?;
     init_logging(&config)?;
-    let keys = startup::load_keys(&config, keyring_from_env())?;
+    let keys = keys::load_keys(&config, keyring_from_env())?;
     if let KeySource::Dev(dir) = &keys.source {
         warn_dev_mode(dir);
     }
     let versions: Vec<u32> = keys.keyring.keys().map(|(version, _)| version).collect();
-    let state = startup::state(&config, &keys)?;
+    let service = Service::new(&config, &keys)?;
     drop(keys);
-    let tls = startup::tls(&config)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = startup::bind(&config).await?;
+        let listener = server::bind(&config).await?;
         let addr = listener.local_addr().context("listening socket")?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        let scheme = if service.tls().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{addr}");
         tracing::info!(
-            primary = state.primary_version(),
+            primary = service.state().primary_version(),
             ?versions,
             client_certificates = config.tls.client_ca_file.is_some(),
-            "listening on {scheme}://{addr}"
+            "listening on {url}"
         );
+        if let Some(path) = &args.ready_file {
+            write_ready_file(path, &url)?;
+        }
         #[cfg(unix)]
-        tokio::spawn(startup::reload_on_sighup(
+        tokio::spawn(reload::reload_on_sighup(
             config.clone(),
-            state.clone(),
-            tls.clone(),
+            service.state().clone(),
+            service.tls().cloned(),
             keyring_from_env,
         ));
-        startup::serve(listener, tls, state, startup::shutdown_signal())
+        server::run(listener, service, server::shutdown_signal())
             .await
             .context("server failed")
     })
+}
+
+/// Writes where the service listens to `path`, whole or not at all (a reader polling for the
+/// file never sees half of it).
+fn write_ready_file(path: &std::path::Path, url: &str) -> anyhow::Result<()> {
+    let ready = serde_json::json!({ "url": url, "pid": std::process::id() });
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, format!("{ready}\n"))
+        .and_then(|()| std::fs::rename(&partial, path))
+        .with_context(|| format!("--ready-file {}", path.display()))
 }
 
 fn keyring_from_env() -> Option<SecretString> {
@@ -303,8 +328,8 @@ fn warn_dev_mode(dir: &std::path::Path) {
          No keyring is configured, so pseudonymd uses the dev keyring in {dir}/{}\n  \
          (created on first start, reused afterwards) and the dev API key in {dir}/{}.\n  \
          For production, create a keyring with `pseudonymd keygen` and set --keyring-file.\n{banner}",
-        startup::DEV_KEYRING,
-        startup::DEV_API_KEY,
+        keys::DEV_KEYRING,
+        keys::DEV_API_KEY,
         dir = dir.display(),
     );
 }

@@ -185,7 +185,7 @@ async fn stages_and_the_reidentifications_body_of_its_jobs_are_accepted() {
 async fn the_replaced_services_tokens_reidentify_and_rewrap_per_item() {
     let file = seed_file();
     for number in 0..file.secrets.len() {
-        let server = TestServer::start_with(&golden_keyring(number), |_| {}).await;
+        let server = TestServer::start_with(golden_keyring(number), |_| {}).await;
         let admin = Some(server.keys.admin.as_str());
         let vectors: Vec<&SeedVector> =
             file.vectors.iter().filter(|v| v.secret == number).collect();
@@ -297,7 +297,7 @@ async fn the_replaced_services_tokens_reidentify_and_rewrap_per_item() {
 #[tokio::test]
 async fn compat_tokens_seed_answers_the_replaced_services_tokens_byte_for_byte() {
     let file = seed_file();
-    let server = TestServer::start_with(&golden_keyring(1), |config| {
+    let server = TestServer::start_with(golden_keyring(1), |config| {
         config.compat_tokens = TokenFormat::Seed;
     })
     .await;
@@ -357,8 +357,8 @@ fn compat_tokens_seed_without_the_key_stops_the_start() {
         compat_tokens: TokenFormat::Seed,
         ..Default::default()
     };
-    let keys = pseudonym_service::startup::load_keys(&config, None).expect("keys load");
-    let message = pseudonym_service::startup::state(&config, &keys)
+    let keys = pseudonym_service::keys::load_keys(&config, None).expect("keys load");
+    let message = pseudonym_service::server::Service::new(&config, &keys)
         .err()
         .expect("refused")
         .to_string();

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,30 +24,30 @@ class Daemon:
         if not PSEUDONYMD.exists():
             pytest.fail(f"{PSEUDONYMD} is missing: run `cargo build -p pseudonym-service` first")
         self.output: list[str] = []
-        self._ready = threading.Event()
-        self.url = ""
+        self._folder = tempfile.TemporaryDirectory()
+        ready = Path(self._folder.name) / "ready.json"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PSEUDONYM_")}
         full_env.update(env or {})
         self.process = subprocess.Popen(
-            [str(PSEUDONYMD), "--listen", "127.0.0.1:0", *args],
+            [str(PSEUDONYMD), "--listen", "127.0.0.1:0", "--ready-file", str(ready), *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env=full_env,
         )
         threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(timeout=20):
-            self.stop()
-            raise RuntimeError("pseudonymd did not start:\n" + "".join(self.output))
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("pseudonymd did not start:\n" + "".join(self.output))
+            time.sleep(0.02)
+        self.url: str = json.loads(ready.read_text())["url"]
 
     def _read(self) -> None:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             self.output.append(line)
-            found = re.search(r"listening on (https?://\S+)", line)
-            if found:
-                self.url = found.group(1)
-                self._ready.set()
 
     def stop(self) -> None:
         stop_process(self.process)

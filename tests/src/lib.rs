@@ -12,20 +12,23 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use pseudonym_service::api::{self, AppState};
-use pseudonym_service::auth::{self, Operation};
+use pseudonym_service::api::AppState;
+use pseudonym_service::auth::{self, ApiKeyEntry, ApiKeys, Operation};
 use pseudonym_service::config::Config;
 use pseudonym_service::keyring::Keyring;
-use pseudonym_service::startup::{self, Keys};
+use pseudonym_service::keys::Keys;
+use pseudonym_service::server::{self, Service};
 use pseudonym_service::{Domain, Engine};
+use secrecy::ExposeSecret;
 
-/// A keyring and an all-powerful API key, written to a temporary folder.
+/// A keyring and an all-powerful API key, in memory: every replica of a fixture serves the same.
 pub struct Fixture {
-    /// The service configuration that uses them.
+    /// The service configuration (defaults, on a loopback port).
     pub config: Config,
     /// The API key (all operations, all domains).
     pub api_key: String,
-    _dir: tempfile::TempDir,
+    keyring: zeroize::Zeroizing<String>,
+    entry: ApiKeyEntry,
 }
 
 impl Fixture {
@@ -36,10 +39,6 @@ impl Fixture {
 
     /// `keyring` and a new key.
     pub fn with_keyring(keyring: &Keyring) -> Fixture {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let keyring_file = dir.path().join("keyring.toml");
-        keyring.save(&keyring_file).expect("save keyring");
-        let api_keys_file = dir.path().join("api-keys.toml");
         let (key, entry) = auth::generate_key(
             "e2e",
             [
@@ -50,23 +49,25 @@ impl Fixture {
             .into(),
             ["*".to_owned()].into(),
         );
-        auth::append_entry(&api_keys_file, entry).expect("save API key");
-        let config = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            keyring_file: Some(keyring_file),
-            api_keys_file: Some(api_keys_file),
-            ..Config::default()
-        };
         Fixture {
-            config,
-            api_key: secrecy::ExposeSecret::expose_secret(&key).to_owned(),
-            _dir: dir,
+            config: Config {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                // Audit lines would go to the test's standard output.
+                audit_log: Some("/dev/null".into()),
+                ..Config::default()
+            },
+            api_key: key.expose_secret().to_owned(),
+            keyring: keyring.to_toml(),
+            entry,
         }
     }
 
-    /// The keys, loaded as the service loads them.
+    /// The keys, as a replica serves them.
     pub fn keys(&self) -> Keys {
-        startup::load_keys(&self.config, None).expect("keys load")
+        Keys::in_memory(
+            Keyring::from_toml(&self.keyring, "fixture").expect("keyring"),
+            ApiKeys::new(vec![self.entry.clone()]).expect("API key"),
+        )
     }
 
     /// What the engine itself answers, without any HTTP: the reference for end-to-end results.
@@ -132,23 +133,26 @@ impl Replica {
             .enable_all()
             .build()
             .expect("runtime");
-        let keys = fixture.keys();
-        let state = startup::state(&fixture.config, &keys).expect("state");
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
-        let router: Router = api::router(state.clone()).layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| {
-                let seen = counter.fetch_add(1, Ordering::SeqCst);
-                async move { inject(fault, seen, request, next).await }
-            },
-        ));
+        let service = Service::new(&fixture.config, &fixture.keys())
+            .expect("service")
+            .map_router(|router: Router| {
+                router.layer(axum::middleware::from_fn(
+                    move |request: Request, next: Next| {
+                        let seen = counter.fetch_add(1, Ordering::SeqCst);
+                        async move { inject(fault, seen, request, next).await }
+                    },
+                ))
+            });
+        let state = service.state().clone();
         let listener = std::net::TcpListener::bind(addr).expect("bind");
         listener.set_nonblocking(true).expect("non-blocking socket");
         let addr = listener.local_addr().expect("address");
         let url = format!("http://{addr}");
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio socket");
-            axum::serve(listener, router).await
+            server::run(listener, service, std::future::pending()).await
         });
         Replica {
             url,

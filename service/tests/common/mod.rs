@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use pseudonym_service::auth::{self, Operation};
+use pseudonym_service::auth::{self, ApiKeyEntry, ApiKeys, Operation};
 use pseudonym_service::config::Config;
 use pseudonym_service::keyring::Keyring;
-use pseudonym_service::startup;
+use pseudonym_service::keys::Keys;
+use pseudonym_service::server::{self, Service};
 use secrecy::ExposeSecret;
 
 /// API keys of the test servers: one per kind of caller.
@@ -20,15 +21,22 @@ pub struct TestKeys {
 
 /// Writes a new keyring and an API key file into `dir`.
 pub fn write_keys(dir: &Path) -> (PathBuf, PathBuf, TestKeys) {
-    write_keys_with(dir, &Keyring::generate())
+    let keyring_file = dir.join("keyring.toml");
+    Keyring::generate()
+        .save(&keyring_file)
+        .expect("save keyring");
+    let api_keys_file = dir.join("api-keys.toml");
+    let (entries, keys) = test_keys();
+    for entry in entries {
+        auth::append_entry(&api_keys_file, entry).expect("append key");
+    }
+    (keyring_file, api_keys_file, keys)
 }
 
-/// Writes `keyring` and an API key file into `dir`.
-pub fn write_keys_with(dir: &Path, keyring: &Keyring) -> (PathBuf, PathBuf, TestKeys) {
-    let keyring_file = dir.join("keyring.toml");
-    keyring.save(&keyring_file).expect("save keyring");
-    let api_keys_file = dir.join("api-keys.toml");
-    let add = |name: &str, operations: &[Operation], domains: &[&str]| {
+/// The test servers' API keys, and the key file entries that admit them.
+fn test_keys() -> (Vec<ApiKeyEntry>, TestKeys) {
+    let mut entries = Vec::new();
+    let mut add = |name: &str, operations: &[Operation], domains: &[&str]| {
         let (key, entry) = auth::generate_key(
             name,
             operations.iter().copied().collect(),
@@ -37,7 +45,7 @@ pub fn write_keys_with(dir: &Path, keyring: &Keyring) -> (PathBuf, PathBuf, Test
                 .map(|d| d.to_string())
                 .collect::<BTreeSet<_>>(),
         );
-        auth::append_entry(&api_keys_file, entry).expect("append key");
+        entries.push(entry);
         key.expose_secret().to_owned()
     };
     let keys = TestKeys {
@@ -52,46 +60,41 @@ pub fn write_keys_with(dir: &Path, keyring: &Keyring) -> (PathBuf, PathBuf, Test
         ),
         writer: add("writer", &[Operation::Pseudonymize], &["vin"]),
     };
-    (keyring_file, api_keys_file, keys)
+    (entries, keys)
 }
 
 /// A service running in this process on a loopback port; stops when dropped.
 pub struct TestServer {
     pub url: String,
     pub keys: TestKeys,
-    _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
 impl TestServer {
     /// Starts a server with the default configuration changed by `configure`.
     pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
-        TestServer::start_with(&Keyring::generate(), configure).await
+        TestServer::start_with(Keyring::generate(), configure).await
     }
 
     /// Starts a server with `keyring` and the default configuration changed by `configure`.
-    pub async fn start_with(keyring: &Keyring, configure: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (keyring_file, api_keys_file, keys) = write_keys_with(dir.path(), keyring);
+    pub async fn start_with(keyring: Keyring, configure: impl FnOnce(&mut Config)) -> TestServer {
+        let (entries, keys) = test_keys();
+        let api_keys = ApiKeys::new(entries).expect("valid API keys");
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("address"),
-            keyring_file: Some(keyring_file),
-            api_keys_file: Some(api_keys_file),
             ..Config::default()
         };
         configure(&mut config);
-        let loaded = startup::load_keys(&config, None).expect("keys load");
-        let state = startup::state(&config, &loaded).expect("state");
-        let listener = startup::bind(&config).await.expect("bind");
+        let service = Service::new(&config, &Keys::in_memory(keyring, api_keys)).expect("service");
+        let listener = server::bind(&config).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(startup::serve(listener, None, state, async {
+        tokio::spawn(server::run(listener, service, async {
             let _ = rx.await;
         }));
         TestServer {
             url,
             keys,
-            _dir: dir,
             _shutdown: tx,
         }
     }
@@ -169,11 +172,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the binary with `args` and `envs` and waits until it listens.
+    /// Starts the binary with `args` and `envs` and waits until it listens (its `--ready-file`
+    /// names the address).
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         use std::io::BufRead;
+        let ready_dir = tempfile::tempdir().expect("tempdir");
+        let ready_file = ready_dir.path().join("ready.json");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pseudonymd"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready_file)
             .args(args)
             .envs(envs.iter().copied())
             .env_remove("PSEUDONYM_KEYRING")
@@ -181,52 +188,41 @@ impl Daemon {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("pseudonymd starts");
-        let stderr = child.stderr.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
         let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = output.clone();
-        let reader = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(at) = line.find("listening on http") {
-                    let url = line[at + "listening on ".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(url);
+        // Both pipes are read as they come (standard output is the audit trail by default), so
+        // neither fills and blocks the service.
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let sink = output.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut sink = sink.lock().expect("not poisoned");
+                    sink.push_str(&line);
+                    sink.push('\n');
                 }
-                let mut sink = sink.lock().expect("not poisoned");
-                sink.push_str(&line);
-                sink.push('\n');
+            })
+        };
+        let readers = vec![
+            collect(Box::new(child.stderr.take().expect("piped"))),
+            collect(Box::new(child.stdout.take().expect("piped"))),
+        ];
+        let started = std::time::Instant::now();
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                let ready: serde_json::Value = serde_json::from_str(&text).expect("ready JSON");
+                break ready["url"].as_str().expect("url").to_owned();
             }
-        });
-        // Standard output (the audit trail by default) is read as it comes, so the pipe never
-        // fills and blocks the service.
-        let audit_sink = output.clone();
-        let stdout_reader = std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let mut sink = audit_sink.lock().expect("not poisoned");
-                sink.push_str(&line);
-                sink.push('\n');
+            let exited = child.try_wait().expect("process status").is_some();
+            if exited || started.elapsed() > std::time::Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("pseudonymd did not start: {}", output.lock().expect("lock"));
             }
-        });
-        let url = rx
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                panic!("pseudonymd did not start: {}", output.lock().expect("lock"))
-            });
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         Daemon {
             url,
             child,
             output,
-            readers: vec![reader, stdout_reader],
+            readers,
         }
     }
 
