@@ -230,6 +230,15 @@ pub enum Error {
     /// A configuration that cannot work.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// An operator's request that would break something (e.g. `keygen` on a missing file).
+    #[error("{0}")]
+    Refused(String),
+    /// A rollout step that a replica is not ready for.
+    #[error(transparent)]
+    Rollout(#[from] crate::rollout::RolloutError),
+    /// The replaced service's key is unusable.
+    #[error(transparent)]
+    SeedKey(#[from] crate::seed::SeedKeyError),
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

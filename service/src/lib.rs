@@ -16,6 +16,7 @@
 //! - [`kms`]: keyring files sealed by an OpenBao/Vault transit key (envelope keys).
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
 //! - [`connections`]: the cap on open connections.
+//! - [`keygen`]: the changes `pseudonymd keygen` makes to a keyring file.
 //! - [`rollout`]: `keygen`'s check that every replica holds a version before it is primary.
 //! - [`keys`]: where keys come from: the environment, files, a KMS, or dev mode.
 //! - [`server`]: [`server::run`], the one way to serve, until a shutdown future completes.
@@ -31,6 +32,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod key_limits;
+pub mod keygen;
 pub mod keyring;
 pub mod keys;
 pub mod kms;

@@ -12,11 +12,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use pseudonym_service::auth::{self, Operation};
 use pseudonym_service::config::{Config, LogFormat, TokenFormat};
+use pseudonym_service::keygen::{self, Change};
 use pseudonym_service::keyring::Keyring;
 use pseudonym_service::keys::{self, KEYRING_ENV, KeySource};
 use pseudonym_service::kms::KeyringStore;
 use pseudonym_service::reload;
-use pseudonym_service::rollout;
 use pseudonym_service::seed::SeedKey;
 use pseudonym_service::server::{self, Service};
 use secrecy::{ExposeSecret, SecretString};
@@ -355,82 +355,27 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         .or(config.keyring_file)
         .context("no keyring file: pass --keyring-file or a --config that names one")?;
     let store = KeyringStore::new(&path, config.kms.as_ref())?;
-    let sealed = if config.kms.is_some() {
-        " (sealed)"
-    } else {
-        ""
-    };
-    let path = path.display();
-    if let Some(plain) = &args.import {
-        anyhow::ensure!(
-            !store.path().exists(),
-            "{path} already exists; --import creates a new file"
-        );
-        store.save(&Keyring::load(plain)?)?;
-        eprintln!("wrote the keyring of {} to {path}{sealed}", plain.display());
-        return Ok(());
-    }
-    if let Some(secret) = &args.import_seed_secret {
-        let key = read_seed_secret(secret)?;
-        let (mut keyring, created) = if store.path().exists() {
-            (store.load()?, "")
-        } else {
-            (
-                Keyring::generate(),
-                " (created, with a new key version 1 as primary)",
-            )
-        };
-        if !keyring.import_seed_key(key)? {
-            eprintln!("{path} already holds the replaced service's key; nothing changed");
-            return Ok(());
-        }
-        store.save(&keyring)?;
-        eprintln!(
-            "added the replaced service's key from {} to {path}{sealed}{created}",
-            secret.display()
-        );
-        return Ok(());
-    }
-    if !store.path().exists() {
-        anyhow::ensure!(
-            !args.add && args.set_primary.is_none() && args.retire.is_none() && !args.retire_seed,
-            "{path} does not exist; run without --add/--set-primary/--retire/--retire-seed to create it"
-        );
-        store.save(&Keyring::generate())?;
-        eprintln!("created {path}{sealed} with key version 1 (primary)");
-        return Ok(());
-    }
-    anyhow::ensure!(
-        args.check_replicas.is_empty() || args.set_primary.is_some() || args.retire.is_some(),
-        "--check-replicas goes with --set-primary or --retire"
-    );
-    let mut keyring = store.load()?;
-    let done = if args.retire_seed {
-        keyring.retire_seed_key()?;
-        format!("retired the replaced service's key from {path}")
+    let change = if let Some(plain) = &args.import {
+        Change::Import(Keyring::load(plain)?)
+    } else if let Some(secret) = &args.import_seed_secret {
+        Change::ImportSeed(read_seed_secret(secret)?)
+    } else if args.retire_seed {
+        Change::RetireSeed
     } else if args.add {
-        let version = keyring.add_version(!args.stage);
-        format!(
-            "added key version {version} to {path}; primary is {}",
-            keyring.primary()
-        )
+        Change::Add { stage: args.stage }
     } else if let Some(version) = args.set_primary {
-        if !args.check_replicas.is_empty() {
-            rollout::check_set_primary(&rollout::fetch(&args.check_replicas)?, version)?;
-        }
-        keyring.set_primary(version)?;
-        format!("primary of {path} is now {version}")
+        Change::SetPrimary(version)
     } else if let Some(version) = args.retire {
-        if !args.check_replicas.is_empty() {
-            rollout::check_retire(&rollout::fetch(&args.check_replicas)?, version)?;
-        }
-        keyring.retire(version)?;
-        format!("retired key version {version} from {path}")
+        Change::Retire(version)
     } else {
-        anyhow::bail!("{path} already exists; use --add, --set-primary or --retire to change it");
+        Change::Create
     };
-    store.save(&keyring)?;
-    eprintln!("{done}");
+    let done = keygen::apply(&store, change, &args.check_replicas)?;
+    let sealed = match config.kms {
+        Some(_) => "; the file is sealed by the configured KMS",
+        None => "",
+    };
+    eprintln!("{done}{sealed}");
     Ok(())
 }
 
