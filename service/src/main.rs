@@ -372,7 +372,7 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     };
     let done = keygen::apply(&store, change, &args.check_replicas)?;
     let sealed = match config.kms {
-        Some(_) => "; the file is sealed by the configured KMS",
+        Some(_) => " (sealed)",
         None => "",
     };
     eprintln!("{done}{sealed}");
