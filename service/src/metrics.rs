@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests, values, errors by code and latency. Labels are fixed sets of
-//! names (routes, modes, codes), never anything taken from a request's content.
+//! names (route patterns, modes, codes), never anything taken from a request's content.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,13 +10,13 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
-    route: &'static str,
+    route: String,
     status: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RouteLabels {
-    route: &'static str,
+    route: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -136,14 +136,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts an answered request and its latency.
-    pub fn observe_request(&self, route: &'static str, status: u16, seconds: f64) {
+    /// Counts an answered request and its latency. `route` is the router's pattern (e.g.
+    /// `/{stage}/pseudonymization`), never the path a caller sent.
+    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
+        let route = route.to_owned();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .observe(seconds);
         self.requests
             .get_or_create(&RequestLabels { route, status })
             .inc();
-        self.latency
-            .get_or_create(&RouteLabels { route })
-            .observe(seconds);
     }
 
     /// Counts `count` values processed.

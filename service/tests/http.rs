@@ -312,7 +312,19 @@ async fn operations_routes_answer() {
     let (status, spec) = server.get("/openapi.json").await;
     assert_eq!(status, 200);
     let spec: Value = serde_json::from_str(&spec).expect("OpenAPI is JSON");
-    for route in pseudonym_service::api::ROUTES {
+    for route in [
+        "/v1/pseudonymize",
+        "/v1/reidentify",
+        "/v1/rewrap",
+        "/pseudonymization",
+        "/reidentification",
+        "/{stage}/pseudonymization",
+        "/{stage}/reidentification",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
         assert!(spec["paths"].get(route).is_some(), "{route} is documented");
     }
 

@@ -1,0 +1,222 @@
+//! What handlers take from a request: the authenticated caller with its place among its key's
+//! requests in flight, and the body, parsed in place and read no further than the limits allow.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use pseudonym_client::wire::Text;
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::layers::AuditContext;
+use super::service::{AppState, Keyed};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::key_limits::{KeyPermit, Reservation};
+
+/// The caller, authenticated by `Authorization: Bearer <key>` or `x-api-key: <key>`, and the
+/// keys in service when the request came in: one snapshot serves the whole request, so a reload
+/// never lands inside one.
+pub(super) struct Authenticated {
+    pub(super) caller: Arc<Caller>,
+    pub(super) keyed: Arc<Keyed>,
+    /// On privileged routes: where the handler says it wrote the audit line.
+    pub(super) audit: Option<Arc<AuditContext>>,
+    /// The key's place among its requests in flight, held until the answer is made.
+    _permit: Option<KeyPermit>,
+    /// What the request reserved of its key's values per second, if the key has a budget.
+    pub(super) budget: Option<Reservation>,
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let mut authenticated = Authenticated::from_headers(&parts.headers, state)?;
+        let caller = &authenticated.caller;
+        if let Some(context) = parts.extensions.get::<Arc<AuditContext>>() {
+            let _ = context.caller.set(caller.name().to_owned());
+            authenticated.audit = Some(context.clone());
+        }
+        let limits = &state.0.key_limits;
+        let (permit, budget) = limits
+            .acquire(caller.name(), caller.max_concurrent_requests())
+            .map_err(|limit| ApiError::KeyBusy { limit })
+            .and_then(|permit| {
+                // Refused before the body is read: a caller over its budget costs no parsing.
+                let budget = limits
+                    .admit(caller.name(), caller.max_values_per_second())
+                    .map_err(|wait| ApiError::KeyOverBudget {
+                        retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+                    })?;
+                Ok((permit, budget))
+            })
+            .inspect_err(|_| state.metrics().add_key_limited(caller.name()))?;
+        authenticated._permit = Some(permit);
+        authenticated.budget = budget;
+        Ok(authenticated)
+    }
+}
+
+impl Authenticated {
+    pub(super) fn from_headers(headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let presented = bearer
+            .or_else(|| {
+                headers
+                    .get("x-api-key")
+                    .and_then(|value| value.to_str().ok())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        let keyed = state.0.keyed.load_full();
+        let caller = keyed
+            .api_keys
+            .authenticate(presented.trim())
+            .cloned()
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Authenticated {
+            caller,
+            keyed,
+            audit: None,
+            _permit: None,
+            budget: None,
+        })
+    }
+}
+
+/// A request body read whole, within `limits.max_body_bytes`, parsed in place so strings
+/// borrow from it.
+pub(super) struct Body(Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::BodyTooLarge {
+                    max: state.0.limits.max_body_bytes,
+                })
+            }
+            Err(_) => Err(ApiError::InvalidArgument(
+                "the request body could not be read",
+            )),
+        }
+    }
+}
+
+impl Body {
+    pub(super) fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.0).map_err(|error| ApiError::bad_json(&error))
+    }
+
+    /// The request's list of values or tokens, kept unread (`raw`, a slice of this body).
+    pub(super) fn items<'a>(&'a self, raw: &'a RawValue) -> Items<'a> {
+        Items { body: self, raw }
+    }
+}
+
+/// A request's list of values or tokens, checked as JSON but not read yet: it is read once the
+/// caller may proceed, and never beyond the limit, so a request of millions of values costs no
+/// more memory than its body.
+pub(super) struct Items<'a> {
+    body: &'a Body,
+    raw: &'a RawValue,
+}
+
+impl<'a> Items<'a> {
+    /// The items, at most `max`; one more is `too_many_values`, found before the rest is read.
+    pub(super) fn read(&self, max: usize) -> Result<Vec<Option<Text<'a>>>, ApiError> {
+        let exceeded = Cell::new(false);
+        let bounded = Bounded {
+            max,
+            exceeded: &exceeded,
+        };
+        let mut reader = serde_json::Deserializer::from_str(self.raw.get());
+        bounded.deserialize(&mut reader).map_err(|error| {
+            if exceeded.get() {
+                ApiError::TooManyValues { max }
+            } else {
+                self.bad_json(&error)
+            }
+        })
+    }
+
+    /// A JSON error inside the list, placed in the whole body.
+    fn bad_json(&self, error: &serde_json::Error) -> ApiError {
+        let body: &[u8] = &self.body.0;
+        let offset = (self.raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+        let before = &body[..offset.min(body.len())];
+        let lines_before = before.iter().filter(|&&b| b == b'\n').count();
+        let column_before = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+        match ApiError::bad_json(error) {
+            ApiError::BadJson {
+                category,
+                line,
+                column,
+            } => ApiError::BadJson {
+                category,
+                line: lines_before + line,
+                column: if line == 1 {
+                    column_before + column
+                } else {
+                    column
+                },
+            },
+            other => other,
+        }
+    }
+}
+
+/// Reads a JSON array of strings or nulls, refusing the item after `max`.
+struct Bounded<'c> {
+    max: usize,
+    exceeded: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Vec<Option<Text<'de>>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+        reader.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Vec<Option<Text<'de>>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of strings or nulls")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+        let mut read = Vec::with_capacity(items.size_hint().unwrap_or(0).min(self.max));
+        while read.len() < self.max {
+            match items.next_element()? {
+                Some(item) => read.push(item),
+                None => return Ok(read),
+            }
+        }
+        // At the limit: one more item of any kind is one too many, and is not kept.
+        match items.next_element::<IgnoredAny>()? {
+            None => Ok(read),
+            Some(IgnoredAny) => {
+                self.exceeded.set(true);
+                Err(serde::de::Error::custom("too many items"))
+            }
+        }
+    }
+}

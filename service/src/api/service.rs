@@ -1,0 +1,366 @@
+//! The service layer: what a request may do and what it costs. Authorization by domain and
+//! operation, the request's limits, its crypto in slices, its audit line and its metrics; no
+//! HTTP types but the wire bodies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use pseudonym_client::Mode;
+use pseudonym_client::wire::{ItemError, ReidentifyResponse, RewrapResponse, Text};
+
+use super::extract::{Authenticated, Items};
+use crate::audit::{AuditLog, AuditRecord, Outcome};
+use crate::auth::{ApiKeys, Caller, Operation};
+use crate::config::{Config, Limits, TokenFormat};
+use crate::domain::Domain;
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::key_limits::KeyLimits;
+use crate::metrics::Metrics;
+use crate::seed::SeedMode;
+
+/// What every handler shares: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(super) Arc<Shared>);
+
+pub(super) struct Shared {
+    pub(super) keyed: ArcSwap<Keyed>,
+    pub(super) limits: Limits,
+    pub(super) compat_domain: String,
+    pub(super) compat_tokens: TokenFormat,
+    pub(super) metrics_require_api_key: bool,
+    pub(super) key_limits: Arc<KeyLimits>,
+    pub(super) metrics: Metrics,
+    pub(super) audit: AuditLog,
+    pub(super) ready: AtomicBool,
+}
+
+/// What a reload replaces, together: requests see the old keys or the new, never a mix.
+pub(super) struct Keyed {
+    pub(super) engine: Engine,
+    pub(super) api_keys: ApiKeys,
+}
+
+impl AppState {
+    /// State for a service with these keys, serving as `config` says.
+    pub fn new(engine: Engine, api_keys: ApiKeys, config: &Config, audit: AuditLog) -> Self {
+        AppState(Arc::new(Shared {
+            keyed: ArcSwap::from_pointee(Keyed { engine, api_keys }),
+            limits: config.limits.clone(),
+            compat_domain: config.compat_domain.clone(),
+            compat_tokens: config.compat_tokens,
+            metrics_require_api_key: config.metrics_require_api_key,
+            key_limits: KeyLimits::new(
+                config.limits.max_concurrent_requests_per_key,
+                Some(config.limits.max_values_per_second_per_key).filter(|&rate| rate > 0),
+            ),
+            metrics: Metrics::default(),
+            audit,
+            ready: AtomicBool::new(true),
+        }))
+    }
+
+    /// Serves new keys from the next request on; requests under way finish with the old ones.
+    pub fn replace_keys(&self, engine: Engine, api_keys: ApiKeys) {
+        self.0.keyed.store(Arc::new(Keyed { engine, api_keys }));
+    }
+
+    /// Makes `/readyz` answer 503, so load balancers stop sending while in-flight requests end.
+    pub fn set_not_ready(&self) {
+        self.0.ready.store(false, Ordering::Relaxed);
+    }
+
+    /// The key version new pseudonyms are made with.
+    pub fn primary_version(&self) -> u32 {
+        self.0.keyed.load().engine.primary_version()
+    }
+
+    /// Opens the audit file again at its path (after log rotation).
+    pub async fn reopen_audit(&self) -> Result<(), crate::audit::AuditError> {
+        self.0.audit.reopen().await
+    }
+
+    /// The request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The items of a request, read now that the caller may proceed: at most
+    /// `limits.max_values` of them, none longer than `max_len` bytes; counted against the
+    /// caller's budget of values per second.
+    fn read_batch<'a>(
+        &self,
+        request: &Authenticated,
+        items: &Items<'a>,
+        max_len: usize,
+    ) -> Result<Vec<Option<Text<'a>>>, ApiError> {
+        let items = items.read(self.0.limits.max_values)?;
+        if let Some(budget) = &request.budget {
+            budget.settle(items.len());
+        }
+        match items
+            .iter()
+            .position(|item| item.as_ref().is_some_and(|s| s.as_ref().len() > max_len))
+        {
+            Some(index) => Err(ApiError::ValueTooLong {
+                index,
+                max: max_len,
+            }),
+            None => Ok(items),
+        }
+    }
+
+    /// Tokens of `format` for `values`; the replaced service's (`TokenFormat::Seed`) only in
+    /// its modes, and only when its key is in the keyring (start-up and reload check that).
+    pub(super) async fn pseudonymize(
+        &self,
+        request: &Authenticated,
+        domain: &str,
+        mode: Mode,
+        values: &Items<'_>,
+        format: TokenFormat,
+    ) -> Result<Vec<Option<String>>, ApiError> {
+        let caller = &request.caller;
+        let domain = parse_domain(domain)?;
+        caller.authorize(Operation::Pseudonymize, domain)?;
+        let values = &self.read_batch(request, values, self.0.limits.max_value_bytes)?;
+        let engine = &request.keyed.engine;
+        let pseudonyms = match format {
+            TokenFormat::Native => {
+                in_slices(values, |slice| engine.pseudonymize(domain, mode, slice)).await
+            }
+            TokenFormat::Seed => {
+                let mode = SeedMode::try_from(mode).map_err(|_| {
+                    ApiError::InvalidArgument("the replaced service's tokens have no hash mode")
+                })?;
+                if !engine.has_seed_key() {
+                    tracing::error!("compat_tokens = \"seed\" but the keyring holds no seed key");
+                    return Err(ApiError::Internal);
+                }
+                in_slices(values, |slice| {
+                    engine.pseudonymize_seed(mode, slice).unwrap_or_default()
+                })
+                .await
+            }
+        };
+        self.count_pseudonymized(caller, domain, mode, values);
+        Ok(pseudonyms)
+    }
+
+    fn count_pseudonymized(
+        &self,
+        caller: &Caller,
+        domain: Domain<'_>,
+        mode: Mode,
+        values: &[Option<Text<'_>>],
+    ) {
+        let count = values.iter().flatten().count();
+        self.0
+            .metrics
+            .add_values("pseudonymize", mode.as_str(), count);
+        tracing::debug!(
+            caller = caller.name(),
+            domain = domain.as_str(),
+            mode = mode.as_str(),
+            count,
+            "pseudonymized"
+        );
+    }
+
+    pub(super) async fn reidentify(
+        &self,
+        request: &Authenticated,
+        domain: &str,
+        tokens: &Items<'_>,
+    ) -> Result<ReidentifyResponse, ApiError> {
+        let response = self
+            .audited(
+                Operation::Reidentify,
+                request,
+                domain,
+                tokens,
+                |engine, d, tokens| engine.reidentify(d, tokens),
+            )
+            .await?;
+        self.count_item_errors(&response.errors);
+        Ok(response)
+    }
+
+    pub(super) async fn rewrap(
+        &self,
+        request: &Authenticated,
+        domain: &str,
+        tokens: &Items<'_>,
+    ) -> Result<RewrapResponse, ApiError> {
+        let response = self
+            .audited(
+                Operation::Rewrap,
+                request,
+                domain,
+                tokens,
+                |engine, d, tokens| engine.rewrap(d, tokens),
+            )
+            .await?;
+        self.count_item_errors(&response.errors);
+        Ok(response)
+    }
+
+    /// Checks and runs a privileged operation on `tokens`, leaving one audit line whatever
+    /// happens. The line is written before the answer leaves; with `audit_fail_closed`, an
+    /// answer whose line cannot be written is not given.
+    async fn audited<T>(
+        &self,
+        operation: Operation,
+        request: &Authenticated,
+        domain: &str,
+        tokens: &Items<'_>,
+        run: impl Fn(&Engine, Domain<'_>, &[Option<Text<'_>>]) -> T,
+    ) -> Result<T, ApiError>
+    where
+        T: InSlices + PerItem,
+    {
+        let caller = &request.caller;
+        let mut record = AuditRecord::now(operation.as_str(), Outcome::Refused);
+        record.api_key = Some(caller.name());
+        record.domain = Domain::new(domain).ok().map(Domain::as_str);
+        let checked = parse_domain(domain).and_then(|d| {
+            caller.authorize(operation, d)?;
+            let tokens = self.read_batch(request, tokens, self.0.limits.max_token_bytes())?;
+            Ok((d, tokens))
+        });
+        let (domain_ok, tokens) = match checked {
+            Ok(checked) => checked,
+            Err(error) => {
+                record.reason = Some(error.code());
+                self.write_audit(request, &record).await?;
+                return Err(error);
+            }
+        };
+        record.count = tokens.iter().flatten().count();
+        let engine = &request.keyed.engine;
+        let answer = in_slices(&tokens, |slice| run(engine, domain_ok, slice)).await;
+        let failed = answer.errors().len();
+        record.failed = failed;
+        record.outcome = if failed == 0 {
+            Outcome::Ok
+        } else {
+            Outcome::Partial
+        };
+        self.write_audit(request, &record).await?;
+        self.0
+            .metrics
+            .add_values(operation.as_str(), "any", record.count);
+        Ok(answer)
+    }
+
+    /// Writes the request's audit line; a failure fails the request only with
+    /// `audit_fail_closed`. Until this returns, the refusal layer still writes a line for the
+    /// request should it end (a timeout while its crypto runs), so none goes without one.
+    async fn write_audit(
+        &self,
+        request: &Authenticated,
+        record: &AuditRecord<'_>,
+    ) -> Result<(), ApiError> {
+        let written = self.0.audit.record(record).await;
+        if let Some(context) = &request.audit {
+            context.recorded.store(true, Ordering::SeqCst);
+        }
+        match written {
+            Ok(()) => Ok(()),
+            Err(error) if self.0.audit.fail_closed() => {
+                tracing::error!(%error, "audit line not written: the request is refused");
+                Err(ApiError::AuditUnavailable)
+            }
+            Err(error) => {
+                tracing::error!(%error, "audit line not written");
+                Ok(())
+            }
+        }
+    }
+
+    fn count_item_errors(&self, errors: &[ItemError]) {
+        for error in errors {
+            self.0.metrics.add_errors(error.code.as_str(), 1);
+        }
+    }
+}
+
+/// Values in one slice of a request's crypto. Between slices the request yields to the runtime,
+/// so a big batch of one caller does not hold a thread while the small ones of others wait
+/// (about half a millisecond of AES-SIV a slice).
+const CRYPTO_SLICE: usize = 1024;
+
+/// `work` over `items` a [`CRYPTO_SLICE`] at a time, the answers put together in order.
+async fn in_slices<I, T: InSlices>(items: &[I], work: impl Fn(&[I]) -> T) -> T {
+    let mut slices = items.chunks(CRYPTO_SLICE);
+    let mut answer = work(slices.next().unwrap_or_default());
+    let mut offset = CRYPTO_SLICE;
+    for slice in slices {
+        tokio::task::yield_now().await;
+        answer.append(work(slice), offset);
+        offset += slice.len();
+    }
+    answer
+}
+
+/// An answer of one item per input, made a slice at a time.
+trait InSlices {
+    /// Adds the answer of the next slice, whose first item is input `offset`.
+    fn append(&mut self, next: Self, offset: usize);
+}
+
+/// An answer that lists the items that failed.
+trait PerItem {
+    fn errors(&self) -> &[ItemError];
+}
+
+impl InSlices for Vec<Option<String>> {
+    fn append(&mut self, next: Self, _offset: usize) {
+        self.extend(next);
+    }
+}
+
+impl InSlices for ReidentifyResponse {
+    fn append(&mut self, next: Self, offset: usize) {
+        self.values.extend(next.values);
+        self.errors.extend(shifted(next.errors, offset));
+    }
+}
+
+impl InSlices for RewrapResponse {
+    fn append(&mut self, next: Self, offset: usize) {
+        self.pseudonyms.extend(next.pseudonyms);
+        self.errors.extend(shifted(next.errors, offset));
+    }
+}
+
+impl PerItem for ReidentifyResponse {
+    fn errors(&self) -> &[ItemError] {
+        &self.errors
+    }
+}
+
+impl PerItem for RewrapResponse {
+    fn errors(&self) -> &[ItemError] {
+        &self.errors
+    }
+}
+
+fn shifted(errors: Vec<ItemError>, offset: usize) -> impl Iterator<Item = ItemError> {
+    errors.into_iter().map(move |error| ItemError {
+        index: error.index + offset,
+        ..error
+    })
+}
+
+fn parse_domain(domain: &str) -> Result<Domain<'_>, ApiError> {
+    Domain::new(domain).map_err(|_| {
+        ApiError::InvalidArgument("domain must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")
+    })
+}
