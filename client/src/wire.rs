@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 /// How a value becomes a pseudonym.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -57,13 +58,68 @@ impl std::fmt::Display for UnknownMode {
 
 impl std::error::Error for UnknownMode {}
 
-/// Whether `label` is a valid domain: 1 to 64 characters of `a-z`, `0-9`, `.`, `_`, `-`.
-pub fn is_valid_domain(label: &str) -> bool {
-    (1..=64).contains(&label.len())
-        && label
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+/// A checked domain label: 1 to 64 characters of `a-z`, `0-9`, `.`, `_`, `-` (`vin`,
+/// `crm.email`). Domains separate one column's pseudonyms from another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Domain<'a>(&'a str);
+
+/// A string that is not a valid domain label. Carries no copy of the string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidDomain;
+
+impl InvalidDomain {
+    /// The rule, as every error about a domain states it.
+    pub const MESSAGE: &'static str =
+        "domain must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'";
 }
+
+impl std::fmt::Display for InvalidDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(InvalidDomain::MESSAGE)
+    }
+}
+
+impl std::error::Error for InvalidDomain {}
+
+impl<'a> Domain<'a> {
+    /// The rule as a regular expression, for documents and property tests.
+    pub const PATTERN: &'static str = "^[a-z0-9._-]{1,64}$";
+
+    /// Checks `label` against the rule.
+    pub fn new(label: &'a str) -> Result<Self, InvalidDomain> {
+        let valid = (1..=64).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
+        if valid {
+            Ok(Domain(label))
+        } else {
+            Err(InvalidDomain)
+        }
+    }
+
+    /// The label.
+    pub fn as_str(self) -> &'a str {
+        self.0
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Domain<'_> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(Self::PATTERN))
+            .examples(["vin"])
+            .description(Some(
+                "What a column is for; pseudonyms of one domain never match another's",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Domain<'_> {}
 
 /// A string in a request body: borrowed from the body unless it had to be unescaped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,38 +143,49 @@ impl AsRef<str> for Text<'_> {
 pub type Items<'a> = Vec<Option<Text<'a>>>;
 
 /// `POST /v1/pseudonymize`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PseudonymizeRequest<'a, L = Items<'a>> {
     /// The purpose of the column, e.g. `vin`.
     #[serde(borrow)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Domain))]
     pub domain: Text<'a>,
-    /// Defaults to [`Mode::Deterministic`].
+    /// Defaults to `deterministic`.
     #[serde(default)]
     pub mode: Mode,
     /// Values to pseudonymize; `null` stays `null`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
     pub values: L,
 }
 
-/// Answer to [`PseudonymizeRequest`]: one pseudonym per value, same order, nulls kept.
+/// Answer to `POST /v1/pseudonymize`: one pseudonym per value, same order, nulls kept.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PseudonymizeResponse {
     /// The pseudonyms, index for index.
     pub pseudonyms: Vec<Option<String>>,
     /// The key version that made them (the keyring's primary).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub key_version: u32,
 }
 
 /// `POST /v1/reidentify`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReidentifyRequest<'a, L = Items<'a>> {
     /// The domain the pseudonyms were made in.
     #[serde(borrow)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Domain))]
     pub domain: Text<'a>,
     /// Pseudonyms to turn back into values; `null` stays `null`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
     pub pseudonyms: L,
 }
 
-/// Answer to [`ReidentifyRequest`]: a failed item is `null` in `values` and listed in `errors`.
+/// Answer to `POST /v1/reidentify`: a failed item is `null` in `values` and listed in `errors`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReidentifyResponse {
     /// The values, index for index.
@@ -129,17 +196,22 @@ pub struct ReidentifyResponse {
 }
 
 /// `POST /v1/rewrap`: pseudonyms of older key versions made again under the primary one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RewrapRequest<'a, L = Items<'a>> {
     /// The domain the pseudonyms were made in.
     #[serde(borrow)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Domain))]
     pub domain: Text<'a>,
     /// Pseudonyms to rewrap; `null` stays `null`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
     pub pseudonyms: L,
 }
 
-/// Answer to [`RewrapRequest`]: new pseudonyms in the same modes; no plaintext. A failed item is
+/// Answer to `POST /v1/rewrap`: new pseudonyms in the same modes; no plaintext. A failed item is
 /// `null` in `pseudonyms` and listed in `errors`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RewrapResponse {
     /// The new pseudonyms, index for index.
@@ -150,6 +222,7 @@ pub struct RewrapResponse {
 }
 
 /// Why one item of a batch failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemError {
     /// Index of the item in the request.
@@ -159,6 +232,7 @@ pub struct ItemError {
 }
 
 /// Per-item failure codes of re-identification.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemErrorCode {
@@ -192,6 +266,7 @@ impl std::fmt::Display for ItemErrorCode {
 }
 
 /// Body of every request-level error answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// The error.
@@ -199,6 +274,7 @@ pub struct ErrorBody {
 }
 
 /// A request-level error: a stable machine code and a message for humans.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable code, e.g. `too_many_values`.
@@ -208,13 +284,17 @@ pub struct ErrorDetail {
 }
 
 /// `POST /pseudonymization?deterministic=true|false` (the replaced service's route).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CompatPseudonymizeRequest<L> {
+pub struct CompatPseudonymizeRequest<L = Vec<Option<String>>> {
     /// Values to pseudonymize.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
     pub identifiers: L,
 }
 
 /// Answer of the replaced service's `/pseudonymization` route.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompatPseudonymizeResponse {
     /// The pseudonyms, index for index.
@@ -222,15 +302,19 @@ pub struct CompatPseudonymizeResponse {
 }
 
 /// `POST /reidentification` (the replaced service's route).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CompatReidentifyRequest<L> {
+pub struct CompatReidentifyRequest<L = Vec<Option<String>>> {
     /// Pseudonyms to turn back. Also read as `reidentifications`, the name the replaced
     /// service's PySpark jobs send.
     #[serde(alias = "reidentifications")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
     pub pseudonyms: L,
 }
 
 /// Answer of the replaced service's `/reidentification` route: `null` where an item fails.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompatReidentifyResponse {
     /// The values, index for index.
@@ -263,6 +347,16 @@ mod tests {
         let body = r#"{"values":[null],"errors":[{"index":0,"code":"something_new"}]}"#;
         let response: ReidentifyResponse = serde_json::from_str(body).expect("valid body");
         assert_eq!(response.errors[0].code, ItemErrorCode::Unknown);
+    }
+
+    #[test]
+    fn domains_follow_their_rule() {
+        for good in ["vin", "crm.email", "a", "x_y-z.0", &"a".repeat(64)] {
+            assert!(Domain::new(good).is_ok(), "{good}");
+        }
+        for bad in ["", "VIN", "with space", "é", "a/b", &"a".repeat(65)] {
+            assert_eq!(Domain::new(bad), Err(InvalidDomain), "{bad}");
+        }
     }
 
     #[test]

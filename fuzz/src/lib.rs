@@ -36,16 +36,21 @@ const SEED_VECTORS: &str = include_str!("../../service/tests/data/golden-seed.js
 /// The domain the replaced service's tokens belong to, here.
 const COMPAT_DOMAIN: &str = "vin";
 
-/// The routes a request input is sent to, chosen by its first byte.
-pub const ROUTES: [&str; 7] = [
-    "/v1/pseudonymize",
-    "/v1/reidentify",
-    "/v1/rewrap",
-    "/pseudonymization",
-    "/reidentification",
-    "/Dev/pseudonymization",
-    "/prod/reidentification",
-];
+/// The routes a request input is sent to, chosen by its first byte: every POST route of the
+/// API document, a stage segment filled in.
+fn routes() -> &'static [String] {
+    static ROUTES: OnceLock<Vec<String>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let document = pseudonym_service::api::document();
+        document
+            .paths
+            .paths
+            .iter()
+            .filter(|(_, item)| item.post.is_some())
+            .map(|(path, _)| path.replace("{stage}", "Dev"))
+            .collect()
+    })
+}
 
 struct Fixture {
     engine: Engine,
@@ -153,13 +158,14 @@ pub fn check_token(data: &[u8]) {
     }
 }
 
-/// The first byte picks a route from [`ROUTES`], the rest is the JSON body, sent with a key
+/// The first byte picks a route from [`routes`], the rest is the JSON body, sent with a key
 /// allowed everything: the service answers 2xx or 4xx, always with a JSON body.
 pub fn check_request(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    let route = ROUTES[usize::from(selector) % ROUTES.len()];
+    let routes = routes();
+    let route = &routes[usize::from(selector) % routes.len()];
     let fixture = fixture();
     let request = Request::post(route)
         .header("content-type", "application/json")

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::domain::Domain;
+use pseudonym_client::wire::{Domain, InvalidDomain};
 
 /// What a caller asks the service to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -204,7 +204,7 @@ impl ApiKeys {
             } else if entry.domains.is_empty() {
                 return Err(bad("domains is empty (use [\"*\"] for every domain)"));
             } else if entry.domains.iter().any(|d| Domain::new(d).is_err()) {
-                return Err(bad("a domain is not a valid label ([a-z0-9._-]{1,64})"));
+                return Err(bad(InvalidDomain::MESSAGE));
             } else {
                 DomainScope::Only(entry.domains.clone())
             };

@@ -9,9 +9,9 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Domain;
 use crate::kms::KmsConfig;
 use crate::tls::TlsConfig;
+use pseudonym_client::wire::{Domain, InvalidDomain};
 
 /// Everything `pseudonymd` needs to serve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,7 +199,7 @@ impl Config {
     pub fn compat_domain(&self) -> Result<Domain<'_>, ConfigError> {
         Domain::new(&self.compat_domain).map_err(|_| ConfigError::Invalid {
             field: "compat_domain",
-            problem: "must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'",
+            problem: InvalidDomain::MESSAGE,
         })
     }
 

@@ -27,10 +27,10 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 
-use crate::domain::Domain;
 use crate::keyring::{Keyring, SecretKey};
 use crate::seed::{self, SeedCipher, SeedMode};
 use crate::token;
+use pseudonym_client::wire::Domain;
 
 /// HKDF salt of the first (and so far only) token format.
 pub const HKDF_SALT: &[u8] = b"pseudonym/1";

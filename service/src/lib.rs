@@ -4,7 +4,6 @@
 //! - [`engine`]: the keyed crypto (AES-SIV, HMAC-SHA256) over batches; no HTTP in it.
 //! - [`token`]: the printable, self-describing form of a pseudonym.
 //! - [`seed`]: the replaced service's tokens and key, read and written for migration.
-//! - [`domain`]: the labels that separate one column's pseudonyms from another's.
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
 //! - [`key_limits`]: requests in flight per API key.
 //! - [`config`]: the typed configuration, its defaults and its limits.
@@ -28,7 +27,6 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod connections;
-pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod key_limits;
@@ -45,7 +43,7 @@ pub mod server;
 pub mod tls;
 pub mod token;
 
-pub use domain::Domain;
 pub use engine::Engine;
 pub use error::{ApiError, Error};
 pub use keyring::Keyring;
+pub use pseudonym_client::wire::Domain;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use pseudonym_client::wire::InvalidDomain;
 use pseudonym_service::auth::{self, Operation};
 use pseudonym_service::config::{Config, LogFormat, TokenFormat};
 use pseudonym_service::keygen::{self, Change};
@@ -406,7 +407,7 @@ fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
         .iter()
         .find(|d| *d != "*" && pseudonym_service::Domain::new(d).is_err())
     {
-        anyhow::bail!("--domains: {bad:?} is not a domain label ([a-z0-9._-]{{1,64}}) or *");
+        anyhow::bail!("--domains: {bad:?}: {InvalidDomain} (or * for every domain)");
     }
     let (key, mut entry) = auth::generate_key(&args.name, operations, domains);
     entry.max_concurrent_requests = args.max_concurrent_requests.map(|n| n as usize);

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use common::TestServer;
 use serde_json::{Value, json};
 
@@ -309,25 +311,6 @@ async fn operations_routes_answer() {
         json!({"status": "ready", "primary_key_version": 1, "key_versions": [1], "seed_key": false})
     );
 
-    let (status, spec) = server.get("/openapi.json").await;
-    assert_eq!(status, 200);
-    let spec: Value = serde_json::from_str(&spec).expect("OpenAPI is JSON");
-    for route in [
-        "/v1/pseudonymize",
-        "/v1/reidentify",
-        "/v1/rewrap",
-        "/pseudonymization",
-        "/reidentification",
-        "/{stage}/pseudonymization",
-        "/{stage}/reidentification",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/openapi.json",
-    ] {
-        assert!(spec["paths"].get(route).is_some(), "{route} is documented");
-    }
-
     server
         .post(
             "/v1/pseudonymize",
@@ -410,4 +393,141 @@ async fn metrics_can_require_an_api_key() {
         .expect("answered");
     assert_eq!(answer.status().as_u16(), 200);
     assert_eq!(server.get("/healthz").await.0, 200, "health stays open");
+}
+
+/// The served document is the generated one; every route it lists is served (with `{stage}`
+/// as `Dev`), a route it does not list is not, and what the handlers answer has the documented
+/// shape: every required property, and no property the schema does not name.
+#[tokio::test]
+async fn the_api_document_lists_every_route_and_the_shapes_they_answer() {
+    let server = TestServer::start(|_| {}).await;
+    let (status, served) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let document: Value = serde_json::from_str(&served).expect("OpenAPI is JSON");
+    let generated = pseudonym_service::api::document()
+        .to_json()
+        .expect("serializes");
+    assert_eq!(
+        document,
+        serde_json::from_str::<Value>(&generated).expect("JSON")
+    );
+    assert_eq!(document["openapi"], "3.1.0");
+
+    let admin = server.keys.admin.clone();
+    let bodies = [
+        (
+            "/v1/pseudonymize",
+            json!({"domain": "vin", "values": ["a", null]}),
+        ),
+        ("/pseudonymization", json!({"identifiers": ["a", null]})),
+        ("/{stage}/pseudonymization", json!({"identifiers": ["a"]})),
+    ];
+    let mut tokens = HashMap::new();
+    for (route, body) in &bodies {
+        let (status, answer) = server
+            .post(&route.replace("{stage}", "Dev"), Some(&admin), body.clone())
+            .await;
+        assert_eq!(status, 200, "{route}");
+        tokens.insert(*route, answer);
+    }
+    let v1_token = tokens["/v1/pseudonymize"]["pseudonyms"][0].clone();
+    let compat_token = tokens["/pseudonymization"]["pseudonyms"][0].clone();
+    let requests = [
+        (
+            "/v1/reidentify",
+            json!({"domain": "vin", "pseudonyms": [v1_token, "x"]}),
+        ),
+        (
+            "/v1/rewrap",
+            json!({"domain": "vin", "pseudonyms": [v1_token]}),
+        ),
+        ("/reidentification", json!({"pseudonyms": [compat_token]})),
+        (
+            "/{stage}/reidentification",
+            json!({"pseudonyms": [compat_token]}),
+        ),
+    ];
+    let mut answered: Vec<(&str, Value)> = tokens.into_iter().collect();
+    for (route, body) in requests {
+        let (status, answer) = server
+            .post(&route.replace("{stage}", "Dev"), Some(&admin), body)
+            .await;
+        assert_eq!(status, 200, "{route}");
+        answered.push((route, answer));
+    }
+    let (_, refused) = server.post("/v1/pseudonymize", None, json!({})).await;
+
+    let paths = document["paths"].as_object().expect("paths");
+    let posted: Vec<&str> = answered.iter().map(|(route, _)| *route).collect();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            let url = format!("{}{}", server.url, path.replace("{stage}", "Dev"));
+            let status = match method.as_str() {
+                "get" => reqwest::get(&url).await.expect("sent").status().as_u16(),
+                "post" => {
+                    assert!(posted.contains(&path.as_str()), "{path} is exercised above");
+                    let refused = &operation["responses"]["401"];
+                    assert!(
+                        refused.get("$ref").is_some(),
+                        "{path} documents its refusals"
+                    );
+                    200
+                }
+                other => panic!("{path}: unexpected method {other}"),
+            };
+            assert!(
+                status != 404 && status != 405,
+                "{method} {path} is served: {status}"
+            );
+        }
+    }
+    for (route, answer) in &answered {
+        let schema =
+            &paths[*route]["post"]["responses"]["200"]["content"]["application/json"]["schema"];
+        assert_shape(&document, schema, answer, route);
+    }
+    let error_body = json!({"$ref": "#/components/schemas/ErrorBody"});
+    assert_shape(&document, &error_body, &refused, "a refusal");
+    assert_eq!(server.get("/v2/pseudonymize").await.0, 404);
+}
+
+/// `value` has every property `schema` requires and none it does not name, down through
+/// objects (references followed) and arrays.
+fn assert_shape(document: &Value, schema: &Value, value: &Value, at: &str) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            &document["components"]["schemas"][name]
+        }
+        None => schema,
+    };
+    match value {
+        Value::Object(fields) => {
+            let properties = schema["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: no properties in {schema}"));
+            for name in fields.keys() {
+                assert!(
+                    properties.contains_key(name),
+                    "{at}: {name} is not documented"
+                );
+                assert_shape(
+                    document,
+                    &properties[name],
+                    &fields[name],
+                    &format!("{at}.{name}"),
+                );
+            }
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let required = required.as_str().expect("a name");
+                assert!(fields.contains_key(required), "{at}: {required} is missing");
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                assert_shape(document, &schema["items"], item, &format!("{at}[]"));
+            }
+        }
+        _ => {}
+    }
 }

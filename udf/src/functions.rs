@@ -31,7 +31,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::prelude::SessionContext;
 use pseudonym_client::arrow::{output_type, token_output_type};
-use pseudonym_client::wire::is_valid_domain;
+use pseudonym_client::wire::{Domain, InvalidDomain};
 use pseudonym_client::{Client, Mode};
 use tokio::runtime::Handle;
 
@@ -245,10 +245,8 @@ impl ServiceFunction {
             }
         };
         let domain = text(1, "domain")?;
-        if !is_valid_domain(domain) {
-            return plan_err!(
-                "{name}: the domain must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'"
-            );
+        if Domain::new(domain).is_err() {
+            return plan_err!("{name}: {InvalidDomain}");
         }
         let mut literals = Literals {
             domain,

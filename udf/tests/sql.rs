@@ -297,7 +297,7 @@ async fn bad_literals_fail_at_planning_and_a_missing_service_fails_clearly() {
         ),
         (
             "SELECT pseudonymize(column1, 'VIN!') FROM t",
-            "the domain must be",
+            "pseudonymize: domain must be",
         ),
         (
             "SELECT pseudonymize(column1, 'vin', 'rot13') FROM t",

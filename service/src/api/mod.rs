@@ -7,30 +7,35 @@
 //! requests in flight, for the whole request; the request's values are read (bounded by
 //! `limits.max_values`) only once it is authorized.
 
+mod document;
 mod extract;
 mod layers;
 mod service;
 
+use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use pseudonym_client::Mode;
 use pseudonym_client::wire::{
     CompatPseudonymizeRequest, CompatPseudonymizeResponse, CompatReidentifyRequest,
-    CompatReidentifyResponse, PseudonymizeRequest, PseudonymizeResponse, ReidentifyRequest,
-    ReidentifyResponse, RewrapRequest, RewrapResponse,
+    CompatReidentifyResponse, ErrorBody, PseudonymizeRequest, PseudonymizeResponse,
+    ReidentifyRequest, ReidentifyResponse, RewrapRequest, RewrapResponse,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::extract::{Authenticated, Body};
 use self::layers::{audit_refusals, layer_error, track};
@@ -38,10 +43,7 @@ pub use self::service::AppState;
 use crate::config::TokenFormat;
 use crate::error::ApiError;
 
-/// The OpenAPI description served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
-
-/// The router with every route and layer.
+/// The router with every route and layer, documented as it is built (see [`document`]).
 pub fn router(state: AppState) -> Router {
     let limits = &state.0.limits;
     let guarded = ServiceBuilder::new()
@@ -51,33 +53,22 @@ pub fn router(state: AppState) -> Router {
         .layer(GlobalConcurrencyLimitLayer::new(
             limits.max_concurrent_requests,
         ));
-    // The replaced service sat behind an API Gateway stage (`/Dev/pseudonymization`), and its
-    // callers put the stage in their URLs.
-    let pseudonymizing = Router::new()
-        .route("/v1/pseudonymize", post(pseudonymize))
-        .route("/pseudonymization", post(compat_pseudonymize))
-        .route("/{stage}/pseudonymization", post(compat_pseudonymize))
+    let pseudonymizing = pseudonymizing_routes()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(guarded.clone());
     // Every request here leaves an audit line, those refused before their handler included.
-    let privileged = Router::new()
-        .route("/v1/reidentify", post(reidentify))
-        .route("/v1/rewrap", post(rewrap))
-        .route("/reidentification", post(compat_reidentify))
-        .route("/{stage}/reidentification", post(compat_reidentify))
+    let privileged = privileged_routes()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(guarded)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             audit_refusals,
         ));
-    let api = pseudonymizing.merge(privileged);
-    let operations = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi));
-    api.merge(operations)
+    let (routes, _) = pseudonymizing
+        .merge(privileged)
+        .merge(operations_routes())
+        .split_for_parts();
+    routes
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         // Failures (5xx) at DEBUG: under overload every 503 would otherwise be an ERROR line.
@@ -89,6 +80,50 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The OpenAPI 3.1 document of every route, served at `/openapi.json`: generated from the
+/// same route tables as [`router`] and from the wire types, so it cannot miss a route.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, mut document) = OpenApiRouter::with_openapi(document::Conventions::openapi())
+        .merge(pseudonymizing_routes())
+        .merge(privileged_routes())
+        .merge(operations_routes())
+        .split_for_parts();
+    document::Conventions.modify(&mut document);
+    document
+}
+
+// The replaced service sat behind an API Gateway stage (`/Dev/pseudonymization`), and its
+// callers put the stage in their URLs: each of its routes is served with and without one.
+fn pseudonymizing_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(pseudonymize))
+        .routes(routes!(compat_pseudonymize))
+        .routes(routes!(compat_pseudonymize_staged))
+}
+
+fn privileged_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(reidentify))
+        .routes(routes!(rewrap))
+        .routes(routes!(compat_reidentify))
+        .routes(routes!(compat_reidentify_staged))
+}
+
+fn operations_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+}
+
+/// Values to pseudonyms
+///
+/// One pseudonym per value, in the same order; `null` stays `null`. Needs the `pseudonymize`
+/// operation in the domain.
+#[utoipa::path(post, path = "/v1/pseudonymize", tag = "v1",
+    request_body = PseudonymizeRequest,
+    responses((status = 200, body = PseudonymizeResponse, description = "Same length and order as the request")))]
 async fn pseudonymize(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -110,6 +145,13 @@ async fn pseudonymize(
     }))
 }
 
+/// Pseudonyms back to values (privileged)
+///
+/// Needs the `reidentify` operation in the domain, and leaves an audit line. An item that
+/// cannot be opened is `null` and listed in `errors`; the others are answered.
+#[utoipa::path(post, path = "/v1/reidentify", tag = "v1",
+    request_body = ReidentifyRequest,
+    responses((status = 200, body = ReidentifyResponse, description = "Same length and order as the request")))]
 async fn reidentify(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -123,6 +165,13 @@ async fn reidentify(
     Ok(Json(answer))
 }
 
+/// Pseudonyms of older key versions made again under the primary one, without plaintext
+///
+/// Needs the `rewrap` operation in the domain, and leaves an audit line. Each pseudonym keeps
+/// its mode; an item that cannot be opened is `null` and listed in `errors`.
+#[utoipa::path(post, path = "/v1/rewrap", tag = "v1",
+    request_body = RewrapRequest,
+    responses((status = 200, body = RewrapResponse, description = "Same length and order as the request")))]
 async fn rewrap(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -135,8 +184,12 @@ async fn rewrap(
 }
 
 /// The query of the replaced service's `/pseudonymization`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CompatQuery {
+    /// `true` in any letter case gives deterministic pseudonyms; `false` in any letter case, or
+    /// no parameter, randomized ones (as the replaced service read it).
+    #[param(pattern = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$", default = "false")]
     deterministic: Option<String>,
 }
 
@@ -155,10 +208,17 @@ impl CompatQuery {
     }
 }
 
+/// Compatible with the replaced service; uses the configured compat domain
+///
+/// Answers our tokens, or with `compat_tokens = "seed"` the replaced service's own.
+#[utoipa::path(post, path = "/pseudonymization", tag = "compat",
+    params(CompatQuery),
+    request_body = CompatPseudonymizeRequest,
+    responses((status = 200, body = CompatPseudonymizeResponse, description = "Same length and order as the request")))]
 async fn compat_pseudonymize(
     State(state): State<AppState>,
     caller: Authenticated,
-    query: Result<Query<CompatQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<CompatQuery>, QueryRejection>,
     body: Body,
 ) -> Result<Json<CompatPseudonymizeResponse>, ApiError> {
     let Query(query) = query.map_err(|_| {
@@ -180,6 +240,14 @@ async fn compat_pseudonymize(
     Ok(Json(CompatPseudonymizeResponse { pseudonyms }))
 }
 
+/// Compatible with the replaced service; `null` where an item fails
+///
+/// Reads our tokens and, with the replaced service's key in the keyring, its tokens too. The
+/// body's list may also be named `reidentifications`. A query string (e.g.
+/// `deterministic=True`) is ignored.
+#[utoipa::path(post, path = "/reidentification", tag = "compat",
+    request_body = CompatReidentifyRequest,
+    responses((status = 200, body = CompatReidentifyResponse, description = "Same length and order as the request")))]
 async fn compat_reidentify(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -195,16 +263,61 @@ async fn compat_reidentify(
     }))
 }
 
+/// `/pseudonymization` behind a stage segment, e.g. `/Dev/pseudonymization`
+#[utoipa::path(post, path = "/{stage}/pseudonymization", tag = "compat",
+    params(("stage" = String, Path, description = "The replaced service's API Gateway stage, e.g. Dev; any segment"), CompatQuery),
+    request_body = CompatPseudonymizeRequest,
+    responses((status = 200, body = CompatPseudonymizeResponse, description = "Same length and order as the request")))]
+async fn compat_pseudonymize_staged(
+    state: State<AppState>,
+    caller: Authenticated,
+    query: Result<Query<CompatQuery>, QueryRejection>,
+    body: Body,
+) -> Result<Json<CompatPseudonymizeResponse>, ApiError> {
+    compat_pseudonymize(state, caller, query, body).await
+}
+
+/// `/reidentification` behind a stage segment, e.g. `/Dev/reidentification`
+#[utoipa::path(post, path = "/{stage}/reidentification", tag = "compat",
+    params(("stage" = String, Path, description = "The replaced service's API Gateway stage, e.g. Dev; any segment")),
+    request_body = CompatReidentifyRequest,
+    responses((status = 200, body = CompatReidentifyResponse, description = "Same length and order as the request")))]
+async fn compat_reidentify_staged(
+    state: State<AppState>,
+    caller: Authenticated,
+    body: Body,
+) -> Result<Json<CompatReidentifyResponse>, ApiError> {
+    compat_reidentify(state, caller, body).await
+}
+
+/// Liveness
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, body = String, content_type = "text/plain", description = "ok")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
 /// Readiness, and the keys this replica holds, so a balancer or an operator can check a
 /// rollout (every replica must hold a version before any makes it primary).
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, ToSchema)]
 struct Readiness {
+    /// `ready`, or `shutting_down` (with status 503).
+    #[schema(value_type = String, example = "ready")]
     status: &'static str,
+    /// The version new pseudonyms are made with.
+    #[schema(minimum = 1)]
     primary_key_version: u32,
+    /// Every version this replica can open.
+    #[schema(value_type = Vec<u32>)]
     key_versions: Vec<u32>,
+    /// Whether the replaced AWS service's key is held.
     seed_key: bool,
 }
 
+/// Readiness and the key versions held; 503 while shutting down
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, body = Readiness, description = "Ready"),
+              (status = 503, body = Readiness, description = "Shutting down: finishing in-flight requests")))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let keyed = state.0.keyed.load();
     let ready = state.0.ready.load(Ordering::Relaxed);
@@ -222,11 +335,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(answer)).into_response()
 }
 
+/// Prometheus text metrics
+///
+/// With `metrics_require_api_key = true` it needs an API key (`Authorization: Bearer` or
+/// `x-api-key`).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain", description = "Prometheus text format 0.0.4"),
+              (status = 401, body = ErrorBody, description = "metrics_require_api_key is set and no valid key was sent")))]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if state.0.metrics_require_api_key {
-        if let Err(refused) = Authenticated::from_headers(&headers, &state) {
-            return refused.into_response();
-        }
+    if state.0.metrics_require_api_key
+        && let Err(refused) = Authenticated::from_headers(&headers, &state)
+    {
+        return refused.into_response();
     }
     state.metrics().set_audit_dropped(state.0.audit.dropped());
     state
@@ -242,6 +362,18 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .into_response()
 }
 
+/// This document
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
+    responses((status = 200, content_type = "application/json", description = "OpenAPI 3.1")))]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+        document()
+            .to_pretty_json()
+            .expect("the generated document serializes")
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
 }

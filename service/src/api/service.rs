@@ -13,12 +13,12 @@ use super::extract::{Authenticated, Items};
 use crate::audit::{AuditLog, AuditRecord, Outcome};
 use crate::auth::{ApiKeys, Caller, Operation};
 use crate::config::{Config, Limits, TokenFormat};
-use crate::domain::Domain;
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::key_limits::KeyLimits;
 use crate::metrics::Metrics;
 use crate::seed::SeedMode;
+use pseudonym_client::wire::{Domain, InvalidDomain};
 
 /// What every handler shares: cheap to clone.
 #[derive(Clone)]
@@ -360,7 +360,5 @@ fn shifted(errors: Vec<ItemError>, offset: usize) -> impl Iterator<Item = ItemEr
 }
 
 fn parse_domain(domain: &str) -> Result<Domain<'_>, ApiError> {
-    Domain::new(domain).map_err(|_| {
-        ApiError::InvalidArgument("domain must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")
-    })
+    Domain::new(domain).map_err(|_| ApiError::InvalidArgument(InvalidDomain::MESSAGE))
 }
