@@ -21,7 +21,7 @@ use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArra
 use arrow_schema::DataType;
 
 use crate::batch::Plan;
-use crate::client::{Client, plan};
+use crate::client::Client;
 use crate::error::Error;
 use crate::wire::{ItemError, Mode};
 
@@ -118,7 +118,7 @@ impl Client {
             return Ok(dictionary.with_values(values.await?));
         }
         let rows = string_rows(array)?;
-        let plan = plan(mode, rows.iter().copied());
+        let plan = Plan::for_mode(mode, rows.iter().copied());
         let answers = self.pseudonymize_unique(domain, mode, &plan.unique).await?;
         let out_type = output_type(array.data_type(), mode)?;
         Ok(build(&out_type, spread(&plan, &answers)))

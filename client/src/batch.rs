@@ -3,7 +3,15 @@
 
 use std::collections::HashMap;
 
-use crate::wire::{ItemError, ItemErrorCode};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::de::DeserializeOwned;
+
+use crate::client::{Client, protocol};
+use crate::endpoints::Route;
+use crate::error::Error;
+use crate::wire::{ItemError, ItemErrorCode, Mode};
 
 /// How the rows of a partition map to the distinct values actually sent.
 #[derive(Debug)]
@@ -80,6 +88,77 @@ impl<'a> Plan<'a> {
 
 fn to_u32(index: usize) -> u32 {
     u32::try_from(index).expect("a partition holds fewer than 2^32 values")
+}
+
+impl<'a> Plan<'a> {
+    /// How a partition is sent in `mode`: deduplicated, except where each row needs its own
+    /// answer (randomized pseudonyms).
+    pub fn for_mode(mode: Mode, rows: impl ExactSizeIterator<Item = Option<&'a str>>) -> Self {
+        match mode {
+            Mode::Randomized => Plan::every_row(rows),
+            Mode::Deterministic | Mode::Hash => Plan::deduplicated(rows),
+        }
+    }
+}
+
+/// Where a batch stands in its call, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchId {
+    /// 1 for the first batch.
+    pub(crate) number: usize,
+    /// Batches in the call.
+    pub(crate) of: usize,
+}
+
+/// Sending a plan's values: cut into batches, at most `max_in_flight` of them in flight.
+impl Client {
+    /// Cuts `unique` into batches, encodes each with `encode` when its turn comes, sends them with at most `max_in_flight` in flight, checks
+    /// each answer with `accept`, and returns the accepted answers in batch order.
+    pub(crate) async fn run_batches<Resp, Out>(
+        &self,
+        route: Route,
+        unique: &[&str],
+        encode: impl Fn(&[&str]) -> serde_json::Result<Vec<u8>>,
+        accept: impl Fn(BatchId, usize, Resp) -> Result<Out, Error>,
+    ) -> Result<Vec<Out>, Error>
+    where
+        Resp: DeserializeOwned,
+    {
+        let of = unique.len().div_ceil(self.inner.batch_size);
+        let mut chunks = unique.chunks(self.inner.batch_size).enumerate();
+        let mut answers: Vec<Option<Out>> = (0..of).map(|_| None).collect();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.inner.max_in_flight {
+                let Some((index, chunk)) = chunks.next() else {
+                    break;
+                };
+                let id = BatchId {
+                    number: index + 1,
+                    of,
+                };
+                let body =
+                    encode(chunk).map_err(|_| protocol(id, "the request could not be encoded"))?;
+                in_flight.push(self.send_batch::<Resp>(route, Bytes::from(body), id, chunk.len()));
+            }
+            let Some(sent) = in_flight.next().await else {
+                break;
+            };
+            let (id, len, response) = sent?;
+            answers[id.number - 1] = Some(accept(id, len, response)?);
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    async fn send_batch<R: DeserializeOwned>(
+        &self,
+        route: Route,
+        body: Bytes,
+        id: BatchId,
+        len: usize,
+    ) -> Result<(BatchId, usize, R), Error> {
+        Ok((id, len, self.send(route, body, id).await?))
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A blocking face of [`Client`] for callers without an async runtime.
 
-use crate::client::{Client, ClientBuilder};
+use crate::builder::ClientBuilder;
+use crate::client::Client;
 use crate::error::Error;
 use crate::wire::{Mode, ReidentifyResponse, RewrapResponse};
 

@@ -20,9 +20,11 @@
 //! ```
 //!
 //! - [`wire`]: the JSON bodies of the HTTP API (always built; no HTTP dependency).
-//! - `client`: [`Client`] and its [`ClientBuilder`] (feature `http`, on by default).
-//! - [`batch`]: dedup of a partition and the way back to its rows.
-//! - [`retry`]: [`RetryPolicy`]: what is retried, how often, how long to wait.
+//! - `client`: [`Client`]'s operations and one exchange with the service (feature `http`, on by
+//!   default); `builder`: its [`ClientBuilder`].
+//! - [`batch`]: dedup of a partition, the batches sent concurrently, the way back to its rows.
+//! - [`retry`]: [`RetryPolicy`]: what is retried, how often, how long to wait; the retry loop.
+//! - `endpoints`: the replicas' URLs and failover between them.
 //! - `cache`: an optional memo of pseudonyms already received, across calls.
 //! - `blocking`: [`BlockingClient`] for callers without a runtime.
 //! - `error`: the one [`Error`] type.
@@ -38,9 +40,13 @@ pub mod batch;
 #[cfg(feature = "http")]
 mod blocking;
 #[cfg(feature = "http")]
+mod builder;
+#[cfg(feature = "http")]
 mod cache;
 #[cfg(feature = "http")]
 mod client;
+#[cfg(feature = "http")]
+mod endpoints;
 #[cfg(feature = "http")]
 mod error;
 #[cfg(feature = "http")]
@@ -49,7 +55,9 @@ pub mod retry;
 #[cfg(feature = "http")]
 pub use blocking::BlockingClient;
 #[cfg(feature = "http")]
-pub use client::{Client, ClientBuilder, DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT};
+pub use builder::{ClientBuilder, DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT};
+#[cfg(feature = "http")]
+pub use client::Client;
 #[cfg(feature = "http")]
 pub use error::{Error, Failure};
 #[cfg(feature = "http")]

@@ -189,7 +189,10 @@ async fn rewrap(
 struct CompatQuery {
     /// `true` in any letter case gives deterministic pseudonyms; `false` in any letter case, or
     /// no parameter, randomized ones (as the replaced service read it).
-    #[param(pattern = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$", default = "false")]
+    #[param(
+        pattern = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$",
+        default = "false"
+    )]
     deterministic: Option<String>,
 }
 
