@@ -38,7 +38,7 @@ step "fuzz: token parsing and request decoding, 20 s per target (longer: scripts
 ./scripts/fuzz.sh 20
 
 step "benchmarks build (dev profile: their code and links, not the dist profile's speed)"
-cargo build --locked --benches -p pseudonym-service -p pseudonym-client
+cargo build --locked --benches -p pseudonym-engine -p pseudonym-client
 
 step "python wheel (maturin, release) into .venv"
 rm -rf target/wheels

@@ -339,7 +339,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
 async fn crypto_rate(mode: Mode, domain: &str, cardinality: u64) -> anyhow::Result<f64> {
     let domain = domain.to_owned();
     tokio::task::spawn_blocking(move || {
-        use pseudonym_service::{Domain, Engine, Keyring};
+        use pseudonym_engine::{Domain, Engine, Keyring};
         let engine = Engine::new(&Keyring::generate());
         let domain = Domain::new(&domain).map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
         let values: Vec<Option<String>> = data::vins(0, 200_000, cardinality)

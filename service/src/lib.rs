@@ -1,9 +1,7 @@
-//! `pseudonym-service`: the stateless pseudonymization service behind `pseudonymd`.
+//! `pseudonym-service`: the stateless pseudonymization service behind `pseudonymd`, over the
+//! keyed crypto of `pseudonym-engine` (re-exported here: [`engine`], [`keyring`], [`token`],
+//! [`seed`], [`private_file`]).
 //!
-//! - [`keyring`]: numbered key versions and the primary one; file format, generation.
-//! - [`engine`]: the keyed crypto (AES-SIV, HMAC-SHA256) over batches; no HTTP in it.
-//! - [`token`]: the printable, self-describing form of a pseudonym.
-//! - [`seed`]: the replaced service's tokens and key, read and written for migration.
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
 //! - [`key_limits`]: requests in flight per API key.
 //! - [`config`]: the typed configuration, its defaults and its limits.
@@ -11,7 +9,6 @@
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
 //! - [`error`]: request-level errors and their one conversion into HTTP answers.
 //! - [`metrics`]: Prometheus counters and histograms.
-//! - [`private_file`]: reading and writing files that hold keys or grant rights, safely.
 //! - [`kms`]: keyring files sealed by an OpenBao/Vault transit key (envelope keys).
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
 //! - [`connections`]: the cap on open connections.
@@ -22,28 +19,23 @@
 //! - [`reload`]: new keys and TLS files in a running service (SIGHUP).
 #![forbid(unsafe_code)]
 
+// The keyed crypto is its own crate (no HTTP in it); its modules are the service's too.
+pub use pseudonym_engine::{Domain, Engine, Keyring, engine, keyring, private_file, seed, token};
+
 pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod connections;
-pub mod engine;
 pub mod error;
 pub mod key_limits;
 pub mod keygen;
-pub mod keyring;
 pub mod keys;
 pub mod kms;
 pub mod metrics;
-pub mod private_file;
 pub mod reload;
 pub mod rollout;
-pub mod seed;
 pub mod server;
 pub mod tls;
-pub mod token;
 
-pub use engine::Engine;
 pub use error::{ApiError, Error};
-pub use keyring::Keyring;
-pub use pseudonym_client::wire::Domain;

@@ -11,8 +11,8 @@ use aes_siv::aead::generic_array::GenericArray;
 use aes_siv::siv::Aes256Siv;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pseudonym_client::Mode;
-use pseudonym_service::seed::{SeedKey, SeedMode};
-use pseudonym_service::{Domain, Engine, Keyring};
+use pseudonym_engine::seed::{SeedKey, SeedMode};
+use pseudonym_engine::{Domain, Engine, Keyring};
 
 const BATCH: usize = 1000;
 

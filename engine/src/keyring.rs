@@ -334,14 +334,14 @@ impl Keyring {
 
 /// Fills `bytes` from the operating system's random source, as long-term secrets must be (not
 /// from a user-space generator seeded from it).
-pub(crate) fn fill_from_os(bytes: &mut [u8]) {
+pub fn fill_from_os(bytes: &mut [u8]) {
     OsRng
         .try_fill_bytes(bytes)
         .expect("the operating system's random source is available");
 }
 
 /// Writes `contents` readable by the owner only, replacing `path` atomically and durably.
-pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     private_file::write(path, contents)
 }
 

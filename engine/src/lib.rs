@@ -1,0 +1,19 @@
+//! `pseudonym-engine`: the keyed crypto of the pseudonym service, with no HTTP in it.
+//!
+//! - [`engine`]: AES-SIV (RFC 5297) and HMAC-SHA256 over batches of values, per key version and
+//!   domain; the [`Engine`] the service, the benchmarks and the load generator's baseline share.
+//! - [`keyring`]: numbered key versions and the primary one; file format, generation.
+//! - [`token`]: the printable, self-describing form of a pseudonym.
+//! - [`seed`]: the replaced service's tokens and key, read and written for migration.
+//! - [`private_file`]: reading and writing files that hold keys or grant rights, safely.
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod keyring;
+pub mod private_file;
+pub mod seed;
+pub mod token;
+
+pub use engine::Engine;
+pub use keyring::Keyring;
+pub use pseudonym_client::wire::Domain;
