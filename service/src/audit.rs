@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::error::Error;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -67,11 +68,6 @@ pub struct AuditRecord<'a> {
     pub reason: Option<&'static str>,
 }
 
-/// An audit line that could not be written.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write the audit log: {0}")]
-pub struct AuditError(#[from] io::Error);
-
 enum Command {
     /// A line, and whom to tell once it is written (nobody for a refusal).
     Line(Vec<u8>, Option<oneshot::Sender<io::Result<()>>>),
@@ -119,7 +115,11 @@ impl AuditLog {
 
     /// Writes one line and waits until it is written (flushed to the file or stdout; synced to
     /// disk with `fail_closed`).
-    pub async fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+    pub async fn record(&self, record: &AuditRecord<'_>) -> Result<(), Error> {
+        self.write(record).await.map_err(Error::AuditWrite)
+    }
+
+    async fn write(&self, record: &AuditRecord<'_>) -> io::Result<()> {
         let (done, written) = oneshot::channel();
         let line = Command::Line(line_of(record)?, Some(done));
         let mut pending = Some(line);
@@ -132,7 +132,7 @@ impl AuditLog {
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
                 Err(mpsc::TrySendError::Disconnected(_)) => {
-                    return Err(io::Error::other("the audit writer stopped").into());
+                    return Err(io::Error::other("the audit writer stopped"));
                 }
             }
         }
@@ -160,7 +160,11 @@ impl AuditLog {
 
     /// Opens the file again by its path, after log rotation moved it (SIGHUP). On failure the
     /// file open before stays in use.
-    pub async fn reopen(&self) -> Result<(), AuditError> {
+    pub async fn reopen(&self) -> Result<(), Error> {
+        self.reopen_file().await.map_err(Error::AuditWrite)
+    }
+
+    async fn reopen_file(&self) -> io::Result<()> {
         let (done, reopened) = oneshot::channel();
         self.writer
             .try_send(Command::Reopen(done))

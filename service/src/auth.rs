@@ -13,7 +13,7 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::error::Error;
 use pseudonym_client::wire::{Domain, InvalidDomain};
 
 /// What a caller asks the service to do.
@@ -139,56 +140,22 @@ pub struct ApiKeys {
     keys: Vec<([u8; 32], Arc<Caller>)>,
 }
 
-/// Why the key file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiKeysError {
-    /// Could not read or write the file.
-    #[error("API key file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not a regular file of this user's that only it may write.
-    #[error("API key file {0}")]
-    File(#[from] crate::private_file::FileError),
-    /// Not TOML of the documented shape.
-    #[error("API key file {path}: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (the file holds digests, not keys).
-        message: String,
-    },
-    /// An entry is not usable.
-    #[error("API key file {path}: key {name:?}: {problem}")]
-    Entry {
-        /// The file.
-        path: PathBuf,
-        /// The entry's name.
-        name: String,
-        /// What is wrong.
-        problem: &'static str,
-    },
-}
-
 impl ApiKeys {
     /// Reads and checks a key file.
-    pub fn load(path: &Path) -> Result<Self, ApiKeysError> {
+    pub fn load(path: &Path) -> Result<Self, Error> {
         ApiKeys::checked(read_entries(path)?, path)
     }
 
     /// Checks entries given in memory (tests, fuzzing, embedding): no file is read.
-    pub fn new(entries: Vec<ApiKeyEntry>) -> Result<Self, ApiKeysError> {
+    pub fn new(entries: Vec<ApiKeyEntry>) -> Result<Self, Error> {
         ApiKeys::checked(entries, Path::new("(in memory)"))
     }
 
     /// The keys of `entries`, checked as one file (`path`, for messages) is.
-    fn checked(entries: Vec<ApiKeyEntry>, path: &Path) -> Result<Self, ApiKeysError> {
+    fn checked(entries: Vec<ApiKeyEntry>, path: &Path) -> Result<Self, Error> {
         let mut keys = Vec::with_capacity(entries.len());
         for entry in entries {
-            let bad = |problem| ApiKeysError::Entry {
+            let bad = |problem| Error::ApiKeyEntry {
                 path: path.to_owned(),
                 name: entry.name.clone(),
                 problem,
@@ -281,7 +248,7 @@ pub fn generate_key(
 }
 
 /// Appends `entry` to the key file at `path`, creating it if needed.
-pub fn append_entry(path: &Path, entry: ApiKeyEntry) -> Result<(), ApiKeysError> {
+pub fn append_entry(path: &Path, entry: ApiKeyEntry) -> Result<(), Error> {
     let mut entries = if path.exists() {
         read_entries(path)?
     } else {
@@ -289,21 +256,22 @@ pub fn append_entry(path: &Path, entry: ApiKeyEntry) -> Result<(), ApiKeysError>
     };
     entries.push(entry);
     let text = toml::to_string(&ApiKeysFile { api_keys: entries }).map_err(|error| {
-        ApiKeysError::Syntax {
+        Error::ApiKeysSyntax {
             path: path.to_owned(),
             message: error.to_string(),
         }
     })?;
-    crate::keyring::write_private_file(path, text.as_bytes()).map_err(|source| ApiKeysError::Io {
+    crate::keyring::write_private_file(path, text.as_bytes()).map_err(|source| Error::ApiKeysIo {
         path: path.to_owned(),
         source,
     })
 }
 
 /// The entries of the file, which no one but its owner may write: an entry grants rights.
-fn read_entries(path: &Path) -> Result<Vec<ApiKeyEntry>, ApiKeysError> {
-    let text = crate::private_file::read(path, crate::private_file::Access::NoOtherWriters)?;
-    let file: ApiKeysFile = toml::from_str(&text).map_err(|error| ApiKeysError::Syntax {
+fn read_entries(path: &Path) -> Result<Vec<ApiKeyEntry>, Error> {
+    let text = crate::private_file::read(path, crate::private_file::Access::NoOtherWriters)
+        .map_err(Error::ApiKeysFile)?;
+    let file: ApiKeysFile = toml::from_str(&text).map_err(|error| Error::ApiKeysSyntax {
         path: path.to_owned(),
         message: error.message().to_owned(),
     })?;

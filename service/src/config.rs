@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
 use crate::kms::KmsConfig;
 use crate::tls::TlsConfig;
 use pseudonym_client::wire::{Domain, InvalidDomain};
@@ -158,29 +159,13 @@ impl Limits {
     }
 }
 
-/// A configuration that cannot be used; the message names the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Unreadable file, unknown field or wrong type.
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    /// A field with a value that cannot work.
-    #[error("configuration: {field}: {problem}")]
-    Invalid {
-        /// The field, as written in the file.
-        field: &'static str,
-        /// What is wrong.
-        problem: &'static str,
-    },
-}
-
 impl Config {
     /// Defaults, then the TOML `file` if given, then `overrides` (flags and environment).
-    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Config, Error> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError::Invalid {
+                return Err(Error::ConfigInvalid {
                     field: "config",
                     problem: "the configuration file does not exist",
                 });
@@ -196,16 +181,16 @@ impl Config {
     }
 
     /// The domain of the routes compatible with the replaced service, checked.
-    pub fn compat_domain(&self) -> Result<Domain<'_>, ConfigError> {
-        Domain::new(&self.compat_domain).map_err(|_| ConfigError::Invalid {
+    pub fn compat_domain(&self) -> Result<Domain<'_>, Error> {
+        Domain::new(&self.compat_domain).map_err(|_| Error::ConfigInvalid {
             field: "compat_domain",
             problem: InvalidDomain::MESSAGE,
         })
     }
 
     /// Checks the values that parse but cannot work.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, problem| Err(ConfigError::Invalid { field, problem });
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |field, problem| Err(Error::ConfigInvalid { field, problem });
         self.compat_domain()?;
         if self.kms.is_some() && self.keyring_file.is_none() {
             return invalid("kms", "seals a keyring file: set keyring_file too");

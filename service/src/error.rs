@@ -175,15 +175,57 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Everything off the request path that can fail: starting, reloading, serving.
+/// Everything off the request path that can fail: configuration, keys, the KMS, TLS, a
+/// rollout check, the audit log, serving. Messages name files, fields and replicas; never a key
+/// or a value.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The configuration could not be read or merged.
+    #[error("configuration: {0}")]
+    ConfigLoad(#[from] Box<figment::Error>),
+    /// A configuration field with a value that cannot work.
+    #[error("configuration: {field}: {problem}")]
+    ConfigInvalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// The keyring is unusable.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
-    /// The API key file is unusable.
+    /// The replaced service's key is unusable.
     #[error(transparent)]
-    ApiKeys(#[from] crate::auth::ApiKeysError),
+    SeedKey(#[from] crate::seed::SeedKeyError),
+    /// The API key file could not be read or written.
+    #[error("API key file {path}: {source}")]
+    ApiKeysIo {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The API key file is not a regular file of this user's that only it may write.
+    #[error("API key file {0}")]
+    ApiKeysFile(crate::private_file::FileError),
+    /// The API key file is not TOML of the documented shape.
+    #[error("API key file {path}: {message}")]
+    ApiKeysSyntax {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The parser's message (the file holds digests, not keys).
+        message: String,
+    },
+    /// An entry of the API key file is not usable.
+    #[error("API key file {path}: key {name:?}: {problem}")]
+    ApiKeyEntry {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The entry's name.
+        name: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// A keyring is configured but no API key file.
     #[error(
         "configuration: api_keys_file: required when a keyring is configured (create one with `pseudonymd api-key`)"
@@ -208,6 +250,111 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// `compat_tokens = "seed"` without the replaced service's key.
+    #[error(
+        "configuration: compat_tokens: \"seed\" needs the replaced service's key in the keyring (pseudonymd keygen --import-seed-secret)"
+    )]
+    SeedKeyMissing,
+    /// No token to authenticate to the KMS.
+    #[error(
+        "kms: no token: set kms.token_file or one of {:?}",
+        crate::kms::TOKEN_ENV
+    )]
+    KmsNoToken,
+    /// A file the KMS settings name is unusable.
+    #[error("kms: {path}: {problem}")]
+    KmsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The KMS did not answer.
+    #[error("kms: {address} did not answer: {problem}")]
+    KmsUnreachable {
+        /// The KMS address.
+        address: String,
+        /// What went wrong, without any response body.
+        problem: String,
+    },
+    /// The KMS address would send the token in the clear over a network.
+    #[error(
+        "kms: address {0} is plain http to another machine; use https (plain http is allowed on loopback only)"
+    )]
+    KmsInsecureAddress(String),
+    /// The KMS refused an operation.
+    #[error("kms: transit {operation} with key {key:?} refused ({status}): {message}")]
+    KmsRefused {
+        /// `encrypt` or `decrypt`.
+        operation: &'static str,
+        /// The transit key's name.
+        key: String,
+        /// The HTTP status.
+        status: u16,
+        /// The KMS's own error messages.
+        message: String,
+    },
+    /// The KMS answered something else than its API says.
+    #[error("kms: transit {0}: unexpected answer")]
+    KmsBadAnswer(&'static str),
+    /// A sealed keyring file is unusable.
+    #[error("keyring file {path}: {problem}")]
+    Sealed {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// TLS settings that do not go together.
+    #[error(
+        "configuration: tls: cert_file and key_file go together, and client_ca_file needs them"
+    )]
+    TlsIncomplete,
+    /// A TLS file is unusable.
+    #[error("tls: {path}: {problem}")]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls refused the certificates or keys.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A replica could not say which keys it holds.
+    #[error(
+        "replica {url} did not answer /readyz as ready ({reason}); every replica must, to check the rollout"
+    )]
+    ReplicaUnreachable {
+        /// The replica.
+        url: String,
+        /// What went wrong, without any response body.
+        reason: String,
+    },
+    /// A replica would be unable to open pseudonyms of the new primary.
+    #[error(
+        "replica {url} does not hold key version {version} (it holds {held:?}): reload it \
+         (SIGHUP) with the staged keyring first, or it cannot open what the others would make"
+    )]
+    ReplicaLacksVersion {
+        /// The replica.
+        url: String,
+        /// The version asked for.
+        version: u32,
+        /// The versions it holds.
+        held: Vec<u32>,
+    },
+    /// A replica still makes pseudonyms with the version to retire.
+    #[error(
+        "replica {url} still makes pseudonyms with key version {version}: roll out the new \
+         primary to every replica (and rewrap) before retiring it"
+    )]
+    ReplicaStillPrimary {
+        /// The replica.
+        url: String,
+        /// The version to retire.
+        version: u32,
+    },
     /// The audit log could not be opened.
     #[error("audit_log {path}: {source}")]
     Audit {
@@ -216,29 +363,12 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// The sealed keyring could not be opened.
-    #[error(transparent)]
-    Kms(#[from] crate::kms::KmsError),
-    /// The TLS files are unusable.
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    /// `compat_tokens = "seed"` without the replaced service's key.
-    #[error(
-        "configuration: compat_tokens: \"seed\" needs the replaced service's key in the keyring (pseudonymd keygen --import-seed-secret)"
-    )]
-    SeedKeyMissing,
-    /// A configuration that cannot work.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    /// An audit line could not be written, or the file reopened.
+    #[error("cannot write the audit log: {0}")]
+    AuditWrite(std::io::Error),
     /// An operator's request that would break something (e.g. `keygen` on a missing file).
     #[error("{0}")]
     Refused(String),
-    /// A rollout step that a replica is not ready for.
-    #[error(transparent)]
-    Rollout(#[from] crate::rollout::RolloutError),
-    /// The replaced service's key is unusable.
-    #[error(transparent)]
-    SeedKey(#[from] crate::seed::SeedKeyError),
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

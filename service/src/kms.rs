@@ -20,7 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::keyring::{Keyring, KeyringError, write_private_file};
+use crate::error::Error;
+use crate::keyring::{Keyring, write_private_file};
 
 /// Environment variables read, in this order, for the KMS token when `token_file` is not set.
 pub const TOKEN_ENV: [&str; 3] = ["PSEUDONYM_KMS_TOKEN", "BAO_TOKEN", "VAULT_TOKEN"];
@@ -56,65 +57,10 @@ fn default_timeout_ms() -> u64 {
     10_000
 }
 
-/// Why the KMS could not seal or open a keyring. Messages never hold key material.
-#[derive(Debug, thiserror::Error)]
-pub enum KmsError {
-    /// No token in `token_file` or the environment.
-    #[error("kms: no token: set kms.token_file or one of {TOKEN_ENV:?}")]
-    NoToken,
-    /// A file named in `[kms]` could not be read or used.
-    #[error("kms: {path}: {problem}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The server could not be reached or did not answer in time.
-    #[error("kms: {address} did not answer: {problem}")]
-    Unreachable {
-        /// The server.
-        address: String,
-        /// What happened.
-        problem: String,
-    },
-    /// Plain HTTP to another machine: the token and the keyring would cross the network in clear.
-    #[error(
-        "kms: address {0} is plain http to another machine; use https (plain http is allowed on loopback only)"
-    )]
-    InsecureAddress(String),
-    /// The server answered with an error (bad token, unknown key, tampered ciphertext...).
-    #[error("kms: transit {operation} with key {key:?} refused ({status}): {message}")]
-    Refused {
-        /// `encrypt` or `decrypt`.
-        operation: &'static str,
-        /// The transit key.
-        key: String,
-        /// The HTTP status.
-        status: u16,
-        /// The server's own error messages.
-        message: String,
-    },
-    /// The server's answer is not what the transit API returns.
-    #[error("kms: transit {0}: unexpected answer")]
-    BadAnswer(&'static str),
-    /// The sealed file is unreadable or not of the sealed format.
-    #[error("keyring file {path}: {problem}")]
-    Sealed {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The opened keyring is not valid.
-    #[error(transparent)]
-    Keyring(#[from] KeyringError),
-}
-
 /// Refuses plain HTTP except to this machine.
-fn check_address(address: &str) -> Result<(), KmsError> {
-    let insecure = || KmsError::InsecureAddress(address.to_owned());
-    let url = reqwest::Url::parse(address).map_err(|_| KmsError::Unreachable {
+fn check_address(address: &str) -> Result<(), Error> {
+    let insecure = || Error::KmsInsecureAddress(address.to_owned());
+    let url = reqwest::Url::parse(address).map_err(|_| Error::KmsUnreachable {
         address: address.to_owned(),
         problem: "not a URL".to_owned(),
     })?;
@@ -173,7 +119,7 @@ struct Errors {
 
 impl Transit {
     /// A client of the configured transit key. Blocking: call it outside async tasks.
-    pub fn new(config: &KmsConfig) -> Result<Self, KmsError> {
+    pub fn new(config: &KmsConfig) -> Result<Self, Error> {
         check_address(&config.address)?;
         let mut http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
@@ -181,7 +127,7 @@ impl Transit {
             // A redirect would re-send the token (and, for encrypt, the keyring) elsewhere.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca_file) = &config.ca_file {
-            let file_error = |problem: String| KmsError::File {
+            let file_error = |problem: String| Error::KmsFile {
                 path: ca_file.clone(),
                 problem,
             };
@@ -194,7 +140,7 @@ impl Transit {
                 http = http.add_root_certificate(certificate);
             }
         }
-        let http = http.build().map_err(|error| KmsError::Unreachable {
+        let http = http.build().map_err(|error| Error::KmsUnreachable {
             address: config.address.clone(),
             problem: error.to_string(),
         })?;
@@ -205,7 +151,7 @@ impl Transit {
     }
 
     /// Encrypts `plaintext` under the transit key; the answer is a `vault:vN:...` ciphertext.
-    pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, KmsError> {
+    pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, Error> {
         let encoded = Zeroizing::new(STANDARD.encode(plaintext));
         let body = Zeroizing::new(format!(r#"{{"plaintext":"{}"}}"#, encoded.as_str()));
         let answer: Encrypted = self.call("encrypt", body)?;
@@ -213,20 +159,20 @@ impl Transit {
     }
 
     /// Decrypts a ciphertext of [`Transit::encrypt`].
-    pub fn decrypt(&self, ciphertext: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    pub fn decrypt(&self, ciphertext: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
         let body = Zeroizing::new(serde_json::json!({ "ciphertext": ciphertext }).to_string());
         let answer: Decrypted = self.call("decrypt", body)?;
         STANDARD
             .decode(answer.plaintext.expose_secret())
             .map(Zeroizing::new)
-            .map_err(|_| KmsError::BadAnswer("decrypt"))
+            .map_err(|_| Error::KmsBadAnswer("decrypt"))
     }
 
     fn call<T: serde::de::DeserializeOwned>(
         &self,
         operation: &'static str,
         body: Zeroizing<String>,
-    ) -> Result<T, KmsError> {
+    ) -> Result<T, Error> {
         let config = &self.config;
         let url = format!(
             "{}/v1/{}/{operation}/{}",
@@ -235,7 +181,7 @@ impl Transit {
             config.key
         );
         let mut token = reqwest::header::HeaderValue::from_str(self.token()?.expose_secret())
-            .map_err(|_| KmsError::NoToken)?;
+            .map_err(|_| Error::KmsNoToken)?;
         token.set_sensitive(true);
         let response = self
             .http
@@ -244,7 +190,7 @@ impl Transit {
             .header("content-type", "application/json")
             .body(body.as_bytes().to_vec())
             .send()
-            .map_err(|error| KmsError::Unreachable {
+            .map_err(|error| Error::KmsUnreachable {
                 address: config.address.clone(),
                 problem: error.without_url().to_string(),
             })?;
@@ -252,12 +198,12 @@ impl Transit {
         let bytes = Zeroizing::new(
             response
                 .bytes()
-                .map_err(|_| KmsError::BadAnswer(operation))?
+                .map_err(|_| Error::KmsBadAnswer(operation))?
                 .to_vec(),
         );
         if !status.is_success() {
             let errors: Errors = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(KmsError::Refused {
+            return Err(Error::KmsRefused {
                 operation,
                 key: config.key.clone(),
                 status: status.as_u16(),
@@ -266,14 +212,14 @@ impl Transit {
         }
         serde_json::from_slice::<Answer<T>>(&bytes)
             .map(|answer| answer.data)
-            .map_err(|_| KmsError::BadAnswer(operation))
+            .map_err(|_| Error::KmsBadAnswer(operation))
     }
 
-    fn token(&self) -> Result<SecretString, KmsError> {
+    fn token(&self) -> Result<SecretString, Error> {
         let token = match &self.config.token_file {
             Some(path) => std::fs::read_to_string(path)
                 .map(SecretString::from)
-                .map_err(|error| KmsError::File {
+                .map_err(|error| Error::KmsFile {
                     path: path.clone(),
                     problem: error.to_string(),
                 })?,
@@ -281,18 +227,18 @@ impl Transit {
                 .iter()
                 .find_map(|name| std::env::var(name).ok())
                 .map(SecretString::from)
-                .ok_or(KmsError::NoToken)?,
+                .ok_or(Error::KmsNoToken)?,
         };
         let trimmed = token.expose_secret().trim();
         if trimmed.is_empty() {
-            return Err(KmsError::NoToken);
+            return Err(Error::KmsNoToken);
         }
         Ok(SecretString::from(trimmed.to_owned()))
     }
 
     /// Opens a sealed keyring file.
-    pub fn load_keyring(&self, path: &Path) -> Result<Keyring, KmsError> {
-        let sealed_error = |problem: String| KmsError::Sealed {
+    pub fn load_keyring(&self, path: &Path) -> Result<Keyring, Error> {
+        let sealed_error = |problem: String| Error::Sealed {
             path: path.to_owned(),
             problem,
         };
@@ -317,7 +263,7 @@ impl Transit {
     }
 
     /// Seals `keyring` and writes it to `path`, replacing the file atomically.
-    pub fn save_keyring(&self, keyring: &Keyring, path: &Path) -> Result<(), KmsError> {
+    pub fn save_keyring(&self, keyring: &Keyring, path: &Path) -> Result<(), Error> {
         let sealed = SealedFile {
             kms_key: self.config.key.clone(),
             ciphertext: self.encrypt(keyring.to_toml().as_bytes())?,
@@ -326,9 +272,9 @@ impl Transit {
             "# pseudonym keyring, sealed by the OpenBao/Vault transit key {:?}.\n\
              # pseudonymd opens it with its [kms] settings; it holds no plain key bytes.\n{}",
             self.config.key,
-            toml::to_string(&sealed).map_err(|_| KmsError::BadAnswer("encrypt"))?
+            toml::to_string(&sealed).map_err(|_| Error::KmsBadAnswer("encrypt"))?
         );
-        write_private_file(path, text.as_bytes()).map_err(|error| KmsError::Sealed {
+        write_private_file(path, text.as_bytes()).map_err(|error| Error::Sealed {
             path: path.to_owned(),
             problem: error.to_string(),
         })
@@ -346,7 +292,7 @@ pub enum KeyringStore {
 
 impl KeyringStore {
     /// The store of `path`, sealed when `kms` is configured.
-    pub fn new(path: &Path, kms: Option<&KmsConfig>) -> Result<Self, KmsError> {
+    pub fn new(path: &Path, kms: Option<&KmsConfig>) -> Result<Self, Error> {
         Ok(match kms {
             None => KeyringStore::Plain(path.to_owned()),
             Some(kms) => KeyringStore::Sealed(path.to_owned(), Transit::new(kms)?),
@@ -361,11 +307,11 @@ impl KeyringStore {
     }
 
     /// Reads (and opens) the keyring.
-    pub fn load(&self) -> Result<Keyring, KmsError> {
+    pub fn load(&self) -> Result<Keyring, Error> {
         match self {
             KeyringStore::Plain(path) => Keyring::load(path).map_err(|error| {
                 if is_sealed(path) {
-                    KmsError::Sealed {
+                    Error::Sealed {
                         path: path.clone(),
                         problem: "this keyring is sealed by a KMS: configure [kms] to open it"
                             .to_owned(),
@@ -379,7 +325,7 @@ impl KeyringStore {
     }
 
     /// Writes (and seals) the keyring.
-    pub fn save(&self, keyring: &Keyring) -> Result<(), KmsError> {
+    pub fn save(&self, keyring: &Keyring) -> Result<(), Error> {
         match self {
             KeyringStore::Plain(path) => Ok(keyring.save(path)?),
             KeyringStore::Sealed(path, transit) => transit.save_keyring(keyring, path),
@@ -415,7 +361,7 @@ mod tests {
             "ftp://127.0.0.1",
         ] {
             assert!(
-                matches!(check_address(bad), Err(KmsError::InsecureAddress(_))),
+                matches!(check_address(bad), Err(Error::KmsInsecureAddress(_))),
                 "{bad}"
             );
         }

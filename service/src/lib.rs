@@ -7,7 +7,8 @@
 //! - [`config`]: the typed configuration, its defaults and its limits.
 //! - [`api`]: the HTTP routes, thin handlers and the tower layers around them.
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
-//! - [`error`]: request-level errors and their one conversion into HTTP answers.
+//! - [`error`]: the two errors: [`ApiError`] on the request path (with its one conversion into
+//!   an HTTP answer), [`Error`] for everything else.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`kms`]: keyring files sealed by an OpenBao/Vault transit key (envelope keys).
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.

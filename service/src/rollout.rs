@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
 use serde::Deserialize;
 
 /// What one replica's `/readyz` says of its keys.
@@ -19,47 +20,8 @@ pub struct ReplicaKeys {
     pub key_versions: Vec<u32>,
 }
 
-/// Why a rollout step is refused.
-#[derive(Debug, thiserror::Error)]
-pub enum RolloutError {
-    /// A replica could not say which keys it holds.
-    #[error(
-        "replica {url} did not answer /readyz as ready ({reason}); every replica must, to check the rollout"
-    )]
-    Unreachable {
-        /// The replica.
-        url: String,
-        /// What went wrong, without any response body.
-        reason: String,
-    },
-    /// A replica would be unable to open pseudonyms of the new primary.
-    #[error(
-        "replica {url} does not hold key version {version} (it holds {held:?}): reload it \
-         (SIGHUP) with the staged keyring first, or it cannot open what the others would make"
-    )]
-    NotHeld {
-        /// The replica.
-        url: String,
-        /// The version asked for.
-        version: u32,
-        /// The versions it holds.
-        held: Vec<u32>,
-    },
-    /// A replica still makes pseudonyms with the version to retire.
-    #[error(
-        "replica {url} still makes pseudonyms with key version {version}: roll out the new \
-         primary to every replica (and rewrap) before retiring it"
-    )]
-    StillPrimary {
-        /// The replica.
-        url: String,
-        /// The version to retire.
-        version: u32,
-    },
-}
-
 /// Asks each of `urls` (base URLs, `http://host:port`) what keys it holds.
-pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, RolloutError> {
+pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, Error> {
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
@@ -72,7 +34,7 @@ pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, RolloutError
                 .send()
                 .map_err(|e| unreachable(url, e))?;
             if !answer.status().is_success() {
-                return Err(RolloutError::Unreachable {
+                return Err(Error::ReplicaUnreachable {
                     url: url.clone(),
                     reason: format!("HTTP {}", answer.status()),
                 });
@@ -83,23 +45,20 @@ pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, RolloutError
         .collect()
 }
 
-fn unreachable(url: &str, error: reqwest::Error) -> RolloutError {
-    RolloutError::Unreachable {
+fn unreachable(url: &str, error: reqwest::Error) -> Error {
+    Error::ReplicaUnreachable {
         url: url.to_owned(),
         reason: error.without_url().to_string(),
     }
 }
 
 /// Whether every replica holds `version`, so it may become the primary.
-pub fn check_set_primary(
-    replicas: &[(String, ReplicaKeys)],
-    version: u32,
-) -> Result<(), RolloutError> {
+pub fn check_set_primary(replicas: &[(String, ReplicaKeys)], version: u32) -> Result<(), Error> {
     match replicas
         .iter()
         .find(|(_, keys)| !keys.key_versions.contains(&version))
     {
-        Some((url, keys)) => Err(RolloutError::NotHeld {
+        Some((url, keys)) => Err(Error::ReplicaLacksVersion {
             url: url.clone(),
             version,
             held: keys.key_versions.clone(),
@@ -109,12 +68,12 @@ pub fn check_set_primary(
 }
 
 /// Whether no replica makes pseudonyms with `version` any more, so it may be retired.
-pub fn check_retire(replicas: &[(String, ReplicaKeys)], version: u32) -> Result<(), RolloutError> {
+pub fn check_retire(replicas: &[(String, ReplicaKeys)], version: u32) -> Result<(), Error> {
     match replicas
         .iter()
         .find(|(_, keys)| keys.primary_key_version == version)
     {
-        Some((url, _)) => Err(RolloutError::StillPrimary {
+        Some((url, _)) => Err(Error::ReplicaStillPrimary {
             url: url.clone(),
             version,
         }),
@@ -140,7 +99,7 @@ mod tests {
     fn a_version_becomes_primary_only_once_every_replica_holds_it() {
         let staging = [replica("a", 1, &[1, 2]), replica("b", 1, &[1])];
         let refused = check_set_primary(&staging, 2).expect_err("b lacks 2");
-        assert!(matches!(&refused, RolloutError::NotHeld { url, .. } if url == "b"));
+        assert!(matches!(&refused, Error::ReplicaLacksVersion { url, .. } if url == "b"));
         assert!(refused.to_string().contains("does not hold key version 2"));
         let staged = [replica("a", 1, &[1, 2]), replica("b", 1, &[1, 2])];
         assert!(check_set_primary(&staged, 2).is_ok());
@@ -151,7 +110,7 @@ mod tests {
         let rolling = [replica("a", 2, &[1, 2]), replica("b", 1, &[1, 2])];
         assert!(matches!(
             check_retire(&rolling, 1),
-            Err(RolloutError::StillPrimary { url, version: 1 }) if url == "b"
+            Err(Error::ReplicaStillPrimary { url, version: 1 }) if url == "b"
         ));
         let rolled = [replica("a", 2, &[1, 2]), replica("b", 2, &[1, 2])];
         assert!(check_retire(&rolled, 1).is_ok());

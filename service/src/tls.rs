@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::error::Error;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -23,44 +24,23 @@ pub struct TlsConfig {
     pub client_ca_file: Option<PathBuf>,
 }
 
-/// Why TLS cannot be set up. Messages name files, never their content.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// `cert_file` without `key_file`, or the other way round, or a client CA without either.
-    #[error(
-        "configuration: tls: cert_file and key_file go together, and client_ca_file needs them"
-    )]
-    Incomplete,
-    /// A file could not be read or holds no PEM item of the expected kind.
-    #[error("tls: {path}: {problem}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, in words that never quote the file.
-        problem: String,
-    },
-    /// rustls refused the certificate, key or CA.
-    #[error("tls: {0}")]
-    Rustls(String),
-}
-
 impl TlsConfig {
     /// Whether the service serves HTTPS. Fails when the section is half filled in.
-    pub fn enabled(&self) -> Result<bool, TlsError> {
+    pub fn enabled(&self) -> Result<bool, Error> {
         match (&self.cert_file, &self.key_file, &self.client_ca_file) {
             (Some(_), Some(_), _) => Ok(true),
             (None, None, None) => Ok(false),
-            _ => Err(TlsError::Incomplete),
+            _ => Err(Error::TlsIncomplete),
         }
     }
 
     /// Reads the files into a rustls server configuration offering HTTP/2 and HTTP/1.1.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, Error> {
         let (Some(cert_file), Some(key_file)) = (&self.cert_file, &self.key_file) else {
-            return Err(TlsError::Incomplete);
+            return Err(Error::TlsIncomplete);
         };
         let chain = read_certificates(cert_file)?;
-        let key = PrivateKeyDer::from_pem_file(key_file).map_err(|error| TlsError::File {
+        let key = PrivateKeyDer::from_pem_file(key_file).map_err(|error| Error::TlsFile {
             path: key_file.clone(),
             problem: pem_problem(&error, "private key"),
         })?;
@@ -83,7 +63,7 @@ impl TlsConfig {
         };
         let mut config = builder
             .with_single_cert(chain, key)
-            .map_err(|error| TlsError::File {
+            .map_err(|error| Error::TlsFile {
                 path: key_file.clone(),
                 problem: format!("does not fit the certificate: {error}"),
             })?;
@@ -92,8 +72,8 @@ impl TlsConfig {
     }
 }
 
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let file_error = |problem: String| TlsError::File {
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let file_error = |problem: String| Error::TlsFile {
         path: path.to_owned(),
         problem,
     };
@@ -116,8 +96,8 @@ fn pem_problem(error: &rustls::pki_types::pem::Error, kind: &str) -> String {
     }
 }
 
-fn rustls_error(error: impl std::fmt::Display) -> TlsError {
-    TlsError::Rustls(error.to_string())
+fn rustls_error(error: impl std::fmt::Display) -> Error {
+    Error::Tls(error.to_string())
 }
 
 #[cfg(test)]
@@ -131,12 +111,12 @@ mod tests {
             cert_file: Some("cert.pem".into()),
             ..TlsConfig::default()
         };
-        assert!(matches!(only_cert.enabled(), Err(TlsError::Incomplete)));
+        assert!(matches!(only_cert.enabled(), Err(Error::TlsIncomplete)));
         let only_ca = TlsConfig {
             client_ca_file: Some("ca.pem".into()),
             ..TlsConfig::default()
         };
-        assert!(matches!(only_ca.enabled(), Err(TlsError::Incomplete)));
+        assert!(matches!(only_ca.enabled(), Err(Error::TlsIncomplete)));
     }
 
     #[test]

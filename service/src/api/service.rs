@@ -77,7 +77,7 @@ impl AppState {
     }
 
     /// Opens the audit file again at its path (after log rotation).
-    pub async fn reopen_audit(&self) -> Result<(), crate::audit::AuditError> {
+    pub async fn reopen_audit(&self) -> Result<(), crate::Error> {
         self.0.audit.reopen().await
     }
 
