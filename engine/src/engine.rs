@@ -5,8 +5,8 @@
 //!
 //! | mode | subkey | token payload |
 //! |---|---|---|
-//! | deterministic | 64 bytes, `pseudonym/1 deterministic aes-siv` | AES-SIV(ad = [domain]) as `tag ‖ ciphertext` |
-//! | randomized | 64 bytes, `pseudonym/1 randomized aes-siv` | `nonce ‖ tag ‖ ciphertext`, AES-SIV(ad = [domain, nonce]) |
+//! | deterministic | 64 bytes, `pseudonym/1 deterministic aes-siv` | AES-SIV(ad = \[domain\]) as `tag ‖ ciphertext` |
+//! | randomized | 64 bytes, `pseudonym/1 randomized aes-siv` | `nonce ‖ tag ‖ ciphertext`, AES-SIV(ad = \[domain, nonce\]) |
 //! | hash | 32 bytes, `pseudonym/1 hash hmac-sha256` | HMAC-SHA256(len(domain) as u16 BE ‖ domain ‖ value) |
 //!
 //! Changing any of this changes every pseudonym: it needs a new token format version.

@@ -158,7 +158,7 @@ pub fn check_token(data: &[u8]) {
     }
 }
 
-/// The first byte picks a route from [`routes`], the rest is the JSON body, sent with a key
+/// The first byte picks a route from the API document's POST routes, the rest is the JSON body, sent with a key
 /// allowed everything: the service answers 2xx or 4xx, always with a JSON body.
 pub fn check_request(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else {

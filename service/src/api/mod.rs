@@ -1,9 +1,9 @@
 //! The HTTP API: routes, thin handlers, and the tower layers around them.
 //!
-//! Handlers parse, call the service layer ([`service`]) and map its answer. Limits, timeouts,
+//! Handlers parse, call the service layer (`service.rs`) and map its answer. Limits, timeouts,
 //! load shedding, metrics, request tracing and the audit of refused privileged requests are
-//! layers ([`layers`]), not handler code. Each request's `Authenticated` extractor
-//! ([`extract`]) holds one snapshot of the keys in service and the API key's place among its
+//! layers (`layers.rs`), not handler code. Each request's `Authenticated` extractor
+//! (`extract.rs`) holds one snapshot of the keys in service and the API key's place among its
 //! requests in flight, for the whole request; the request's values are read (bounded by
 //! `limits.max_values`) only once it is authorized.
 
