@@ -2,6 +2,7 @@
 //!
 //! - [`engine`]: AES-SIV (RFC 5297) and HMAC-SHA256 over batches of values, per key version and
 //!   domain; the [`Engine`] the service, the benchmarks and the load generator's baseline share.
+//! - [`siv`]: AES-SIV (RFC 5297) for batches, checked against the `aes-siv` crate.
 //! - [`keyring`]: numbered key versions and the primary one; file format, generation.
 //! - [`token`]: the printable, self-describing form of a pseudonym.
 //! - [`seed`]: the replaced service's tokens and key, read and written for migration.
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod keyring;
 pub mod private_file;
 pub mod seed;
+pub mod siv;
 pub mod token;
 
 pub use engine::Engine;
