@@ -16,9 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use aes_siv::aead::KeyInit;
-use aes_siv::aead::generic_array::GenericArray;
-use aes_siv::siv::Aes256Siv;
+use aes::Aes256;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use pseudonym_client::wire::{ItemError, ReidentifyResponse, RewrapResponse};
@@ -29,6 +27,7 @@ use sha2::Sha256;
 
 use crate::keyring::{Keyring, SecretKey};
 use crate::seed::{self, SeedCipher, SeedMode};
+use crate::siv::{Block, Siv};
 use crate::token;
 use pseudonym_client::wire::Domain;
 
@@ -67,20 +66,16 @@ struct VersionKeys {
     hash: SecretBox<[u8; HASH_KEY_LEN]>,
 }
 
-/// An AES-SIV key. `aes_siv::Siv` is neither `Clone` nor usable through `&self`, so each batch
-/// builds its own cipher from these bytes (a key schedule per batch, not per value).
-struct SivKey(SecretBox<[u8; SIV_KEY_LEN]>);
+/// An AES-SIV key with its key schedules and CMAC subkeys, built once per key version and
+/// shared by every batch (and thread).
+struct SivKey(Siv<Aes256>);
 
 impl SivKey {
     fn derive(hkdf: &Hkdf<Sha256>, info: &[u8]) -> Self {
-        let mut key = Box::new([0u8; SIV_KEY_LEN]);
+        let mut key = zeroize::Zeroizing::new([0u8; SIV_KEY_LEN]);
         hkdf.expand(info, key.as_mut())
             .expect("64 bytes is a valid HKDF-SHA256 output length");
-        SivKey(SecretBox::new(key))
-    }
-
-    fn cipher(&self) -> Aes256Siv {
-        Aes256Siv::new(GenericArray::from_slice(self.0.expose_secret()))
+        SivKey(Siv::new(key.as_ref()).expect("a 512-bit AES-SIV key"))
     }
 }
 
@@ -172,11 +167,11 @@ impl Engine {
         mode: Mode,
         values: &[Option<S>],
     ) -> Vec<Option<String>> {
-        let mut sealer = Sealer::new(self.primary_keys(), self.primary, mode, domain);
-        values
+        let values: Vec<Option<&[u8]>> = values
             .iter()
-            .map(|value| value.as_ref().map(|v| sealer.seal(v.as_ref().as_bytes())))
-            .collect()
+            .map(|value| value.as_ref().map(|v| v.as_ref().as_bytes()))
+            .collect();
+        self.seal(mode, domain, &values)
     }
 
     /// The value behind each token of `domain`: same order, `None` stays `None`. A token that
@@ -186,17 +181,17 @@ impl Engine {
         domain: Domain<'_>,
         tokens: &[Option<S>],
     ) -> ReidentifyResponse {
-        let mut opener = Opener::new(self, domain);
         let mut errors = Vec::new();
-        let values = tokens
-            .iter()
+        let values = self
+            .open(domain, tokens)
+            .into_iter()
             .enumerate()
-            .map(|(index, token)| {
-                let token = token.as_ref()?;
-                opener
-                    .open(token.as_ref())
-                    .map_err(|code| errors.push(ItemError { index, code }))
-                    .ok()
+            .map(|(index, opened)| match opened? {
+                Ok((_, value)) => Some(value),
+                Err(code) => {
+                    errors.push(ItemError { index, code });
+                    None
+                }
             })
             .collect();
         ReidentifyResponse { values, errors }
@@ -212,25 +207,27 @@ impl Engine {
         domain: Domain<'_>,
         tokens: &[Option<S>],
     ) -> RewrapResponse {
-        let mut opener = Opener::new(self, domain);
-        let mut sealers: [Option<Sealer<'_>>; 2] = [None, None];
+        let opened = self.open(domain, tokens);
         let mut errors = Vec::new();
-        let pseudonyms = tokens
-            .iter()
-            .enumerate()
-            .map(|(index, token)| {
-                let token = token.as_ref()?;
-                let (mode, value) = opener
-                    .open_with_mode(token.as_ref())
-                    .map_err(|code| errors.push(ItemError { index, code }))
-                    .ok()?;
-                let slot = &mut sealers[usize::from(mode == Mode::Randomized)];
-                let sealer = slot.get_or_insert_with(|| {
-                    Sealer::new(self.primary_keys(), self.primary, mode, domain)
-                });
-                Some(sealer.seal(value.as_bytes()))
-            })
-            .collect();
+        let mut pseudonyms = vec![None; tokens.len()];
+        for mode in [Mode::Deterministic, Mode::Randomized] {
+            let (indices, values): (Vec<usize>, Vec<Option<&[u8]>>) = opened
+                .iter()
+                .enumerate()
+                .filter_map(|(index, item)| match item {
+                    Some(Ok((m, value))) if *m == mode => Some((index, Some(value.as_bytes()))),
+                    _ => None,
+                })
+                .unzip();
+            for (index, token) in indices.into_iter().zip(self.seal(mode, domain, &values)) {
+                pseudonyms[index] = token;
+            }
+        }
+        for (index, item) in opened.iter().enumerate() {
+            if let Some(Err(code)) = item {
+                errors.push(ItemError { index, code: *code });
+            }
+        }
         RewrapResponse { pseudonyms, errors }
     }
 
@@ -239,164 +236,245 @@ impl Engine {
             .get(&self.primary)
             .expect("the keyring checked that the primary version is present")
     }
-}
 
-/// Makes tokens for one batch: cipher or MAC state set up once, buffers reused.
-struct Sealer<'a> {
-    domain: Domain<'a>,
-    header: String,
-    payload: Vec<u8>,
-    kind: SealerKind,
-}
-
-enum SealerKind {
-    Deterministic(Aes256Siv),
-    Randomized(Aes256Siv),
-    /// Keyed and with the length-prefixed domain already absorbed.
-    Hash(Hmac<Sha256>),
-}
-
-impl<'a> Sealer<'a> {
-    fn new(keys: &VersionKeys, version: u32, mode: Mode, domain: Domain<'a>) -> Self {
-        let kind = match mode {
-            Mode::Deterministic => SealerKind::Deterministic(keys.deterministic.cipher()),
-            Mode::Randomized => SealerKind::Randomized(keys.randomized.cipher()),
-            Mode::Hash => {
-                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.hash.expose_secret())
-                    .expect("HMAC takes keys of any length");
-                let label = domain.as_str().as_bytes();
-                let label_len =
-                    u16::try_from(label.len()).expect("domains are at most 64 bytes long");
-                mac.update(&label_len.to_be_bytes());
-                mac.update(label);
-                SealerKind::Hash(mac)
-            }
+    /// Tokens of `mode` under the primary version, one per value, `None` kept.
+    fn seal(
+        &self,
+        mode: Mode,
+        domain: Domain<'_>,
+        values: &[Option<&[u8]>],
+    ) -> Vec<Option<String>> {
+        let keys = self.primary_keys();
+        let header = token::header(mode, self.primary);
+        let siv = match mode {
+            Mode::Deterministic => &keys.deterministic.0,
+            Mode::Randomized => &keys.randomized.0,
+            Mode::Hash => return seal_hash(keys, &header, domain, values),
         };
-        Sealer {
-            domain,
-            header: token::header(mode, version),
-            payload: Vec::new(),
-            kind,
-        }
-    }
-
-    fn seal(&mut self, value: &[u8]) -> String {
-        let domain = self.domain.as_str().as_bytes();
-        let payload = &mut self.payload;
-        payload.clear();
-        match &mut self.kind {
-            SealerKind::Deterministic(siv) => {
-                payload.resize(TAG_LEN, 0);
-                payload.extend_from_slice(value);
-                let tag = siv
-                    .encrypt_in_place_detached([domain], &mut payload[TAG_LEN..])
-                    .expect("one header is within AES-SIV's limit");
-                payload[..TAG_LEN].copy_from_slice(&tag);
+        // One buffer holds every payload: `[nonce ‖] tag ‖ value`, sealed in place.
+        let nonce_len = if mode == Mode::Randomized {
+            NONCE_LEN
+        } else {
+            0
+        };
+        let mut batch = Payloads::with_prefix(nonce_len + TAG_LEN, values.iter().flatten());
+        let state = siv.absorb(&[domain.as_str().as_bytes()]);
+        let states = match mode {
+            Mode::Randomized => {
+                let nonces: Vec<Block> = (0..batch.len())
+                    .map(|_| {
+                        let mut nonce = [0u8; NONCE_LEN];
+                        rand::rng().fill_bytes(&mut nonce);
+                        nonce
+                    })
+                    .collect();
+                for (index, nonce) in nonces.iter().enumerate() {
+                    batch.prefix_mut(index)[..NONCE_LEN].copy_from_slice(nonce);
+                }
+                siv.absorb_each(&state, &nonces)
             }
-            SealerKind::Randomized(siv) => {
-                payload.resize(NONCE_LEN + TAG_LEN, 0);
-                rand::rng().fill_bytes(&mut payload[..NONCE_LEN]);
-                payload.extend_from_slice(value);
-                let (nonce, rest) = payload.split_at_mut(NONCE_LEN);
-                let tag = siv
-                    .encrypt_in_place_detached([domain, &*nonce], &mut rest[TAG_LEN..])
-                    .expect("two headers are within AES-SIV's limit");
-                rest[..TAG_LEN].copy_from_slice(&tag);
+            _ => Vec::new(),
+        };
+        let state_of = |index: usize| states.get(index).copied().unwrap_or(state);
+        let tags = siv.seal(state_of, &mut batch.bodies_mut());
+        for (index, tag) in tags.iter().enumerate() {
+            batch.prefix_mut(index)[nonce_len..].copy_from_slice(tag);
+        }
+        let mut sealed = (0..batch.len()).map(|index| Some(batch.token(&header, index)));
+        values
+            .iter()
+            .map(|value| value.and_then(|_| sealed.next().flatten()))
+            .collect()
+    }
+
+    /// Each token opened, with its mode: `None` for `None`, per-item errors in place.
+    #[allow(clippy::type_complexity)]
+    fn open<S: AsRef<str>>(
+        &self,
+        domain: Domain<'_>,
+        tokens: &[Option<S>],
+    ) -> Vec<Option<Result<(Mode, String), ItemErrorCode>>> {
+        let mut answers: Vec<Option<Result<(Mode, String), ItemErrorCode>>> =
+            tokens.iter().map(|_| None).collect();
+        // Tokens of ours, grouped by the key that opens them: (version, mode) -> indices.
+        let mut groups: BTreeMap<(u32, bool), Vec<usize>> = BTreeMap::new();
+        let mut payloads: Vec<Vec<u8>> = tokens.iter().map(|_| Vec::new()).collect();
+        for (index, token) in tokens.iter().enumerate() {
+            let Some(token) = token.as_ref().map(AsRef::as_ref) else {
+                continue;
+            };
+            let parsed = if seed::is_seed_token(token) {
+                Err(Some(self.open_seed(domain, token)))
+            } else {
+                self.parse(token, &mut payloads[index])
+                    .map_err(|code| Some(Err(code)))
+            };
+            match parsed {
+                Ok(key) => groups.entry(key).or_default().push(index),
+                Err(answer) => answers[index] = answer,
             }
-            SealerKind::Hash(mac) => {
-                let digest = mac.clone().chain_update(value).finalize().into_bytes();
-                payload.extend_from_slice(&digest);
+        }
+        for ((version, randomized), indices) in groups {
+            let keys = &self.versions[&version];
+            let (siv, mode, nonce_len) = if randomized {
+                (&keys.randomized.0, Mode::Randomized, NONCE_LEN)
+            } else {
+                (&keys.deterministic.0, Mode::Deterministic, 0)
+            };
+            let state = siv.absorb(&[domain.as_str().as_bytes()]);
+            let split = |index: usize| -> (Block, Block) {
+                let payload = &payloads[index];
+                let mut nonce = [0u8; 16];
+                nonce[..nonce_len].copy_from_slice(&payload[..nonce_len]);
+                let tag = payload[nonce_len..nonce_len + TAG_LEN]
+                    .try_into()
+                    .expect("parse checked the length");
+                (nonce, tag)
+            };
+            let (nonces, tags): (Vec<Block>, Vec<Block>) =
+                indices.iter().map(|&index| split(index)).unzip();
+            let states = if randomized {
+                siv.absorb_each(&state, &nonces)
+            } else {
+                Vec::new()
+            };
+            let state_of = |lane: usize| states.get(lane).copied().unwrap_or(state);
+            let mut bodies: Vec<Vec<u8>> = indices
+                .iter()
+                .map(|&index| payloads[index].split_off(nonce_len + TAG_LEN))
+                .collect();
+            let mut slices: Vec<&mut [u8]> = bodies.iter_mut().map(Vec::as_mut_slice).collect();
+            let authentic = siv.open(state_of, &tags, &mut slices);
+            for ((index, body), authentic) in indices.into_iter().zip(bodies).zip(authentic) {
+                let value = match authentic {
+                    true => String::from_utf8(body).map_err(|_| ItemErrorCode::InvalidToken),
+                    false => Err(ItemErrorCode::InvalidToken),
+                };
+                answers[index] = Some(value.map(|value| (mode, value)));
             }
         }
-        let mut token = String::with_capacity(token::encoded_len(self.header.len(), payload.len()));
-        token.push_str(&self.header);
-        token::append_payload(&mut token, payload);
-        token
+        answers
     }
-}
 
-/// Opens tokens for one batch: one cipher per key version and mode met, built on first use.
-struct Opener<'e, 'd> {
-    engine: &'e Engine,
-    domain: Domain<'d>,
-    ciphers: BTreeMap<(u32, bool), Aes256Siv>,
-    payload: Vec<u8>,
-}
-
-impl<'e, 'd> Opener<'e, 'd> {
-    fn new(engine: &'e Engine, domain: Domain<'d>) -> Self {
-        Opener {
-            engine,
-            domain,
-            ciphers: BTreeMap::new(),
-            payload: Vec::new(),
+    /// The key that opens a token of ours, its payload decoded into `payload`; or why none does.
+    fn parse(&self, token: &str, payload: &mut Vec<u8>) -> Result<(u32, bool), ItemErrorCode> {
+        let (mode, version) =
+            token::parse(token, payload).map_err(|token::Malformed| ItemErrorCode::InvalidToken)?;
+        if !self.versions.contains_key(&version) {
+            return Err(ItemErrorCode::UnknownKeyVersion);
         }
-    }
-
-    fn open(&mut self, token: &str) -> Result<String, ItemErrorCode> {
-        self.open_with_mode(token).map(|(_, value)| value)
-    }
-
-    fn open_with_mode(&mut self, token: &str) -> Result<(Mode, String), ItemErrorCode> {
-        if seed::is_seed_token(token) {
-            return self.open_seed(token);
-        }
-        let (mode, version) = token::parse(token, &mut self.payload)
-            .map_err(|token::Malformed| ItemErrorCode::InvalidToken)?;
-        let keys = self
-            .engine
-            .versions
-            .get(&version)
-            .ok_or(ItemErrorCode::UnknownKeyVersion)?;
         let randomized = match mode {
             Mode::Deterministic => false,
             Mode::Randomized => true,
             Mode::Hash => return Err(ItemErrorCode::NotReversible),
         };
-        let siv = self
-            .ciphers
-            .entry((version, randomized))
-            .or_insert_with(|| {
-                if randomized {
-                    keys.randomized.cipher()
-                } else {
-                    keys.deterministic.cipher()
-                }
-            });
-        let domain = self.domain.as_str().as_bytes();
-        let payload = &mut self.payload;
         let nonce_len = if randomized { NONCE_LEN } else { 0 };
-        let (nonce, sealed) = payload
-            .split_at_mut_checked(nonce_len)
-            .ok_or(ItemErrorCode::InvalidToken)?;
-        let (tag, ciphertext) = sealed
-            .split_at_mut_checked(TAG_LEN)
-            .ok_or(ItemErrorCode::InvalidToken)?;
-        let tag = GenericArray::clone_from_slice(tag);
-        let opened = if randomized {
-            siv.decrypt_in_place_detached([domain, &*nonce], ciphertext, &tag)
-        } else {
-            siv.decrypt_in_place_detached([domain], ciphertext, &tag)
-        };
-        opened.map_err(|_| ItemErrorCode::InvalidToken)?;
-        std::str::from_utf8(ciphertext)
-            .map(|value| (mode, value.to_owned()))
-            .map_err(|_| ItemErrorCode::InvalidToken)
+        if payload.len() < nonce_len + TAG_LEN {
+            return Err(ItemErrorCode::InvalidToken);
+        }
+        Ok((version, randomized))
     }
 
     /// A token of the replaced service: valid only in the compatible domain, and only while its
     /// key is in the keyring (without it, one of the right shape names an unknown key).
-    fn open_seed(&mut self, token: &str) -> Result<(Mode, String), ItemErrorCode> {
-        if self.engine.compat_domain.as_deref() != Some(self.domain.as_str()) {
+    fn open_seed(&self, domain: Domain<'_>, token: &str) -> Result<(Mode, String), ItemErrorCode> {
+        if self.compat_domain.as_deref() != Some(domain.as_str()) {
             return Err(ItemErrorCode::InvalidToken);
         }
-        match &self.engine.seed {
+        match &self.seed {
             Some(cipher) => cipher
-                .open(token, &mut self.payload)
+                .open(token, &mut Vec::new())
                 .map(|(mode, value)| (mode.into(), value)),
             None if seed::has_seed_shape(token) => Err(ItemErrorCode::UnknownKeyVersion),
             None => Err(ItemErrorCode::InvalidToken),
         }
+    }
+}
+
+/// Hash tokens: HMAC-SHA256 keyed once per batch, the length-prefixed domain absorbed once.
+fn seal_hash(
+    keys: &VersionKeys,
+    header: &str,
+    domain: Domain<'_>,
+    values: &[Option<&[u8]>],
+) -> Vec<Option<String>> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.hash.expose_secret())
+        .expect("HMAC takes keys of any length");
+    let label = domain.as_str().as_bytes();
+    let label_len = u16::try_from(label.len()).expect("domains are at most 64 bytes long");
+    mac.update(&label_len.to_be_bytes());
+    mac.update(label);
+    values
+        .iter()
+        .map(|value| {
+            let digest = mac.clone().chain_update((*value)?).finalize().into_bytes();
+            let mut token = String::with_capacity(token::encoded_len(header.len(), digest.len()));
+            token.push_str(header);
+            token::append_payload(&mut token, &digest);
+            Some(token)
+        })
+        .collect()
+}
+
+/// The payloads of a batch in one buffer: for each value, a prefix (`[nonce ‖] tag`) and the
+/// value's bytes, which the cipher turns into the ciphertext in place.
+struct Payloads {
+    buffer: Vec<u8>,
+    /// Where each payload starts; one more entry marks the end of the last.
+    starts: Vec<usize>,
+    prefix: usize,
+}
+
+impl Payloads {
+    fn with_prefix<'v>(prefix: usize, values: impl Iterator<Item = &'v &'v [u8]>) -> Self {
+        let mut buffer = Vec::new();
+        let mut starts = vec![0];
+        for value in values {
+            buffer.resize(buffer.len() + prefix, 0);
+            buffer.extend_from_slice(value);
+            starts.push(buffer.len());
+        }
+        Payloads {
+            buffer,
+            starts,
+            prefix,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    fn prefix_mut(&mut self, index: usize) -> &mut [u8] {
+        let start = self.starts[index];
+        &mut self.buffer[start..start + self.prefix]
+    }
+
+    /// Every value's bytes, in order, each its own slice of the buffer.
+    fn bodies_mut(&mut self) -> Vec<&mut [u8]> {
+        let mut bodies = Vec::with_capacity(self.len());
+        let mut rest = self.buffer.as_mut_slice();
+        for window in self.starts.windows(2) {
+            let (payload, tail) = rest.split_at_mut(window[1] - window[0]);
+            bodies.push(&mut payload[self.prefix..]);
+            rest = tail;
+        }
+        bodies
+    }
+
+    fn token(&self, header: &str, index: usize) -> String {
+        let payload = &self.buffer[self.starts[index]..self.starts[index + 1]];
+        let mut token = String::with_capacity(token::encoded_len(header.len(), payload.len()));
+        token.push_str(header);
+        token::append_payload(&mut token, payload);
+        token
+    }
+}
+
+impl Drop for Payloads {
+    fn drop(&mut self) {
+        // The buffer held plaintext before it was sealed.
+        zeroize::Zeroize::zeroize(&mut self.buffer);
     }
 }
 
