@@ -38,15 +38,31 @@ fn modes(c: &mut Criterion) {
             }
         })
     });
+    group.bench_function("bare_aes_siv_decrypt", |b| {
+        let key = [7u8; 64];
+        let mut siv = Aes256Siv::new(GenericArray::from_slice(&key));
+        let sealed: Vec<Vec<u8>> = values
+            .iter()
+            .flatten()
+            .map(|value| siv.encrypt([b"vin"], value.as_bytes()).expect("encrypts"))
+            .collect();
+        b.iter(|| {
+            for item in &sealed {
+                black_box(siv.decrypt([b"vin"], item).expect("decrypts"));
+            }
+        })
+    });
     for mode in Mode::ALL {
         group.bench_function(format!("pseudonymize_{}", mode.as_str()), |b| {
             b.iter(|| black_box(engine.pseudonymize(vin, mode, black_box(&values))))
         });
     }
-    let tokens = engine.pseudonymize(vin, Mode::Deterministic, &values);
-    group.bench_function("reidentify_deterministic", |b| {
-        b.iter(|| black_box(engine.reidentify(vin, black_box(&tokens))))
-    });
+    for mode in [Mode::Deterministic, Mode::Randomized] {
+        let tokens = engine.pseudonymize(vin, mode, &values);
+        group.bench_function(format!("reidentify_{}", mode.as_str()), |b| {
+            b.iter(|| black_box(engine.reidentify(vin, black_box(&tokens))))
+        });
+    }
 
     let mut keyring = Keyring::generate();
     let secret = r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",

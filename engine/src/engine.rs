@@ -296,9 +296,12 @@ impl Engine {
     ) -> Vec<Option<Result<(Mode, String), ItemErrorCode>>> {
         let mut answers: Vec<Option<Result<(Mode, String), ItemErrorCode>>> =
             tokens.iter().map(|_| None).collect();
-        // Tokens of ours, grouped by the key that opens them: (version, mode) -> indices.
+        // Tokens of ours, grouped by the key that opens them: (version, mode) -> indices; their
+        // payloads decoded one after the other into one buffer.
         let mut groups: BTreeMap<(u32, bool), Vec<usize>> = BTreeMap::new();
-        let mut payloads: Vec<Vec<u8>> = tokens.iter().map(|_| Vec::new()).collect();
+        let mut buffer = Vec::with_capacity(tokens.len() * 48);
+        let mut payloads = vec![0..0; tokens.len()];
+        let mut decoded = Vec::new();
         for (index, token) in tokens.iter().enumerate() {
             let Some(token) = token.as_ref().map(AsRef::as_ref) else {
                 continue;
@@ -306,11 +309,15 @@ impl Engine {
             let parsed = if seed::is_seed_token(token) {
                 Err(Some(self.open_seed(domain, token)))
             } else {
-                self.parse(token, &mut payloads[index])
+                self.parse(token, &mut decoded)
                     .map_err(|code| Some(Err(code)))
             };
             match parsed {
-                Ok(key) => groups.entry(key).or_default().push(index),
+                Ok(key) => {
+                    payloads[index] = buffer.len()..buffer.len() + decoded.len();
+                    buffer.extend_from_slice(&decoded);
+                    groups.entry(key).or_default().push(index);
+                }
                 Err(answer) => answers[index] = answer,
             }
         }
@@ -322,35 +329,32 @@ impl Engine {
                 (&keys.deterministic.0, Mode::Deterministic, 0)
             };
             let state = siv.absorb(&[domain.as_str().as_bytes()]);
-            let split = |index: usize| -> (Block, Block) {
-                let payload = &payloads[index];
-                let mut nonce = [0u8; 16];
-                nonce[..nonce_len].copy_from_slice(&payload[..nonce_len]);
-                let tag = payload[nonce_len..nonce_len + TAG_LEN]
+            let field = |index: usize, at: usize| -> Block {
+                let start = payloads[index].start + at;
+                buffer[start..start + 16]
                     .try_into()
-                    .expect("parse checked the length");
-                (nonce, tag)
+                    .expect("parse checked the length")
             };
-            let (nonces, tags): (Vec<Block>, Vec<Block>) =
-                indices.iter().map(|&index| split(index)).unzip();
+            let tags: Vec<Block> = indices.iter().map(|&i| field(i, nonce_len)).collect();
             let states = if randomized {
+                let nonces: Vec<Block> = indices.iter().map(|&i| field(i, 0)).collect();
                 siv.absorb_each(&state, &nonces)
             } else {
                 Vec::new()
             };
             let state_of = |lane: usize| states.get(lane).copied().unwrap_or(state);
-            let mut bodies: Vec<Vec<u8>> = indices
-                .iter()
-                .map(|&index| payloads[index].split_off(nonce_len + TAG_LEN))
-                .collect();
-            let mut slices: Vec<&mut [u8]> = bodies.iter_mut().map(Vec::as_mut_slice).collect();
-            let authentic = siv.open(state_of, &tags, &mut slices);
+            let bodies = indices.iter().map(|&index| {
+                let payload = &payloads[index];
+                payload.start + nonce_len + TAG_LEN..payload.end
+            });
+            let mut bodies = disjoint_mut(&mut buffer, bodies);
+            let authentic = siv.open(state_of, &tags, &mut bodies);
             for ((index, body), authentic) in indices.into_iter().zip(bodies).zip(authentic) {
                 let value = match authentic {
-                    true => String::from_utf8(body).map_err(|_| ItemErrorCode::InvalidToken),
+                    true => std::str::from_utf8(body).map_err(|_| ItemErrorCode::InvalidToken),
                     false => Err(ItemErrorCode::InvalidToken),
                 };
-                answers[index] = Some(value.map(|value| (mode, value)));
+                answers[index] = Some(value.map(|value| (mode, value.to_owned())));
             }
         }
         answers
@@ -425,10 +429,29 @@ struct Payloads {
     prefix: usize,
 }
 
+/// Slices of `buffer` at `ranges`, which must be in ascending order and not overlap.
+fn disjoint_mut<'b>(
+    mut buffer: &'b mut [u8],
+    ranges: impl Iterator<Item = std::ops::Range<usize>>,
+) -> Vec<&'b mut [u8]> {
+    let mut slices = Vec::with_capacity(ranges.size_hint().0);
+    let mut consumed = 0;
+    for range in ranges {
+        let (_, rest) = std::mem::take(&mut buffer).split_at_mut(range.start - consumed);
+        let (slice, rest) = rest.split_at_mut(range.len());
+        slices.push(slice);
+        buffer = rest;
+        consumed = range.end;
+    }
+    slices
+}
+
 impl Payloads {
-    fn with_prefix<'v>(prefix: usize, values: impl Iterator<Item = &'v &'v [u8]>) -> Self {
-        let mut buffer = Vec::new();
-        let mut starts = vec![0];
+    fn with_prefix<'v>(prefix: usize, values: impl Iterator<Item = &'v &'v [u8]> + Clone) -> Self {
+        let total: usize = values.clone().map(|value| prefix + value.len()).sum();
+        let mut buffer = Vec::with_capacity(total);
+        let mut starts = Vec::with_capacity(values.size_hint().0 + 1);
+        starts.push(0);
         for value in values {
             buffer.resize(buffer.len() + prefix, 0);
             buffer.extend_from_slice(value);
@@ -452,14 +475,9 @@ impl Payloads {
 
     /// Every value's bytes, in order, each its own slice of the buffer.
     fn bodies_mut(&mut self) -> Vec<&mut [u8]> {
-        let mut bodies = Vec::with_capacity(self.len());
-        let mut rest = self.buffer.as_mut_slice();
-        for window in self.starts.windows(2) {
-            let (payload, tail) = rest.split_at_mut(window[1] - window[0]);
-            bodies.push(&mut payload[self.prefix..]);
-            rest = tail;
-        }
-        bodies
+        let prefix = self.prefix;
+        let bodies = self.starts.windows(2).map(|w| w[0] + prefix..w[1]);
+        disjoint_mut(&mut self.buffer, bodies)
     }
 
     fn token(&self, header: &str, index: usize) -> String {
@@ -468,13 +486,6 @@ impl Payloads {
         token.push_str(header);
         token::append_payload(&mut token, payload);
         token
-    }
-}
-
-impl Drop for Payloads {
-    fn drop(&mut self) {
-        // The buffer held plaintext before it was sealed.
-        zeroize::Zeroize::zeroize(&mut self.buffer);
     }
 }
 

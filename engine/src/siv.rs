@@ -14,6 +14,9 @@
 //!   enciphered in one call, and so are all the CTR blocks (§2.5, §2.6) of a batch, so the
 //!   independent blocks overlap in the AES unit instead of waiting for each other.
 //! - Tags are compared in constant time; a value whose tag does not match is wiped.
+//! - Key material (the key schedules, in the `aes` crate, and the CMAC subkeys) is wiped when a
+//!   [`Siv`] is dropped. Buffers of values are not: the values came in the caller's buffers
+//!   and leave in them.
 
 use aes::cipher::consts::U16;
 use aes::cipher::generic_array::GenericArray;
@@ -146,52 +149,49 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
                     t.extend_from_slice(&xor(&dbl(&state), &pad(value)));
                 }
             }
-            tags.extend(self.cmac_lanes(&last_strings[..chunk.len()]));
-        }
-        for t in &mut last_strings {
-            t.zeroize();
+            let messages: [&[u8]; LANES] = std::array::from_fn(|lane| &last_strings[lane][..]);
+            tags.extend_from_slice(&self.cmac_lanes(&messages[..chunk.len()])[..chunk.len()]);
         }
         tags
     }
 
-    /// `CMAC(K1, m)` of each message (RFC 4493 §2.4), the block `i` of every message
-    /// enciphered in one call.
-    fn cmac_lanes(&self, messages: &[Vec<u8>]) -> Vec<Block> {
-        let blocks_of = |m: &Vec<u8>| m.len().div_ceil(16).max(1);
-        let rounds = messages.iter().map(blocks_of).max().unwrap_or(0);
-        let mut chains = vec![[0u8; 16]; messages.len()];
-        let mut batch: Vec<GenericArray<u8, U16>> = Vec::with_capacity(messages.len());
-        let mut lanes = Vec::with_capacity(messages.len());
+    /// `CMAC(K1, m)` of each of up to [`LANES`] messages (RFC 4493 §2.4), the block `i` of every
+    /// message enciphered in one call.
+    fn cmac_lanes(&self, messages: &[&[u8]]) -> [Block; LANES] {
+        debug_assert!(messages.len() <= LANES);
+        let blocks_of = |m: &[u8]| m.len().div_ceil(16).max(1);
+        let rounds = messages.iter().map(|m| blocks_of(m)).max().unwrap_or(0);
+        let mut chains = [[0u8; 16]; LANES];
+        let mut batch = [GenericArray::<u8, U16>::default(); LANES];
+        let mut lanes = [0usize; LANES];
         for round in 0..rounds {
-            batch.clear();
-            lanes.clear();
+            let mut count = 0;
             for (lane, message) in messages.iter().enumerate() {
-                let count = blocks_of(message);
-                if round >= count {
+                let blocks = blocks_of(message);
+                if round >= blocks {
                     continue;
                 }
-                let block = if round + 1 == count {
-                    self.last_block(&message[16 * round..])
+                let rest = &message[16 * round..];
+                let block = if round + 1 == blocks {
+                    self.last_block(rest)
                 } else {
-                    let mut block = [0u8; 16];
-                    block.copy_from_slice(&message[16 * round..16 * round + 16]);
-                    block
+                    rest[..16].try_into().expect("a whole block")
                 };
-                batch.push(xor(&chains[lane], &block).into());
-                lanes.push(lane);
+                batch[count] = xor(&chains[lane], &block).into();
+                lanes[count] = lane;
+                count += 1;
             }
-            self.mac.encrypt_blocks(&mut batch);
-            for (lane, block) in lanes.iter().zip(&batch) {
+            self.mac.encrypt_blocks(&mut batch[..count]);
+            for (lane, block) in lanes[..count].iter().zip(&batch[..count]) {
                 chains[*lane] = (*block).into();
             }
         }
-        batch.iter_mut().for_each(|block| block.zeroize());
         chains
     }
 
     /// One CMAC, of a message of any length.
     fn cmac(&self, message: &[u8]) -> Block {
-        self.cmac_lanes(&[message.to_vec()])[0]
+        self.cmac_lanes(&[message])[0]
     }
 
     /// CMAC's last block (RFC 4493 §2.4 step 4): complete, xored with `K1'`; else padded and
@@ -207,7 +207,8 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
     /// CTR mode (§2.5, §2.6) in place, from `Q = V` with bits 31 and 63 cleared, counting up as
     /// a 128-bit big-endian integer; the key stream of every value in one call.
     fn ctr(&self, tags: &[Block], values: &mut [&mut [u8]]) {
-        let mut stream: Vec<GenericArray<u8, U16>> = Vec::new();
+        let blocks: usize = values.iter().map(|value| value.len().div_ceil(16)).sum();
+        let mut stream: Vec<GenericArray<u8, U16>> = Vec::with_capacity(blocks);
         for (tag, value) in tags.iter().zip(values.iter()) {
             let mut q = *tag;
             q[8] &= 0x7f;
@@ -218,16 +219,15 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
             }
         }
         self.ctr.encrypt_blocks(&mut stream);
-        let mut keystream = stream.iter().flat_map(|block| block.iter());
+        let mut blocks = stream.iter();
         for value in values.iter_mut() {
-            for (byte, key) in value.iter_mut().zip(keystream.by_ref()) {
-                *byte ^= key;
+            for (chunk, key) in value.chunks_mut(16).zip(blocks.by_ref()) {
+                chunk
+                    .iter_mut()
+                    .zip(key)
+                    .for_each(|(byte, key)| *byte ^= key);
             }
-            // Skip the rest of this value's last block.
-            let tail = (16 - value.len() % 16) % 16;
-            keystream.by_ref().take(tail).for_each(drop);
         }
-        stream.iter_mut().for_each(|block| block.zeroize());
     }
 
     fn encipher(&self, block: &mut Block) {
