@@ -430,10 +430,10 @@ struct Payloads {
 }
 
 /// Slices of `buffer` at `ranges`, which must be in ascending order and not overlap.
-fn disjoint_mut<'b>(
-    mut buffer: &'b mut [u8],
+fn disjoint_mut(
+    mut buffer: &mut [u8],
     ranges: impl Iterator<Item = std::ops::Range<usize>>,
-) -> Vec<&'b mut [u8]> {
+) -> Vec<&mut [u8]> {
     let mut slices = Vec::with_capacity(ranges.size_hint().0);
     let mut consumed = 0;
     for range in ranges {
