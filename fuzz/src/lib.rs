@@ -191,3 +191,48 @@ pub fn check_request(data: &[u8]) {
     );
     serde_json::from_slice::<serde_json::Value>(&answer).expect("every answer is JSON");
 }
+
+/// The batch AES-SIV against the `aes-siv` crate: the input is a 64-byte key, a domain and the
+/// values of a batch (each prefixed by its length byte); sealed in one batch after the domain,
+/// and after the domain and a nonce, every output is the reference's, and every item opens
+/// again to its value.
+pub fn check_siv(data: &[u8]) {
+    use aes_siv::aead::KeyInit;
+    use pseudonym_engine::siv::{Block, Siv};
+
+    let Some((key, rest)) = data.split_first_chunk::<64>() else {
+        return;
+    };
+    let Some((&domain_len, rest)) = rest.split_first() else {
+        return;
+    };
+    let (domain, mut rest) = rest.split_at(usize::from(domain_len).min(rest.len()));
+    let mut values = Vec::new();
+    while let Some((&len, tail)) = rest.split_first() {
+        let (value, tail) = tail.split_at(usize::from(len).min(tail.len()));
+        values.push(value.to_vec());
+        rest = tail;
+    }
+    let siv = Siv::<aes::Aes256>::new(key).expect("a 512-bit key");
+    let mut reference = aes_siv::siv::Aes256Siv::new(key.into());
+    let nonce = [0x5a; 16];
+    for headers in [vec![domain], vec![domain, &nonce[..]]] {
+        let state = siv.absorb(&headers);
+        let mut sealed = values.clone();
+        let mut slices: Vec<&mut [u8]> = sealed.iter_mut().map(Vec::as_mut_slice).collect();
+        let tags = siv.seal(|_| state, &mut slices);
+        for ((value, tag), ciphertext) in values.iter().zip(&tags).zip(&sealed) {
+            let theirs = reference.encrypt(&headers, value).expect("encrypts");
+            assert_eq!(
+                theirs,
+                [tag.as_slice(), ciphertext].concat(),
+                "as the reference seals"
+            );
+        }
+        let mut slices: Vec<&mut [u8]> = sealed.iter_mut().map(Vec::as_mut_slice).collect();
+        let tags: Vec<Block> = tags.clone();
+        let authentic = siv.open(|_| state, &tags, &mut slices);
+        assert!(authentic.iter().all(|&ok| ok), "every item opens");
+        assert_eq!(sealed, values, "to its value");
+    }
+}

@@ -30,3 +30,8 @@ fn token_inputs_pass() {
 fn request_inputs_pass() {
     replay("request", pseudonym_fuzz::check_request);
 }
+
+#[test]
+fn siv_inputs_pass() {
+    replay("siv", pseudonym_fuzz::check_siv);
+}
