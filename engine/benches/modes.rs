@@ -52,11 +52,16 @@ fn modes(c: &mut Criterion) {
             }
         })
     });
+    // What the service answers from: the batch's tokens in one string.
     for mode in Mode::ALL {
         group.bench_function(format!("pseudonymize_{}", mode.as_str()), |b| {
-            b.iter(|| black_box(engine.pseudonymize(vin, mode, black_box(&values))))
+            b.iter(|| black_box(engine.pseudonymize_tokens(vin, mode, black_box(&values))))
         });
     }
+    // The same as one `String` per token.
+    group.bench_function("pseudonymize_deterministic_strings", |b| {
+        b.iter(|| black_box(engine.pseudonymize(vin, Mode::Deterministic, black_box(&values))))
+    });
     for mode in [Mode::Deterministic, Mode::Randomized] {
         let tokens = engine.pseudonymize(vin, mode, &values);
         group.bench_function(format!("reidentify_{}", mode.as_str()), |b| {

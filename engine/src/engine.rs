@@ -29,6 +29,7 @@ use crate::keyring::{Keyring, SecretKey};
 use crate::seed::{self, SeedCipher, SeedMode};
 use crate::siv::{Block, Siv};
 use crate::token;
+use crate::tokens::Tokens;
 use pseudonym_client::wire::Domain;
 
 /// HKDF salt of the first (and so far only) token format.
@@ -167,6 +168,17 @@ impl Engine {
         mode: Mode,
         values: &[Option<S>],
     ) -> Vec<Option<String>> {
+        self.pseudonymize_tokens(domain, mode, values)
+            .into_strings()
+    }
+
+    /// [`Engine::pseudonymize`], the tokens in one string (what the service answers from).
+    pub fn pseudonymize_tokens<S: AsRef<str>>(
+        &self,
+        domain: Domain<'_>,
+        mode: Mode,
+        values: &[Option<S>],
+    ) -> Tokens {
         let values: Vec<Option<&[u8]>> = values
             .iter()
             .map(|value| value.as_ref().map(|v| v.as_ref().as_bytes()))
@@ -219,8 +231,9 @@ impl Engine {
                     _ => None,
                 })
                 .unzip();
-            for (index, token) in indices.into_iter().zip(self.seal(mode, domain, &values)) {
-                pseudonyms[index] = token;
+            let sealed = self.seal(mode, domain, &values);
+            for (index, token) in indices.into_iter().zip(sealed.iter()) {
+                pseudonyms[index] = token.map(str::to_owned);
             }
         }
         for (index, item) in opened.iter().enumerate() {
@@ -238,12 +251,7 @@ impl Engine {
     }
 
     /// Tokens of `mode` under the primary version, one per value, `None` kept.
-    fn seal(
-        &self,
-        mode: Mode,
-        domain: Domain<'_>,
-        values: &[Option<&[u8]>],
-    ) -> Vec<Option<String>> {
+    fn seal(&self, mode: Mode, domain: Domain<'_>, values: &[Option<&[u8]>]) -> Tokens {
         let keys = self.primary_keys();
         let header = token::header(mode, self.primary);
         let siv = match mode {
@@ -280,11 +288,16 @@ impl Engine {
         for (index, tag) in tags.iter().enumerate() {
             batch.prefix_mut(index)[nonce_len..].copy_from_slice(tag);
         }
-        let mut sealed = (0..batch.len()).map(|index| Some(batch.token(&header, index)));
-        values
-            .iter()
-            .map(|value| value.and_then(|_| sealed.next().flatten()))
-            .collect()
+        let token_len = token::encoded_len(header.len(), nonce_len + TAG_LEN + 24);
+        let mut tokens = Tokens::with_capacity(values.len(), token_len);
+        let mut sealed = 0..batch.len();
+        for value in values {
+            match value.and_then(|_| sealed.next()) {
+                Some(index) => tokens.push_with(|text| batch.write_token(&header, index, text)),
+                None => tokens.push_none(),
+            }
+        }
+        tokens
     }
 
     /// Each token opened, with its mode: `None` for `None`, per-item errors in place.
@@ -401,23 +414,28 @@ fn seal_hash(
     header: &str,
     domain: Domain<'_>,
     values: &[Option<&[u8]>],
-) -> Vec<Option<String>> {
+) -> Tokens {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.hash.expose_secret())
         .expect("HMAC takes keys of any length");
     let label = domain.as_str().as_bytes();
     let label_len = u16::try_from(label.len()).expect("domains are at most 64 bytes long");
     mac.update(&label_len.to_be_bytes());
     mac.update(label);
-    values
-        .iter()
-        .map(|value| {
-            let digest = mac.clone().chain_update((*value)?).finalize().into_bytes();
-            let mut token = String::with_capacity(token::encoded_len(header.len(), digest.len()));
-            token.push_str(header);
-            token::append_payload(&mut token, &digest);
-            Some(token)
-        })
-        .collect()
+    let token_len = token::encoded_len(header.len(), 32);
+    let mut tokens = Tokens::with_capacity(values.len(), token_len);
+    for value in values {
+        match value {
+            Some(value) => {
+                let digest = mac.clone().chain_update(value).finalize().into_bytes();
+                tokens.push_with(|text| {
+                    text.push_str(header);
+                    token::append_payload(text, &digest);
+                });
+            }
+            None => tokens.push_none(),
+        }
+    }
+    tokens
 }
 
 /// The payloads of a batch in one buffer: for each value, a prefix (`[nonce ‖] tag`) and the
@@ -480,12 +498,13 @@ impl Payloads {
         disjoint_mut(&mut self.buffer, bodies)
     }
 
-    fn token(&self, header: &str, index: usize) -> String {
-        let payload = &self.buffer[self.starts[index]..self.starts[index + 1]];
-        let mut token = String::with_capacity(token::encoded_len(header.len(), payload.len()));
-        token.push_str(header);
-        token::append_payload(&mut token, payload);
-        token
+    /// Appends the token of payload `index` to `text`.
+    fn write_token(&self, header: &str, index: usize, text: &mut String) {
+        text.push_str(header);
+        token::append_payload(
+            text,
+            &self.buffer[self.starts[index]..self.starts[index + 1]],
+        );
     }
 }
 

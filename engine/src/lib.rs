@@ -5,6 +5,7 @@
 //! - [`siv`]: AES-SIV (RFC 5297) for batches, checked against the `aes-siv` crate.
 //! - [`keyring`]: numbered key versions and the primary one; file format, generation.
 //! - [`token`]: the printable, self-describing form of a pseudonym.
+//! - [`tokens`]: the tokens of a batch in one string.
 //! - [`seed`]: the replaced service's tokens and key, read and written for migration.
 //! - [`private_file`]: reading and writing files that hold keys or grant rights, safely.
 #![forbid(unsafe_code)]
@@ -15,7 +16,9 @@ pub mod private_file;
 pub mod seed;
 pub mod siv;
 pub mod token;
+pub mod tokens;
 
 pub use engine::Engine;
 pub use keyring::Keyring;
 pub use pseudonym_client::wire::Domain;
+pub use tokens::Tokens;

@@ -118,7 +118,9 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
             .zip(tags)
             .zip(values.iter_mut())
             .map(|((expected, tag), value)| {
-                let authentic = bool::from(expected.ct_eq(tag));
+                // In constant time, a word at a time (byte-wise, `subtle` cost more than AES).
+                let expected = u128::from_ne_bytes(*expected);
+                let authentic = bool::from(expected.ct_eq(&u128::from_ne_bytes(*tag)));
                 if !authentic {
                     value.zeroize();
                 }
@@ -237,6 +239,7 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
 }
 
 /// Doubling in GF(2^128) (RFC 5297 §2.3), in constant time.
+#[inline]
 fn dbl(block: &Block) -> Block {
     let carry = block[0] >> 7;
     let mut out = [0u8; 16];
@@ -256,6 +259,7 @@ fn pad(x: &[u8]) -> Block {
     block
 }
 
+#[inline]
 fn xor(a: &Block, b: &Block) -> Block {
     std::array::from_fn(|i| a[i] ^ b[i])
 }
