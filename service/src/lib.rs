@@ -21,7 +21,9 @@
 #![forbid(unsafe_code)]
 
 // The keyed crypto is its own crate (no HTTP in it); its modules are the service's too.
-pub use pseudonym_engine::{Domain, Engine, Keyring, engine, keyring, private_file, seed, token};
+pub use pseudonym_engine::{
+    Domain, Engine, Keyring, Tokens, engine, keyring, private_file, seed, token, tokens,
+};
 
 pub mod api;
 pub mod audit;

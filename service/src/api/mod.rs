@@ -42,6 +42,7 @@ use self::layers::{audit_refusals, layer_error, track};
 pub use self::service::AppState;
 use crate::config::TokenFormat;
 use crate::error::ApiError;
+use crate::tokens::Tokens;
 
 /// The router with every route and layer, documented as it is built (see [`document`]).
 pub fn router(state: AppState) -> Router {
@@ -128,7 +129,7 @@ async fn pseudonymize(
     State(state): State<AppState>,
     caller: Authenticated,
     body: Body,
-) -> Result<Json<PseudonymizeResponse>, ApiError> {
+) -> Result<Json<Pseudonymized>, ApiError> {
     let request: PseudonymizeRequest<&RawValue> = body.parse()?;
     let pseudonyms = state
         .pseudonymize(
@@ -139,9 +140,9 @@ async fn pseudonymize(
             TokenFormat::Native,
         )
         .await?;
-    Ok(Json(PseudonymizeResponse {
+    Ok(Json(Pseudonymized {
         pseudonyms,
-        key_version: caller.keyed.engine.primary_version(),
+        key_version: Some(caller.keyed.engine.primary_version()),
     }))
 }
 
@@ -181,6 +182,16 @@ async fn rewrap(
     let tokens = body.items(request.pseudonyms);
     let answer = state.rewrap(&caller, &request.domain.0, &tokens).await?;
     Ok(Json(answer))
+}
+
+/// The answer of `/v1/pseudonymize` (`PseudonymizeResponse` on the wire) and, without a key
+/// version, of `/pseudonymization` (`CompatPseudonymizeResponse`): the same JSON, written
+/// straight from the batch's tokens.
+#[derive(serde::Serialize)]
+struct Pseudonymized {
+    pseudonyms: Tokens,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_version: Option<u32>,
 }
 
 /// The query of the replaced service's `/pseudonymization`.
@@ -223,7 +234,7 @@ async fn compat_pseudonymize(
     caller: Authenticated,
     query: Result<Query<CompatQuery>, QueryRejection>,
     body: Body,
-) -> Result<Json<CompatPseudonymizeResponse>, ApiError> {
+) -> Result<Json<Pseudonymized>, ApiError> {
     let Query(query) = query.map_err(|_| {
         ApiError::InvalidArgument(
             "the query string could not be read: give deterministic once, as true or false",
@@ -240,7 +251,10 @@ async fn compat_pseudonymize(
             state.0.compat_tokens,
         )
         .await?;
-    Ok(Json(CompatPseudonymizeResponse { pseudonyms }))
+    Ok(Json(Pseudonymized {
+        pseudonyms,
+        key_version: None,
+    }))
 }
 
 /// Compatible with the replaced service; `null` where an item fails
@@ -276,7 +290,7 @@ async fn compat_pseudonymize_staged(
     caller: Authenticated,
     query: Result<Query<CompatQuery>, QueryRejection>,
     body: Body,
-) -> Result<Json<CompatPseudonymizeResponse>, ApiError> {
+) -> Result<Json<Pseudonymized>, ApiError> {
     compat_pseudonymize(state, caller, query, body).await
 }
 

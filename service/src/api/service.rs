@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::key_limits::KeyLimits;
 use crate::metrics::Metrics;
 use crate::seed::SeedMode;
+use crate::tokens::Tokens;
 use pseudonym_client::wire::{Domain, InvalidDomain};
 
 /// What every handler shares: cheap to clone.
@@ -125,7 +126,7 @@ impl AppState {
         mode: Mode,
         values: &Items<'_>,
         format: TokenFormat,
-    ) -> Result<Vec<Option<String>>, ApiError> {
+    ) -> Result<Tokens, ApiError> {
         let caller = &request.caller;
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
@@ -133,7 +134,10 @@ impl AppState {
         let engine = &request.keyed.engine;
         let pseudonyms = match format {
             TokenFormat::Native => {
-                in_slices(values, |slice| engine.pseudonymize(domain, mode, slice)).await
+                in_slices(values, |slice| {
+                    engine.pseudonymize_tokens(domain, mode, slice)
+                })
+                .await
             }
             TokenFormat::Seed => {
                 let mode = SeedMode::try_from(mode).map_err(|_| {
@@ -144,7 +148,8 @@ impl AppState {
                     return Err(ApiError::Internal);
                 }
                 in_slices(values, |slice| {
-                    engine.pseudonymize_seed(mode, slice).unwrap_or_default()
+                    let tokens = engine.pseudonymize_seed(mode, slice).unwrap_or_default();
+                    tokens.into_iter().collect::<Tokens>()
                 })
                 .await
             }
@@ -320,9 +325,9 @@ trait PerItem {
     fn errors(&self) -> &[ItemError];
 }
 
-impl InSlices for Vec<Option<String>> {
+impl InSlices for Tokens {
     fn append(&mut self, next: Self, _offset: usize) {
-        self.extend(next);
+        Tokens::append(self, next);
     }
 }
 
