@@ -1,10 +1,11 @@
-//! The client's own cost per value, without the network: dedup of a 1M-value partition and
-//! reassembly of the answers into rows.
+//! The client's own cost per value, without the network: the plan of a 1M-value partition
+//! (deduplicated where that pays) and reassembly of the answers into rows.
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pseudonym_client::Mode;
 use pseudonym_client::batch::Plan;
 
 const ROWS: usize = 1_000_000;
@@ -23,7 +24,7 @@ fn dedup_and_reassembly(c: &mut Criterion) {
     for distinct in [10_000, 1_000_000] {
         let values = partition(distinct);
         let answers: Vec<Option<String>> = {
-            let plan = Plan::deduplicated(values.iter().map(Option::as_deref));
+            let plan = Plan::for_mode(Mode::Deterministic, values.iter().map(Option::as_deref));
             plan.unique
                 .iter()
                 .map(|v| Some(format!("d1.{v}xxxxxxxxxxxxxxxxxxxxxxxxxxxx")))
@@ -31,7 +32,8 @@ fn dedup_and_reassembly(c: &mut Criterion) {
         };
         group.bench_function(format!("{distinct}_distinct"), |b| {
             b.iter(|| {
-                let plan = Plan::deduplicated(black_box(&values).iter().map(Option::as_deref));
+                let rows = black_box(&values).iter().map(Option::as_deref);
+                let plan = Plan::for_mode(Mode::Deterministic, rows);
                 black_box(plan.spread(&answers[..plan.unique.len()]))
             })
         });

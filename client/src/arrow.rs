@@ -163,7 +163,7 @@ impl Client {
             });
         }
         let rows = string_rows(array)?;
-        let plan = Plan::deduplicated(rows.iter().copied());
+        let plan = Plan::deduplicated_if_it_pays(rows.iter().copied());
         let (answers, codes) = match operation {
             PerItem::Reidentify => self.reidentify_unique(domain, &plan.unique).await?,
             PerItem::Rewrap => self.rewrap_unique(domain, &plan.unique).await?,

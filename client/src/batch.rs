@@ -86,18 +86,73 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The non-null values at [`SAMPLE`] places of `rows` (`n` of them), scattered by a
+/// non-linear mix (SplitMix64's), so neither sorted nor periodic data fool the sample.
+fn sample<'a>(mut rows: impl Iterator<Item = Option<&'a str>>, n: usize) -> Vec<&'a str> {
+    let scatter = |k: u64| {
+        let mut z = k.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    };
+    let mut places: Vec<usize> = (0..SAMPLE as u64).map(scatter).collect();
+    places.sort_unstable();
+    places.dedup();
+    let mut next = 0;
+    let mut sample = Vec::with_capacity(places.len());
+    for place in places {
+        if let Some(Some(value)) = rows.nth(place - next) {
+            sample.push(value);
+        }
+        next = place + 1;
+    }
+    sample
+}
+
 fn to_u32(index: usize) -> u32 {
     u32::try_from(index).expect("a partition holds fewer than 2^32 values")
 }
 
+/// Rows sampled, evenly spread over a partition, to judge whether deduplicating it pays.
+const SAMPLE: usize = 4096;
+
 impl<'a> Plan<'a> {
-    /// How a partition is sent in `mode`: deduplicated, except where each row needs its own
-    /// answer (randomized pseudonyms).
-    pub fn for_mode(mode: Mode, rows: impl ExactSizeIterator<Item = Option<&'a str>>) -> Self {
+    /// How a partition is sent in `mode`: deduplicated where that pays (see
+    /// [`Plan::deduplicated_if_it_pays`]), except where each row needs its own answer
+    /// (randomized pseudonyms).
+    pub fn for_mode<I>(mode: Mode, rows: I) -> Self
+    where
+        I: ExactSizeIterator<Item = Option<&'a str>> + Clone,
+    {
         match mode {
             Mode::Randomized => Plan::every_row(rows),
-            Mode::Deterministic | Mode::Hash => Plan::deduplicated(rows),
+            Mode::Deterministic | Mode::Hash => Plan::deduplicated_if_it_pays(rows),
         }
+    }
+
+    /// Deduplicated, unless a sample says that at least half the partition's values are
+    /// distinct: then a map of them all would cost the client more than the repeats cost the
+    /// service, and every row is sent. Each row gets the same answer either way (for
+    /// deterministic and hash pseudonyms, and for re-identification).
+    ///
+    /// The sample is [`SAMPLE`] rows at scattered places. Among `m` draws from `d` equally
+    /// frequent values about `m²/2d` repeat, so `d ≥ n/2` where at most `m²/n` do.
+    pub fn deduplicated_if_it_pays<I>(rows: I) -> Self
+    where
+        I: ExactSizeIterator<Item = Option<&'a str>> + Clone,
+    {
+        let n = rows.len();
+        if n >= 4 * SAMPLE {
+            let sample = sample(rows.clone(), n);
+            let distinct: std::collections::HashSet<&str, foldhash::fast::RandomState> =
+                sample.iter().copied().collect();
+            let m = sample.len();
+            let repeats = m - distinct.len();
+            if m >= SAMPLE / 2 && (repeats * n) <= m * m {
+                return Plan::every_row(rows);
+            }
+        }
+        Plan::deduplicated(rows)
     }
 }
 
@@ -164,6 +219,29 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_of_distinct_values_are_sent_as_they_are_and_others_deduplicated() {
+        // 50,000 rows, all distinct but 100: sent as they are, repeats included.
+        let distinct: Vec<String> = (0..50_000).map(|i| format!("v{}", i % 49_900)).collect();
+        let plan = Plan::deduplicated_if_it_pays(distinct.iter().map(|v| Some(v.as_str())));
+        assert_eq!(plan.unique.len(), 50_000);
+        assert_eq!(plan.rows[49_999], Some(49_999));
+
+        // Repeats that the first rows do not show: 10,000 distinct values in 200,000 rows.
+        let spread: Vec<String> = (0..200_000)
+            .map(|i| format!("v{}", (i * 7919) % 10_000))
+            .collect();
+        let plan = Plan::deduplicated_if_it_pays(spread.iter().map(|v| Some(v.as_str())));
+        assert_eq!(plan.unique.len(), 10_000);
+
+        let repeating: Vec<String> = (0..10_000).map(|i| format!("v{}", i % 100)).collect();
+        let plan = Plan::deduplicated_if_it_pays(repeating.iter().map(|v| Some(v.as_str())));
+        assert_eq!(plan.unique.len(), 100);
+        let answers: Vec<Option<String>> =
+            plan.unique.iter().map(|v| Some(v.to_uppercase())).collect();
+        assert_eq!(plan.spread(&answers)[250].as_deref(), Some("V50"));
+    }
 
     #[test]
     fn duplicates_are_sent_once_and_spread_back() {

@@ -89,7 +89,7 @@ impl Client {
         pseudonyms: &[Option<S>],
     ) -> Result<ReidentifyResponse, Error> {
         let rows = pseudonyms.iter().map(|v| v.as_ref().map(AsRef::as_ref));
-        let plan = Plan::deduplicated(rows);
+        let plan = Plan::deduplicated_if_it_pays(rows);
         let (answers, codes) = self.reidentify_unique(domain, &plan.unique).await?;
         let errors = plan.row_errors(&codes);
         Ok(ReidentifyResponse {
