@@ -34,7 +34,7 @@ cargo check --locked -p pseudonym-client --features arrow
 step "cargo test"
 cargo test --workspace --locked
 
-step "fuzz: token parsing and request decoding, 20 s per target (longer: scripts/fuzz.sh 600)"
+step "fuzz: token parsing, request decoding, AES-SIV against aes-siv; 20 s per target (longer: scripts/fuzz.sh 600)"
 ./scripts/fuzz.sh 20
 
 step "benchmarks build (dev profile: their code and links, not the dist profile's speed)"
