@@ -34,8 +34,8 @@ cargo check --locked -p pseudonym-client --features arrow
 step "cargo test"
 cargo test --workspace --locked
 
-step "fuzz: token parsing, request decoding, AES-SIV against aes-siv; 20 s per target (longer: scripts/fuzz.sh 600)"
-./scripts/fuzz.sh 20
+step "fuzz: token parsing, request decoding, AES-SIV against aes-siv; 20 s each, quick build (real runs: scripts/fuzz.sh 600)"
+./scripts/fuzz.sh 20 --quick
 
 step "benchmarks build (dev profile: their code and links, not the dist profile's speed)"
 cargo build --locked --benches -p pseudonym-engine -p pseudonym-client
