@@ -70,6 +70,12 @@ impl Tokens {
         self.present.extend(other.present);
     }
 
+    /// The parts, in Arrow's layout for a string array: every token's text one after the other,
+    /// where each item ends, and whether it is a token.
+    pub fn into_parts(self) -> (String, Vec<usize>, Vec<bool>) {
+        (self.text, self.ends, self.present)
+    }
+
     /// One `String` per token.
     pub fn into_strings(self) -> Vec<Option<String>> {
         self.iter().map(|token| token.map(str::to_owned)).collect()

@@ -121,40 +121,56 @@ impl Body {
 
     /// The request's list of values or tokens, kept unread (`raw`, a slice of this body).
     pub(super) fn items<'a>(&'a self, raw: &'a RawValue) -> Items<'a> {
-        Items { body: self, raw }
+        Items::Json { body: self, raw }
+    }
+
+    /// The body's bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
-/// A request's list of values or tokens, checked as JSON but not read yet: it is read once the
-/// caller may proceed, and never beyond the limit, so a request of millions of values costs no
-/// more memory than its body.
-pub(super) struct Items<'a> {
-    body: &'a Body,
-    raw: &'a RawValue,
+/// A request's list of values or tokens, not read yet: it is read once the caller may proceed,
+/// and never beyond the limit, so a request of millions of values costs no more memory than its
+/// body.
+pub(super) enum Items<'a> {
+    /// A JSON array in the body, checked as JSON.
+    Json {
+        /// The whole body, to place errors in it.
+        body: &'a Body,
+        /// The array.
+        raw: &'a RawValue,
+    },
+    /// The string columns of an Arrow IPC stream's batches.
+    Arrow(&'a [arrow_array::ArrayRef]),
 }
 
 impl<'a> Items<'a> {
     /// The items, at most `max`; one more is `too_many_values`, found before the rest is read.
     pub(super) fn read(&self, max: usize) -> Result<Vec<Option<Text<'a>>>, ApiError> {
+        let (body, raw) = match self {
+            Items::Json { body, raw } => (*body, *raw),
+            Items::Arrow(columns) => return super::arrow::items(columns, max),
+        };
         let exceeded = Cell::new(false);
         let bounded = Bounded {
             max,
             exceeded: &exceeded,
         };
-        let mut reader = serde_json::Deserializer::from_str(self.raw.get());
+        let mut reader = serde_json::Deserializer::from_str(raw.get());
         bounded.deserialize(&mut reader).map_err(|error| {
             if exceeded.get() {
                 ApiError::TooManyValues { max }
             } else {
-                self.bad_json(&error)
+                Items::bad_json(body, raw, &error)
             }
         })
     }
 
     /// A JSON error inside the list, placed in the whole body.
-    fn bad_json(&self, error: &serde_json::Error) -> ApiError {
-        let body: &[u8] = &self.body.0;
-        let offset = (self.raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    fn bad_json(body: &Body, raw: &RawValue, error: &serde_json::Error) -> ApiError {
+        let body: &[u8] = &body.0;
+        let offset = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
         let before = &body[..offset.min(body.len())];
         let lines_before = before.iter().filter(|&&b| b == b'\n').count();
         let column_before = before.len()

@@ -7,6 +7,7 @@
 //! requests in flight, for the whole request; the request's values are read (bounded by
 //! `limits.max_values`) only once it is authorized.
 
+mod arrow;
 mod document;
 mod extract;
 mod layers;
@@ -37,7 +38,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::extract::{Authenticated, Body};
+use self::extract::{Authenticated, Body, Items};
 use self::layers::{audit_refusals, layer_error, track};
 pub use self::service::AppState;
 use crate::config::TokenFormat;
@@ -123,13 +124,38 @@ fn operations_routes() -> OpenApiRouter<AppState> {
 /// One pseudonym per value, in the same order; `null` stays `null`. Needs the `pseudonymize`
 /// operation in the domain.
 #[utoipa::path(post, path = "/v1/pseudonymize", tag = "v1",
-    request_body = PseudonymizeRequest,
-    responses((status = 200, body = PseudonymizeResponse, description = "Same length and order as the request")))]
+    params(arrow::ArrowQuery),
+    request_body(description = "JSON, or an Arrow IPC stream with the values in its first column (domain and mode in the query)", content(
+        (PseudonymizeRequest = "application/json"),
+        (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
+    )),
+    responses((status = 200, description = "Same length and order as the request; as Arrow: `pseudonyms`, the key version in the schema's metadata", content(
+        (PseudonymizeResponse = "application/json"),
+        (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
+    ))))]
 async fn pseudonymize(
     State(state): State<AppState>,
     caller: Authenticated,
+    query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
-) -> Result<Json<Pseudonymized>, ApiError> {
+) -> Result<Response, ApiError> {
+    if arrow::is_arrow(&headers) {
+        let query = arrow_query(query)?;
+        let columns = arrow::columns(body.bytes())?;
+        let mode = query.mode.unwrap_or_default();
+        let pseudonyms = state
+            .pseudonymize(
+                &caller,
+                query.domain()?,
+                mode,
+                &Items::Arrow(&columns),
+                TokenFormat::Native,
+            )
+            .await?;
+        let key_version = caller.keyed.engine.primary_version();
+        return arrow::pseudonyms(pseudonyms, Some(key_version));
+    }
     let request: PseudonymizeRequest<&RawValue> = body.parse()?;
     let pseudonyms = state
         .pseudonymize(
@@ -140,10 +166,12 @@ async fn pseudonymize(
             TokenFormat::Native,
         )
         .await?;
+    let key_version = Some(caller.keyed.engine.primary_version());
     Ok(Json(Pseudonymized {
         pseudonyms,
-        key_version: Some(caller.keyed.engine.primary_version()),
-    }))
+        key_version,
+    })
+    .into_response())
 }
 
 /// Pseudonyms back to values (privileged)
@@ -151,19 +179,36 @@ async fn pseudonymize(
 /// Needs the `reidentify` operation in the domain, and leaves an audit line. An item that
 /// cannot be opened is `null` and listed in `errors`; the others are answered.
 #[utoipa::path(post, path = "/v1/reidentify", tag = "v1",
-    request_body = ReidentifyRequest,
-    responses((status = 200, body = ReidentifyResponse, description = "Same length and order as the request")))]
+    params(arrow::ArrowQuery),
+    request_body(description = "JSON, or an Arrow IPC stream with the pseudonyms in its first column (domain in the query)", content(
+        (ReidentifyRequest = "application/json"),
+        (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
+    )),
+    responses((status = 200, description = "Same length and order as the request; as Arrow: `values`, and `error`, the code where an item failed", content(
+        (ReidentifyResponse = "application/json"),
+        (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
+    ))))]
 async fn reidentify(
     State(state): State<AppState>,
     caller: Authenticated,
+    query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
-) -> Result<Json<ReidentifyResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    if arrow::is_arrow(&headers) {
+        let query = arrow_query(query)?;
+        let columns = arrow::columns(body.bytes())?;
+        let answer = state
+            .reidentify(&caller, query.domain()?, &Items::Arrow(&columns))
+            .await?;
+        return arrow::per_item("values", answer.values, &answer.errors);
+    }
     let request: ReidentifyRequest<&RawValue> = body.parse()?;
     let tokens = body.items(request.pseudonyms);
     let answer = state
         .reidentify(&caller, &request.domain.0, &tokens)
         .await?;
-    Ok(Json(answer))
+    Ok(Json(answer).into_response())
 }
 
 /// Pseudonyms of older key versions made again under the primary one, without plaintext
@@ -171,17 +216,45 @@ async fn reidentify(
 /// Needs the `rewrap` operation in the domain, and leaves an audit line. Each pseudonym keeps
 /// its mode; an item that cannot be opened is `null` and listed in `errors`.
 #[utoipa::path(post, path = "/v1/rewrap", tag = "v1",
-    request_body = RewrapRequest,
-    responses((status = 200, body = RewrapResponse, description = "Same length and order as the request")))]
+    params(arrow::ArrowQuery),
+    request_body(description = "JSON, or an Arrow IPC stream with the pseudonyms in its first column (domain in the query)", content(
+        (RewrapRequest = "application/json"),
+        (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
+    )),
+    responses((status = 200, description = "Same length and order as the request; as Arrow: `pseudonyms`, and `error`, the code where an item failed", content(
+        (RewrapResponse = "application/json"),
+        (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
+    ))))]
 async fn rewrap(
     State(state): State<AppState>,
     caller: Authenticated,
+    query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
-) -> Result<Json<RewrapResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    if arrow::is_arrow(&headers) {
+        let query = arrow_query(query)?;
+        let columns = arrow::columns(body.bytes())?;
+        let answer = state
+            .rewrap(&caller, query.domain()?, &Items::Arrow(&columns))
+            .await?;
+        return arrow::per_item("pseudonyms", answer.pseudonyms, &answer.errors);
+    }
     let request: RewrapRequest<&RawValue> = body.parse()?;
     let tokens = body.items(request.pseudonyms);
     let answer = state.rewrap(&caller, &request.domain.0, &tokens).await?;
-    Ok(Json(answer))
+    Ok(Json(answer).into_response())
+}
+
+/// The query of an Arrow request, or why it cannot be read.
+fn arrow_query(
+    query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
+) -> Result<arrow::ArrowQuery, ApiError> {
+    query.map(|Query(query)| query).map_err(|_| {
+        ApiError::InvalidArgument(
+            "the query could not be read: give domain once, and mode as deterministic, randomized or hash",
+        )
+    })
 }
 
 /// The answer of `/v1/pseudonymize` (`PseudonymizeResponse` on the wire) and, without a key
