@@ -88,7 +88,8 @@ impl<'a> Plan<'a> {
 
 /// The non-null values at [`SAMPLE`] places of `rows` (`n` of them), scattered by a
 /// non-linear mix (SplitMix64's), so neither sorted nor periodic data fool the sample.
-fn sample<'a>(mut rows: impl Iterator<Item = Option<&'a str>>, n: usize) -> Vec<&'a str> {
+/// Also says how many places were looked at.
+fn sample<'a>(mut rows: impl Iterator<Item = Option<&'a str>>, n: usize) -> (usize, Vec<&'a str>) {
     let scatter = |k: u64| {
         let mut z = k.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -98,6 +99,7 @@ fn sample<'a>(mut rows: impl Iterator<Item = Option<&'a str>>, n: usize) -> Vec<
     let mut places: Vec<usize> = (0..SAMPLE as u64).map(scatter).collect();
     places.sort_unstable();
     places.dedup();
+    let looked_at = places.len();
     let mut next = 0;
     let mut sample = Vec::with_capacity(places.len());
     for place in places {
@@ -106,7 +108,7 @@ fn sample<'a>(mut rows: impl Iterator<Item = Option<&'a str>>, n: usize) -> Vec<
         }
         next = place + 1;
     }
-    sample
+    (looked_at, sample)
 }
 
 fn to_u32(index: usize) -> u32 {
@@ -135,20 +137,23 @@ impl<'a> Plan<'a> {
     /// service, and every row is sent. Each row gets the same answer either way (for
     /// deterministic and hash pseudonyms, and for re-identification).
     ///
-    /// The sample is [`SAMPLE`] rows at scattered places. Among `m` draws from `d` equally
-    /// frequent values about `m²/2d` repeat, so `d ≥ n/2` where at most `m²/n` do.
+    /// The sample is [`SAMPLE`] rows at scattered places. Among `m` different rows of `n`
+    /// drawn from `d` equally frequent values, about `m²/2 · (1/d − 1/n)` repeat a value, so
+    /// `d ≥ n/2` where at most `m²/2n` do (`n` counting the non-null rows, estimated from the
+    /// sample).
     pub fn deduplicated_if_it_pays<I>(rows: I) -> Self
     where
         I: ExactSizeIterator<Item = Option<&'a str>> + Clone,
     {
         let n = rows.len();
         if n >= 4 * SAMPLE {
-            let sample = sample(rows.clone(), n);
+            let (places, sample) = sample(rows.clone(), n);
             let distinct: std::collections::HashSet<&str, foldhash::fast::RandomState> =
                 sample.iter().copied().collect();
-            let m = sample.len();
-            let repeats = m - distinct.len();
-            if m >= SAMPLE / 2 && (repeats * n) <= m * m {
+            let m = sample.len() as u64;
+            let repeats = m - distinct.len() as u64;
+            let non_null = n as u64 * m / places.max(1) as u64;
+            if m >= SAMPLE as u64 / 2 && 2 * repeats * non_null <= m * m {
                 return Plan::every_row(rows);
             }
         }

@@ -283,7 +283,8 @@ impl Engine {
             }
             _ => Vec::new(),
         };
-        let state_of = |index: usize| states.get(index).copied().unwrap_or(state);
+        let randomized = mode == Mode::Randomized;
+        let state_of = |index: usize| if randomized { states[index] } else { state };
         let tags = siv.seal(state_of, &mut batch.bodies_mut());
         for (index, tag) in tags.iter().enumerate() {
             batch.prefix_mut(index)[nonce_len..].copy_from_slice(tag);
@@ -355,7 +356,7 @@ impl Engine {
             } else {
                 Vec::new()
             };
-            let state_of = |lane: usize| states.get(lane).copied().unwrap_or(state);
+            let state_of = |lane: usize| if randomized { states[lane] } else { state };
             let bodies = indices.iter().map(|&index| {
                 let payload = &payloads[index];
                 payload.start + nonce_len + TAG_LEN..payload.end
@@ -533,6 +534,64 @@ mod tests {
                 values.iter().map(|v| v.map(str::to_owned)).collect();
             assert_eq!(back.values, expected, "{mode:?}");
         }
+    }
+
+    /// One batch of every kind of token at once: each answered on its own row, failures listed
+    /// in row order with their codes.
+    #[test]
+    fn a_batch_of_mixed_tokens_answers_each_on_its_row() {
+        let mut keyring = Keyring::generate();
+        let old = Engine::new(&keyring);
+        keyring.add_version(true);
+        let engine = Engine::new(&keyring);
+        let values: Vec<Option<String>> = (0..20).map(|i| Some(format!("value-{i}"))).collect();
+        let mut tokens: Vec<Option<String>> = Vec::new();
+        let mut expected: Vec<Result<Option<String>, ItemErrorCode>> = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let (maker, mode) = match i % 4 {
+                0 => (&old, Mode::Deterministic),
+                1 => (&engine, Mode::Randomized),
+                2 => (&old, Mode::Randomized),
+                _ => (&engine, Mode::Deterministic),
+            };
+            tokens.push(maker.pseudonymize(vin(), mode, std::slice::from_ref(value))[0].clone());
+            expected.push(Ok(value.clone()));
+            match i % 5 {
+                0 => {
+                    tokens.push(None);
+                    expected.push(Ok(None));
+                }
+                1 => {
+                    let hash = engine.pseudonymize(vin(), Mode::Hash, std::slice::from_ref(value));
+                    tokens.push(hash[0].clone());
+                    expected.push(Err(ItemErrorCode::NotReversible));
+                }
+                2 => {
+                    tokens.push(Some("r2.AAAA".to_owned()));
+                    expected.push(Err(ItemErrorCode::InvalidToken));
+                }
+                3 => {
+                    tokens.push(Some("d9.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned()));
+                    expected.push(Err(ItemErrorCode::UnknownKeyVersion));
+                }
+                _ => {
+                    let mut forged = tokens.last().cloned().flatten().expect("a token");
+                    let last = forged.pop().expect("not empty");
+                    forged.push(if last == 'A' { 'B' } else { 'A' });
+                    tokens.push(Some(forged));
+                    expected.push(Err(ItemErrorCode::InvalidToken));
+                }
+            }
+        }
+        let answer = engine.reidentify(vin(), &tokens);
+        let errors: Vec<ItemError> = expected
+            .iter()
+            .enumerate()
+            .filter_map(|(index, e)| e.clone().err().map(|code| ItemError { index, code }))
+            .collect();
+        let values: Vec<Option<String>> = expected.into_iter().map(|e| e.ok().flatten()).collect();
+        assert_eq!(answer.values, values);
+        assert_eq!(answer.errors, errors);
     }
 
     #[test]

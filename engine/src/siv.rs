@@ -14,9 +14,10 @@
 //!   enciphered in one call, and so are all the CTR blocks (§2.5, §2.6) of a batch, so the
 //!   independent blocks overlap in the AES unit instead of waiting for each other.
 //! - Tags are compared in constant time; a value whose tag does not match is wiped.
-//! - Key material (the key schedules, in the `aes` crate, and the CMAC subkeys) is wiped when a
-//!   [`Siv`] is dropped. Buffers of values are not: the values came in the caller's buffers
-//!   and leave in them.
+//! - Key material is wiped when a [`Siv`] is dropped: the CMAC subkeys here, the key schedules
+//!   by the `aes` crate (its `zeroize` feature, which the workspace turns on). The S2V scratch
+//!   copies of values are wiped after use; the caller's buffers and the CTR key stream of a
+//!   batch are not (the values came in those buffers and leave in them).
 
 use aes::cipher::consts::U16;
 use aes::cipher::generic_array::GenericArray;
@@ -64,9 +65,10 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
         };
         let mut l = [0u8; 16];
         siv.encipher(&mut l);
-        let first = dbl(&l);
+        let mut first = dbl(&l);
         siv.subkeys = [first, dbl(&first)];
         l.zeroize();
+        first.zeroize();
         siv.cmac_zero = siv.cmac(&[0; 16]);
         Some(siv)
     }
@@ -111,6 +113,7 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
         tags: &[Block],
         values: &mut [&mut [u8]],
     ) -> Vec<bool> {
+        assert_eq!(tags.len(), values.len(), "one tag per value");
         self.ctr(tags, values);
         let expected = self.s2v_last(&states, values);
         expected
@@ -154,6 +157,8 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
             let messages: [&[u8]; LANES] = std::array::from_fn(|lane| &last_strings[lane][..]);
             tags.extend_from_slice(&self.cmac_lanes(&messages[..chunk.len()])[..chunk.len()]);
         }
+        // They held the values (when opening, those of forged tokens too).
+        last_strings.iter_mut().for_each(Zeroize::zeroize);
         tags
     }
 

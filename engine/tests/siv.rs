@@ -125,6 +125,32 @@ proptest! {
         }
     }
 
+    /// A batch where each value has its own last header (the randomized mode's nonce), more
+    /// values than there are lanes: each output is what the reference makes with its nonce.
+    #[test]
+    fn a_header_per_value_seals_as_the_reference(
+        key in prop::collection::vec(any::<u8>(), 64),
+        domain in prop::collection::vec(any::<u8>(), 0..40),
+        items in prop::collection::vec((any::<[u8; 16]>(), prop::collection::vec(any::<u8>(), 0..50)), 9..30),
+    ) {
+        let siv = Siv::<Aes256>::new(&key).expect("a 512-bit key");
+        let mut reference = Aes256Siv::new(GenericArray::from_slice(&key));
+        let nonces: Vec<Block> = items.iter().map(|(nonce, _)| *nonce).collect();
+        let states = siv.absorb_each(&siv.absorb(&[&domain]), &nonces);
+        let mut bodies: Vec<Vec<u8>> = items.iter().map(|(_, value)| value.clone()).collect();
+        let mut slices: Vec<&mut [u8]> = bodies.iter_mut().map(Vec::as_mut_slice).collect();
+        let tags = siv.seal(|i| states[i], &mut slices);
+        for (((nonce, value), tag), body) in items.iter().zip(&tags).zip(&bodies) {
+            let theirs = reference.encrypt([domain.as_slice(), nonce.as_slice()], value).expect("encrypts");
+            prop_assert_eq!([tag.as_slice(), body].concat(), theirs);
+        }
+        let mut slices: Vec<&mut [u8]> = bodies.iter_mut().map(Vec::as_mut_slice).collect();
+        let authentic = siv.open(|i| states[i], &tags, &mut slices);
+        prop_assert!(authentic.iter().all(|&ok| ok));
+        let values: Vec<&Vec<u8>> = items.iter().map(|(_, value)| value).collect();
+        prop_assert_eq!(bodies.iter().collect::<Vec<_>>(), values);
+    }
+
     /// The nonce-per-value path: `absorb_each` gives the state `absorb` gives with the nonce
     /// as one more header.
     #[test]

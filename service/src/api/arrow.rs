@@ -40,7 +40,9 @@ impl utoipa::PartialSchema for ArrowStream {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .content_media_type(ARROW_STREAM)
-            .description(Some("An Arrow IPC stream (see the operation's description)"))
+            .description(Some(
+                "An Arrow IPC stream (see the operation's description)",
+            ))
             .into()
     }
 }
