@@ -315,7 +315,6 @@ impl Engine {
         let mut groups: BTreeMap<(u32, bool), Vec<usize>> = BTreeMap::new();
         let mut buffer = Vec::with_capacity(tokens.len() * 48);
         let mut payloads = vec![0..0; tokens.len()];
-        let mut decoded = Vec::new();
         for (index, token) in tokens.iter().enumerate() {
             let Some(token) = token.as_ref().map(AsRef::as_ref) else {
                 continue;
@@ -323,13 +322,12 @@ impl Engine {
             let parsed = if seed::is_seed_token(token) {
                 Err(Some(self.open_seed(domain, token)))
             } else {
-                self.parse(token, &mut decoded)
+                self.parse(token, &mut buffer)
                     .map_err(|code| Some(Err(code)))
             };
             match parsed {
-                Ok(key) => {
-                    payloads[index] = buffer.len()..buffer.len() + decoded.len();
-                    buffer.extend_from_slice(&decoded);
+                Ok((key, payload)) => {
+                    payloads[index] = payload;
                     groups.entry(key).or_default().push(index);
                 }
                 Err(answer) => answers[index] = answer,
@@ -374,10 +372,26 @@ impl Engine {
         answers
     }
 
-    /// The key that opens a token of ours, its payload decoded into `payload`; or why none does.
-    fn parse(&self, token: &str, payload: &mut Vec<u8>) -> Result<(u32, bool), ItemErrorCode> {
+    /// The key that opens a token of ours, and where its payload, decoded onto the end of
+    /// `buffer`, lies in it; or why none does (and `buffer` as it was).
+    #[allow(clippy::type_complexity)]
+    fn parse(
+        &self,
+        token: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<((u32, bool), std::ops::Range<usize>), ItemErrorCode> {
+        let start = buffer.len();
+        let key = self.parse_onto(token, buffer);
+        if key.is_err() {
+            buffer.truncate(start);
+        }
+        key.map(|key| (key, start..buffer.len()))
+    }
+
+    fn parse_onto(&self, token: &str, buffer: &mut Vec<u8>) -> Result<(u32, bool), ItemErrorCode> {
+        let start = buffer.len();
         let (mode, version) =
-            token::parse(token, payload).map_err(|token::Malformed| ItemErrorCode::InvalidToken)?;
+            token::parse(token, buffer).map_err(|token::Malformed| ItemErrorCode::InvalidToken)?;
         if !self.versions.contains_key(&version) {
             return Err(ItemErrorCode::UnknownKeyVersion);
         }
@@ -387,7 +401,7 @@ impl Engine {
             Mode::Hash => return Err(ItemErrorCode::NotReversible),
         };
         let nonce_len = if randomized { NONCE_LEN } else { 0 };
-        if payload.len() < nonce_len + TAG_LEN {
+        if buffer.len() - start < nonce_len + TAG_LEN {
             return Err(ItemErrorCode::InvalidToken);
         }
         Ok((version, randomized))

@@ -42,8 +42,9 @@ pub fn encoded_len(header_len: usize, payload_len: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed;
 
-/// Splits a token into its mode and key version, and decodes its payload into `payload`
-/// (cleared first, so one buffer serves a whole batch).
+/// Splits a token into its mode and key version, and decodes its payload onto the end of
+/// `payload` (so the payloads of a batch go one after the other into one buffer; on an error
+/// what was appended is unspecified).
 pub fn parse(token: &str, payload: &mut Vec<u8>) -> Result<(Mode, u32), Malformed> {
     let (head, body) = token.split_once('.').ok_or(Malformed)?;
     let mut chars = head.chars();
@@ -62,7 +63,6 @@ pub fn parse(token: &str, payload: &mut Vec<u8>) -> Result<(Mode, u32), Malforme
         return Err(Malformed);
     }
     let version = digits.parse().map_err(|_| Malformed)?;
-    payload.clear();
     URL_SAFE_NO_PAD
         .decode_vec(body, payload)
         .map_err(|_| Malformed)?;

@@ -141,8 +141,7 @@ async fn pseudonymize(
     body: Body,
 ) -> Result<Response, ApiError> {
     if arrow::is_arrow(&headers) {
-        let query = arrow_query(query)?;
-        let columns = arrow::columns(body.bytes())?;
+        let (query, columns) = arrow_request(query, &body)?;
         let mode = query.mode.unwrap_or_default();
         let pseudonyms = state
             .pseudonymize(
@@ -196,8 +195,7 @@ async fn reidentify(
     body: Body,
 ) -> Result<Response, ApiError> {
     if arrow::is_arrow(&headers) {
-        let query = arrow_query(query)?;
-        let columns = arrow::columns(body.bytes())?;
+        let (query, columns) = arrow_request(query, &body)?;
         let answer = state
             .reidentify(&caller, query.domain()?, &Items::Arrow(&columns))
             .await?;
@@ -233,8 +231,7 @@ async fn rewrap(
     body: Body,
 ) -> Result<Response, ApiError> {
     if arrow::is_arrow(&headers) {
-        let query = arrow_query(query)?;
-        let columns = arrow::columns(body.bytes())?;
+        let (query, columns) = arrow_request(query, &body)?;
         let answer = state
             .rewrap(&caller, query.domain()?, &Items::Arrow(&columns))
             .await?;
@@ -246,15 +243,17 @@ async fn rewrap(
     Ok(Json(answer).into_response())
 }
 
-/// The query of an Arrow request, or why it cannot be read.
-fn arrow_query(
+/// The query and the columns of an Arrow request, or why they cannot be read.
+fn arrow_request(
     query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
-) -> Result<arrow::ArrowQuery, ApiError> {
-    query.map(|Query(query)| query).map_err(|_| {
+    body: &Body,
+) -> Result<(arrow::ArrowQuery, Vec<arrow_array::ArrayRef>), ApiError> {
+    let Query(query) = query.map_err(|_| {
         ApiError::InvalidArgument(
             "the query could not be read: give domain once, and mode as deterministic, randomized or hash",
         )
-    })
+    })?;
+    Ok((query, arrow::columns(body.bytes())?))
 }
 
 /// The answer of `/v1/pseudonymize` (`PseudonymizeResponse` on the wire) and, without a key
