@@ -184,17 +184,14 @@ impl AppState {
         domain: &str,
         tokens: &Items<'_>,
     ) -> Result<ReidentifyResponse, ApiError> {
-        let response = self
-            .audited(
-                Operation::Reidentify,
-                request,
-                domain,
-                tokens,
-                |engine, d, tokens| engine.reidentify(d, tokens),
-            )
-            .await?;
-        self.count_item_errors(&response.errors);
-        Ok(response)
+        self.audited(
+            Operation::Reidentify,
+            request,
+            domain,
+            tokens,
+            |engine, d, tokens| engine.reidentify(d, tokens),
+        )
+        .await
     }
 
     pub(super) async fn rewrap(
@@ -203,17 +200,14 @@ impl AppState {
         domain: &str,
         tokens: &Items<'_>,
     ) -> Result<RewrapResponse, ApiError> {
-        let response = self
-            .audited(
-                Operation::Rewrap,
-                request,
-                domain,
-                tokens,
-                |engine, d, tokens| engine.rewrap(d, tokens),
-            )
-            .await?;
-        self.count_item_errors(&response.errors);
-        Ok(response)
+        self.audited(
+            Operation::Rewrap,
+            request,
+            domain,
+            tokens,
+            |engine, d, tokens| engine.rewrap(d, tokens),
+        )
+        .await
     }
 
     /// Checks and runs a privileged operation on `tokens`, leaving one audit line whatever
@@ -261,6 +255,7 @@ impl AppState {
         self.0
             .metrics
             .add_values(operation.as_str(), "any", record.count);
+        self.count_item_errors(answer.errors());
         Ok(answer)
     }
 
