@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use serde::de::DeserializeOwned;
 
-use crate::client::{Client, protocol};
+use crate::client::{Client, Form, protocol};
 use crate::endpoints::Route;
 use crate::error::Error;
 use crate::wire::{ItemError, ItemErrorCode, Mode};
@@ -172,18 +171,17 @@ pub(crate) struct BatchId {
 
 /// Sending a plan's values: cut into batches, at most `max_in_flight` of them in flight.
 impl Client {
-    /// Cuts `unique` into batches, encodes each with `encode` when its turn comes, sends them with at most `max_in_flight` in flight, checks
-    /// each answer with `accept`, and returns the accepted answers in batch order.
-    pub(crate) async fn run_batches<Resp, Out>(
+    /// Cuts `unique` into batches, encodes each in `form` with `encode` when its turn comes,
+    /// sends them with at most `max_in_flight` in flight, reads and checks each answer's body
+    /// with `accept`, and returns the accepted answers in batch order.
+    pub(crate) async fn run_batches<Out, E>(
         &self,
         route: Route,
+        form: Form<'_>,
         unique: &[&str],
-        encode: impl Fn(&[&str]) -> serde_json::Result<Vec<u8>>,
-        accept: impl Fn(BatchId, usize, Resp) -> Result<Out, Error>,
-    ) -> Result<Vec<Out>, Error>
-    where
-        Resp: DeserializeOwned,
-    {
+        encode: impl Fn(&[&str]) -> Result<Vec<u8>, E>,
+        accept: impl Fn(BatchId, usize, Bytes) -> Result<Out, Error>,
+    ) -> Result<Vec<Out>, Error> {
         let of = unique.len().div_ceil(self.inner.batch_size);
         let mut chunks = unique.chunks(self.inner.batch_size).enumerate();
         let mut answers: Vec<Option<Out>> = (0..of).map(|_| None).collect();
@@ -199,7 +197,7 @@ impl Client {
                 };
                 let body =
                     encode(chunk).map_err(|_| protocol(id, "the request could not be encoded"))?;
-                in_flight.push(self.send_batch::<Resp>(route, Bytes::from(body), id, chunk.len()));
+                in_flight.push(self.send_batch(route, form, Bytes::from(body), id, chunk.len()));
             }
             let Some(sent) = in_flight.next().await else {
                 break;
@@ -210,14 +208,15 @@ impl Client {
         Ok(answers.into_iter().flatten().collect())
     }
 
-    async fn send_batch<R: DeserializeOwned>(
+    async fn send_batch(
         &self,
         route: Route,
+        form: Form<'_>,
         body: Bytes,
         id: BatchId,
         len: usize,
-    ) -> Result<(BatchId, usize, R), Error> {
-        Ok((id, len, self.send(route, body, id).await?))
+    ) -> Result<(BatchId, usize, Bytes), Error> {
+        Ok((id, len, self.send(route, form, body, id).await?))
     }
 }
 

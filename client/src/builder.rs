@@ -2,7 +2,7 @@
 //! settings that cannot work before anything is sent.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
@@ -189,6 +189,7 @@ impl ClientBuilder {
                 failover_pause: self.failover_pause,
                 retry: self.retry,
                 cache: (self.cache_capacity > 0).then(|| PseudonymCache::new(self.cache_capacity)),
+                json_only: AtomicBool::new(false),
             }),
         })
     }

@@ -57,32 +57,43 @@ impl PseudonymCache {
         mode: Mode,
         values: &[&str],
     ) -> (Vec<Option<String>>, Vec<usize>) {
+        let mut answers = Vec::with_capacity(values.len());
+        let misses = self.lookup_with(domain, mode, values, |hit| {
+            answers.push(hit.map(str::to_owned));
+        });
+        (answers, misses)
+    }
+
+    /// Hands `answer` the known pseudonym of each of `values` in turn, borrowed (`None` where
+    /// unknown), and returns the indices of the unknown ones.
+    pub(crate) fn lookup_with(
+        &self,
+        domain: &str,
+        mode: Mode,
+        values: &[&str],
+        mut answer: impl FnMut(Option<&str>),
+    ) -> Vec<usize> {
         let state = self.state.lock().ok();
         let known = state
             .as_ref()
             .and_then(|state| state.by_domain.get(&(Box::from(domain), mode)));
         let mut misses = Vec::new();
-        let answers = values
-            .iter()
-            .enumerate()
-            .map(|(index, value)| {
-                let hit = known.and_then(|map| map.get(*value)).map(|t| t.to_string());
-                if hit.is_none() {
-                    misses.push(index);
-                }
-                hit
-            })
-            .collect();
-        (answers, misses)
+        for (index, value) in values.iter().enumerate() {
+            let hit = known.and_then(|map| map.get(*value)).map(AsRef::as_ref);
+            if hit.is_none() {
+                misses.push(index);
+            }
+            answer(hit);
+        }
+        misses
     }
 
-    /// Remembers `tokens[i]` as the pseudonym of `values[i]`.
-    pub(crate) fn store(
+    /// Remembers each `(value, pseudonym)` pair (pairs without a pseudonym are skipped).
+    pub(crate) fn store<'a>(
         &self,
         domain: &str,
         mode: Mode,
-        values: &[&str],
-        tokens: &[Option<String>],
+        pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     ) {
         let Ok(mut state) = self.state.lock() else {
             return;
@@ -96,14 +107,12 @@ impl PseudonymCache {
             .entry((Box::from(domain), mode))
             .or_default();
         let mut added = 0;
-        for (value, token) in values.iter().zip(tokens) {
+        for (value, token) in pairs {
             if added == room {
                 break;
             }
             if let Some(token) = token
-                && map
-                    .insert(Box::from(*value), Box::from(token.as_str()))
-                    .is_none()
+                && map.insert(Box::from(value), Box::from(token)).is_none()
             {
                 added += 1;
             }
@@ -120,11 +129,14 @@ mod tests {
     fn remembers_per_domain_and_mode_and_stops_when_full() {
         let cache = PseudonymCache::new(3);
         let token = |s: &str| Some(format!("d1.{s}"));
+        let pairs = |values: &[&'static str]| -> Vec<(&'static str, Option<String>)> {
+            values.iter().map(|&v| (v, token(v))).collect()
+        };
+        let stored = pairs(&["a", "b"]);
         cache.store(
             "vin",
             Mode::Deterministic,
-            &["a", "b"],
-            &[token("a"), token("b")],
+            stored.iter().map(|(v, t)| (*v, t.as_deref())),
         );
         let (answers, misses) = cache.lookup("vin", Mode::Deterministic, &["b", "c", "a"]);
         assert_eq!(answers, [token("b"), None, token("a")]);
@@ -132,11 +144,11 @@ mod tests {
         assert_eq!(cache.lookup("email", Mode::Deterministic, &["a"]).1, [0]);
         assert_eq!(cache.lookup("vin", Mode::Hash, &["a"]).1, [0]);
 
+        let stored = pairs(&["c", "d"]);
         cache.store(
             "vin",
             Mode::Deterministic,
-            &["c", "d"],
-            &[token("c"), token("d")],
+            stored.iter().map(|(v, t)| (*v, t.as_deref())),
         );
         let (answers, misses) = cache.lookup("vin", Mode::Deterministic, &["a", "c", "d"]);
         assert_eq!(

@@ -2,12 +2,12 @@
 //! answers back in the partition's order.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
 use crate::batch::{BatchId, Plan};
@@ -17,8 +17,9 @@ use crate::endpoints::{Endpoint, Route};
 use crate::error::{Error, Failure};
 use crate::retry::{self, AttemptError, RetryPolicy, again};
 use crate::wire::{
-    ErrorBody, ItemError, ItemErrorCode, Mode, PseudonymizeRequest, PseudonymizeResponse,
-    ReidentifyRequest, ReidentifyResponse, RewrapRequest, RewrapResponse, Text,
+    ARROW_STREAM, ErrorBody, ItemError, ItemErrorCode, Mode, PseudonymizeRequest,
+    PseudonymizeResponse, ReidentifyRequest, ReidentifyResponse, RewrapRequest, RewrapResponse,
+    Text,
 };
 
 /// A client of the pseudonym service: cheap to clone, one connection pool for all clones.
@@ -39,6 +40,29 @@ pub(crate) struct Inner {
     pub(crate) failover_pause: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) cache: Option<PseudonymCache>,
+    /// Set once a replica answered that it does not read the Arrow form (a service older than
+    /// it): the array operations then send JSON.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))]
+    pub(crate) json_only: AtomicBool,
+}
+
+/// The form of a batch on the wire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Form<'a> {
+    /// The API's JSON bodies.
+    Json,
+    /// An Arrow IPC stream each way; the domain and mode go in the query.
+    #[cfg_attr(not(feature = "arrow"), allow(dead_code))]
+    Arrow { domain: &'a str, mode: Option<Mode> },
+}
+
+impl Form<'_> {
+    fn media_type(&self) -> &'static str {
+        match self {
+            Form::Json => "application/json",
+            Form::Arrow { .. } => ARROW_STREAM,
+        }
+    }
 }
 
 /// An answer of one string per pseudonym sent, with the items that failed listed apart.
@@ -153,14 +177,15 @@ impl Client {
         let sent = self
             .pseudonymize_from_service(domain, mode, &to_send)
             .await?;
-        cache.store(domain, mode, &to_send, &sent);
+        let pairs = to_send.iter().zip(&sent);
+        cache.store(domain, mode, pairs.map(|(v, t)| (*v, t.as_deref())));
         for (index, token) in misses.into_iter().zip(sent) {
             answers[index] = token;
         }
         Ok(answers)
     }
 
-    async fn pseudonymize_from_service(
+    pub(crate) async fn pseudonymize_from_service(
         &self,
         domain: &str,
         mode: Mode,
@@ -176,9 +201,11 @@ impl Client {
         let answers = self
             .run_batches(
                 Route::Pseudonymize,
+                Form::Json,
                 unique,
                 encode,
-                |id, n, r: PseudonymizeResponse| {
+                |id, n, body| {
+                    let r: PseudonymizeResponse = json(id, &body)?;
                     if r.pseudonyms.len() != n || r.pseudonyms.iter().any(Option::is_none) {
                         return Err(protocol(id, "not one pseudonym per value"));
                     }
@@ -230,8 +257,8 @@ impl Client {
         encode: impl Fn(&[&str]) -> serde_json::Result<Vec<u8>>,
     ) -> Result<(Vec<Option<String>>, Vec<Option<ItemErrorCode>>), Error> {
         let answers = self
-            .run_batches(route, unique, encode, |id, n, r: R| {
-                let (answers, errors) = r.into_parts();
+            .run_batches(route, Form::Json, unique, encode, |id, n, body| {
+                let (answers, errors) = json::<R>(id, &body)?.into_parts();
                 if answers.len() != n || errors.iter().any(|e| e.index >= n) {
                     return Err(protocol(id, "not one answer per pseudonym"));
                 }
@@ -258,22 +285,31 @@ impl Client {
         Ok((values, codes))
     }
 
-    /// One exchange with one replica.
-    pub(crate) async fn attempt<R: DeserializeOwned>(
+    /// One exchange with one replica: the answer's body, if its status is a success.
+    pub(crate) async fn attempt(
         &self,
         endpoint: &Endpoint,
         route: Route,
+        form: Form<'_>,
         body: Bytes,
         id: BatchId,
-    ) -> Result<R, AttemptError> {
-        let url = endpoint.url(route);
-        let response = self
+    ) -> Result<Bytes, AttemptError> {
+        let media_type = HeaderValue::from_static(form.media_type());
+        let mut request = self
             .inner
             .http
-            .post(url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .post(endpoint.url(route).clone())
+            .header(CONTENT_TYPE, media_type.clone())
+            .header(ACCEPT, media_type)
             .header("x-api-key", self.inner.api_key.clone())
-            .body(body)
+            .body(body);
+        if let Form::Arrow { domain, mode } = form {
+            request = request.query(&[("domain", domain)]);
+            if let Some(mode) = mode {
+                request = request.query(&[("mode", mode.as_str())]);
+            }
+        }
+        let response = request
             .send()
             .await
             .map_err(|error| again(failure_of(&error), None))?;
@@ -300,9 +336,13 @@ impl Client {
                 message,
             }));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|_| AttemptError::Fatal(protocol(id, "the answer is not the expected JSON")))
+        Ok(bytes)
     }
+}
+
+/// A JSON answer's body read as `R`.
+fn json<R: DeserializeOwned>(id: BatchId, body: &[u8]) -> Result<R, Error> {
+    serde_json::from_slice(body).map_err(|_| protocol(id, "the answer is not the expected JSON"))
 }
 
 fn texts<'a>(chunk: &[&'a str]) -> Vec<Option<Text<'a>>> {

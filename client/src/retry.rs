@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
-use serde::de::DeserializeOwned;
 
 use crate::batch::BatchId;
-use crate::client::Client;
+use crate::client::{Client, Form};
 use crate::endpoints::{self, Route};
 use crate::error::{Error, Failure};
 
@@ -98,12 +97,13 @@ pub(crate) fn again(failure: Failure, retry_after: Option<Duration>) -> AttemptE
 /// The retry loop: one batch, sent again by the policy, to the next replica in rotation.
 impl Client {
     /// Sends one batch until it succeeds, fails for good, or the retry policy gives up.
-    pub(crate) async fn send<R: DeserializeOwned>(
+    pub(crate) async fn send(
         &self,
         route: Route,
+        form: Form<'_>,
         body: Bytes,
         id: BatchId,
-    ) -> Result<R, Error> {
+    ) -> Result<Bytes, Error> {
         let inner = &self.inner;
         let started = Instant::now();
         let first = inner.next.fetch_add(1, Ordering::Relaxed);
@@ -111,15 +111,15 @@ impl Client {
         loop {
             attempt += 1;
             let endpoint = endpoints::pick(&inner.endpoints, first + attempt as usize - 1);
-            let (failure, retry_after) = match self.attempt(endpoint, route, body.clone(), id).await
-            {
-                Ok(answer) => return Ok(answer),
-                Err(AttemptError::Fatal(error)) => return Err(error),
-                Err(AttemptError::Retry {
-                    failure,
-                    retry_after,
-                }) => (failure, retry_after),
-            };
+            let (failure, retry_after) =
+                match self.attempt(endpoint, route, form, body.clone(), id).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(AttemptError::Fatal(error)) => return Err(error),
+                    Err(AttemptError::Retry {
+                        failure,
+                        retry_after,
+                    }) => (failure, retry_after),
+                };
             if inner.endpoints.len() > 1 {
                 endpoint.pass_over(inner.failover_pause);
             }

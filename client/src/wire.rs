@@ -1,4 +1,5 @@
-//! The JSON bodies of the service's HTTP API, shared by the service and the client.
+//! The JSON bodies of the service's HTTP API, shared by the service and the client, and the
+//! media type of its Arrow form.
 //!
 //! Request types borrow their strings from the body they are parsed from wherever JSON escaping
 //! allows ([`Text`]), so the service does not allocate per value to read a batch.
@@ -6,6 +7,10 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+
+/// The media type of the API's Arrow form: `/v1/pseudonymize`, `/v1/reidentify` and `/v1/rewrap`
+/// also take and answer an Arrow IPC stream (the domain and mode then go in the query).
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 /// How a value becomes a pseudonym.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -259,6 +264,19 @@ impl ItemErrorCode {
     }
 }
 
+impl From<&str> for ItemErrorCode {
+    /// The code written `code` on the wire ([`ItemErrorCode::Unknown`] for one this version of
+    /// the client does not know).
+    fn from(code: &str) -> Self {
+        match code {
+            "invalid_token" => ItemErrorCode::InvalidToken,
+            "unknown_key_version" => ItemErrorCode::UnknownKeyVersion,
+            "not_reversible" => ItemErrorCode::NotReversible,
+            _ => ItemErrorCode::Unknown,
+        }
+    }
+}
+
 impl std::fmt::Display for ItemErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -365,5 +383,16 @@ mod tests {
             assert_eq!(mode.as_str().parse(), Ok(mode));
         }
         assert_eq!("Deterministic".parse::<Mode>(), Err(UnknownMode));
+    }
+
+    #[test]
+    fn item_error_codes_read_as_they_are_written() {
+        use ItemErrorCode::*;
+        for code in [InvalidToken, UnknownKeyVersion, NotReversible, Unknown] {
+            assert_eq!(ItemErrorCode::from(code.as_str()), code);
+            let json = serde_json::to_string(&code).expect("serializes");
+            assert_eq!(json, format!("\"{code}\""));
+        }
+        assert_eq!(ItemErrorCode::from("from_the_future"), Unknown);
     }
 }

@@ -99,6 +99,8 @@ pub enum Fault {
     TooManyRequests(usize),
     /// Answer every request `503`.
     AlwaysUnavailable,
+    /// Refuse every Arrow request as a service older than the Arrow form did: `400 bad_json`.
+    RefusesArrow,
 }
 
 /// A service replica on a loopback port, on a runtime of its own.
@@ -111,6 +113,8 @@ pub struct Replica {
     pub state: AppState,
     /// Requests that reached this replica, faulty answers included.
     pub requests: Arc<AtomicUsize>,
+    /// Of those, requests in the Arrow form.
+    pub arrow_requests: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -134,14 +138,19 @@ impl Replica {
             .build()
             .expect("runtime");
         let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
+        let arrow_requests = Arc::new(AtomicUsize::new(0));
+        let (counter, arrow_counter) = (requests.clone(), arrow_requests.clone());
         let service = Service::new(&fixture.config, &fixture.keys())
             .expect("service")
             .map_router(|router: Router| {
                 router.layer(axum::middleware::from_fn(
                     move |request: Request, next: Next| {
                         let seen = counter.fetch_add(1, Ordering::SeqCst);
-                        async move { inject(fault, seen, request, next).await }
+                        let arrow = is_arrow(&request);
+                        if arrow {
+                            arrow_counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        async move { inject(fault, seen, arrow, request, next).await }
                     },
                 ))
             });
@@ -160,6 +169,7 @@ impl Replica {
             fault,
             state,
             requests,
+            arrow_requests,
             runtime: Some(runtime),
         }
     }
@@ -188,11 +198,21 @@ impl Drop for Replica {
     }
 }
 
-async fn inject(fault: Fault, seen: usize, request: Request, next: Next) -> Response {
+fn is_arrow(request: &Request) -> bool {
+    let content_type = request.headers().get(axum::http::header::CONTENT_TYPE);
+    content_type.is_some_and(|value| value == pseudonym_client::wire::ARROW_STREAM)
+}
+
+async fn inject(fault: Fault, seen: usize, arrow: bool, request: Request, next: Next) -> Response {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
+    if let (Fault::RefusesArrow, true) = (fault, arrow) {
+        let body = r#"{"error":{"code":"bad_json","message":"the body is not valid JSON"}}"#;
+        let json = [(header::CONTENT_TYPE, "application/json")];
+        return (StatusCode::BAD_REQUEST, json, body).into_response();
+    }
     let failing = match fault {
-        Fault::None => None,
+        Fault::None | Fault::RefusesArrow => None,
         Fault::Unavailable(n) => (seen < n).then_some((StatusCode::SERVICE_UNAVAILABLE, None)),
         Fault::TooManyRequests(n) => {
             (seen < n).then_some((StatusCode::TOO_MANY_REQUESTS, Some("1")))

@@ -1,6 +1,7 @@
 //! The client's Arrow operations against a real service: every string type, dictionaries.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int16Type;
@@ -191,4 +192,113 @@ async fn integers_go_by_their_text_and_floats_are_refused_by_name() {
         .await
         .expect_err("floats have no canonical text");
     assert!(error.to_string().contains("Float64"), "{error}");
+}
+
+fn vins(rows: usize, distinct: usize) -> Vec<Option<String>> {
+    (0..rows)
+        .map(|i| (i % 9 != 4).then(|| format!("WVWZZZ1JZXW{:06}", (i * 13) % distinct)))
+        .collect()
+}
+
+#[tokio::test]
+async fn arrays_go_as_arrow_streams_in_batches_and_come_back_in_row_order() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .batch_size(7)
+        .build()
+        .expect("client");
+    let values = vins(100, 30);
+    let input = StringArray::from(values.clone());
+    let pseudonyms = client
+        .pseudonymize_array("vin", Mode::Deterministic, &input)
+        .await
+        .expect("pseudonymized");
+    let expected = fixture.direct_pseudonyms("vin", Mode::Deterministic, &values);
+    assert_eq!(rows(pseudonyms.as_ref()), expected);
+    let requests = |counter: &std::sync::atomic::AtomicUsize| counter.load(Ordering::SeqCst);
+    assert_eq!(
+        requests(&replica.arrow_requests),
+        5,
+        "30 distinct values in batches of 7, each an Arrow stream"
+    );
+
+    let back = client
+        .reidentify_array("vin", pseudonyms.as_ref())
+        .await
+        .expect("reidentified");
+    assert_eq!(rows(back.values.as_ref()), values);
+    let rewrapped = client
+        .rewrap_array("vin", pseudonyms.as_ref())
+        .await
+        .expect("rewrapped");
+    assert_eq!(rows(rewrapped.values.as_ref()), expected);
+    assert_eq!(requests(&replica.arrow_requests), 15);
+    assert_eq!(requests(&replica.requests), 15, "no JSON request");
+}
+
+#[tokio::test]
+async fn cached_pseudonyms_and_the_service_answers_fall_into_row_order() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .batch_size(3)
+        .cache_capacity(1_000)
+        .build()
+        .expect("client");
+    let first = StringArray::from(vec!["a", "b"]);
+    client
+        .pseudonymize_array("vin", Mode::Hash, &first)
+        .await
+        .expect("pseudonymized");
+    let values = ["c", "b", "", "a", "d", "c"].map(|v| (!v.is_empty()).then(|| v.to_owned()));
+    let second = StringArray::from(values.to_vec());
+    let pseudonyms = client
+        .pseudonymize_array("vin", Mode::Hash, &second)
+        .await
+        .expect("pseudonymized");
+    let expected = fixture.direct_pseudonyms("vin", Mode::Hash, &values);
+    assert_eq!(rows(pseudonyms.as_ref()), expected);
+    assert_eq!(
+        replica.values_pseudonymized(),
+        4,
+        "a and b came from the cache"
+    );
+}
+
+#[tokio::test]
+async fn a_service_older_than_the_arrow_form_gets_json_from_then_on() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::RefusesArrow);
+    let client = Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .batch_size(2)
+        .build()
+        .expect("client");
+    let values = vins(20, 5);
+    let input = StringArray::from(values.clone());
+    let pseudonyms = client
+        .pseudonymize_array("vin", Mode::Deterministic, &input)
+        .await
+        .expect("pseudonymized in JSON");
+    let expected = fixture.direct_pseudonyms("vin", Mode::Deterministic, &values);
+    assert_eq!(rows(pseudonyms.as_ref()), expected);
+    let refused = replica.arrow_requests.load(Ordering::SeqCst);
+    assert!(refused >= 1, "Arrow was tried first");
+
+    let back = client
+        .reidentify_array("vin", pseudonyms.as_ref())
+        .await
+        .expect("reidentified in JSON");
+    assert_eq!(rows(back.values.as_ref()), values);
+    assert_eq!(
+        replica.arrow_requests.load(Ordering::SeqCst),
+        refused,
+        "the client remembers"
+    );
 }

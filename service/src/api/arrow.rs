@@ -29,8 +29,7 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::tokens::Tokens;
 
-/// The media type of an Arrow IPC stream.
-pub(super) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+pub(super) use pseudonym_client::wire::ARROW_STREAM;
 
 /// An Arrow IPC stream, as the API document names it.
 pub(super) struct ArrowStream;

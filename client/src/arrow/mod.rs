@@ -9,21 +9,26 @@
 //! (`-42`), decimals with exactly their type's scale (`12.50` for `Decimal128(10, 2)`), `Date32`
 //! as `YYYY-MM-DD`. The answer is then `Utf8`. Re-identifying gives that text back.
 //!
+//! The values go to the service in the Arrow form of its API ([`ipc`]).
+//!
 //! A dictionary is transformed through its dictionary only: the keys are kept as they are and
 //! each dictionary entry is sent once. The exception is `randomized` mode, where equal values
 //! must get different pseudonyms: there every row is transformed and the output is a plain
 //! array of the dictionary's value type (see [`output_type`]).
 
+mod ipc;
+
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArray};
+use arrow_array::{Array, ArrayRef, StringArray, UInt32Array};
 use arrow_schema::DataType;
 
 use crate::batch::Plan;
 use crate::client::Client;
 use crate::error::Error;
 use crate::wire::{ItemError, Mode};
+use ipc::{PerItem, offset_overflow};
 
 /// The name of [`ArrayWithErrors`] before `rewrap_array` shared it.
 #[deprecated(note = "renamed ArrayWithErrors")]
@@ -119,9 +124,8 @@ impl Client {
         }
         let rows = string_rows(array)?;
         let plan = Plan::for_mode(mode, rows.iter().copied());
-        let answers = self.pseudonymize_unique(domain, mode, &plan.unique).await?;
-        let out_type = output_type(array.data_type(), mode)?;
-        Ok(build(&out_type, spread(&plan, &answers)))
+        let answers = self.pseudonyms(domain, mode, &plan.unique).await?;
+        rows_of(&plan, answers, &output_type(array.data_type(), mode)?)
     }
 
     /// Re-identifies an Arrow string array of pseudonyms; failed rows are null in `values` and
@@ -164,33 +168,30 @@ impl Client {
         }
         let rows = string_rows(array)?;
         let plan = Plan::deduplicated_if_it_pays(rows.iter().copied());
-        let (answers, codes) = match operation {
-            PerItem::Reidentify => self.reidentify_unique(domain, &plan.unique).await?,
-            PerItem::Rewrap => self.rewrap_unique(domain, &plan.unique).await?,
-        };
-        let errors = plan.row_errors(&codes);
+        let answers = self
+            .per_item_answers(operation, domain, &plan.unique)
+            .await?;
         Ok(ArrayWithErrors {
-            values: build(array.data_type(), spread(&plan, &answers)),
-            errors,
+            errors: plan.row_errors(&answers.codes),
+            values: rows_of(&plan, answers.values, array.data_type())?,
         })
     }
 }
 
-/// The operations that answer each pseudonym with a string or a per-item error.
-#[derive(Debug, Clone, Copy)]
-enum PerItem {
-    Reidentify,
-    Rewrap,
-}
-
-/// Every row's answer, borrowed from the answers of the unique values.
-fn spread<'a>(
-    plan: &'a Plan<'_>,
-    answers: &'a [Option<String>],
-) -> impl Iterator<Item = Option<&'a str>> + 'a {
-    plan.rows
-        .iter()
-        .map(|row| row.and_then(|i| answers[i as usize].as_deref()))
+/// Every row's answer, taken from the answers to the plan's unique values, as an array of
+/// `data_type` (`Utf8`, `LargeUtf8` or `Utf8View`).
+fn rows_of(plan: &Plan<'_>, answers: StringArray, data_type: &DataType) -> Result<ArrayRef, Error> {
+    let rows: ArrayRef = if plan.rows.len() == plan.unique.len() {
+        // Every row was sent, in order: the answers are the rows.
+        Arc::new(answers)
+    } else {
+        let indices = UInt32Array::from_iter(plan.rows.iter().copied());
+        arrow_select::take::take(&answers, &indices, None).map_err(offset_overflow)?
+    };
+    if rows.data_type() == data_type {
+        return Ok(rows);
+    }
+    arrow_cast::cast(&rows, data_type).map_err(offset_overflow)
 }
 
 /// The rows of a dictionary whose entry failed, with the entry's code.
@@ -243,20 +244,11 @@ fn dictionary_rows(array: &dyn Array) -> Result<Vec<Option<&str>>, Error> {
         .collect())
 }
 
-/// An array of `data_type` (`Utf8`, `LargeUtf8` or `Utf8View`) holding `rows`.
-fn build<'a>(data_type: &DataType, rows: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    match data_type {
-        DataType::LargeUtf8 => Arc::new(LargeStringArray::from_iter(rows)),
-        DataType::Utf8View => Arc::new(StringViewArray::from_iter(rows)),
-        _ => Arc::new(StringArray::from_iter(rows)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::DictionaryArray;
     use arrow_array::types::Int32Type;
+    use arrow_array::{DictionaryArray, StringViewArray};
 
     #[test]
     fn output_types_follow_input_and_mode() {
