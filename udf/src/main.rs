@@ -129,9 +129,12 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    // Network I/O gets a runtime of its own, so DataFusion's CPU threads never wait on it.
+    // The client (its network I/O and its work on each record batch) gets a runtime of its own,
+    // so DataFusion's threads never wait on it, with a thread per core, so the record batches
+    // of several partitions are prepared and read back at the same time.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(cores)
         .thread_name("pseudonym-io")
         .enable_all()
         .build()
