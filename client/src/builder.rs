@@ -112,8 +112,9 @@ impl ClientBuilder {
 
     /// Remember up to this many `deterministic` and `hash` pseudonyms across calls, so values
     /// that repeat across record batches or micro-batches are sent once. Default 0 (off).
-    /// Memory: roughly the value and token lengths plus 100 bytes per entry. When full, it keeps
-    /// what it has and remembers nothing more.
+    /// Memory: the value and token lengths plus 25 to 50 bytes per entry (the text grows by
+    /// doubling, so up to twice the lengths). When full, it keeps what it has and remembers
+    /// nothing more.
     pub fn cache_capacity(mut self, pseudonyms: usize) -> Self {
         self.cache_capacity = pseudonyms;
         self
