@@ -38,7 +38,7 @@ step "fuzz: token parsing, request decoding, AES-SIV against aes-siv; 20 s each,
 ./scripts/fuzz.sh 20 --quick
 
 step "benchmarks build (dev profile: their code and links, not the dist profile's speed)"
-cargo build --locked --benches -p pseudonym-engine -p pseudonym-client
+cargo build --locked --benches -p pseudonym-engine -p pseudonym-client -p pseudonym-e2e
 
 step "python wheel (maturin, release) into .venv"
 rm -rf target/wheels
