@@ -1,8 +1,8 @@
 //! [`ClientBuilder`]: every setting of a [`Client`] with its default, and the checks that refuse
 //! settings that cannot work before anything is sent.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
@@ -190,7 +190,7 @@ impl ClientBuilder {
                 failover_pause: self.failover_pause,
                 retry: self.retry,
                 cache: (self.cache_capacity > 0).then(|| PseudonymCache::new(self.cache_capacity)),
-                json_only: AtomicBool::new(false),
+                arrow_refused_at: Mutex::new(None),
             }),
         })
     }

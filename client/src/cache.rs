@@ -16,9 +16,10 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
 
 use crate::wire::Mode;
 
@@ -55,22 +56,22 @@ struct Entry {
     token_len: u32,
 }
 
+impl Entry {
+    fn value<'t>(&self, text: &'t str) -> &'t str {
+        &text[self.start..self.start + self.value_len as usize]
+    }
+
+    fn token<'t>(&self, text: &'t str) -> &'t str {
+        let start = self.start + self.value_len as usize;
+        &text[start..start + self.token_len as usize]
+    }
+}
+
 impl Memo {
-    fn value(&self, entry: &Entry) -> &str {
-        &self.text[entry.start..entry.start + entry.value_len as usize]
-    }
-
-    fn token(&self, entry: &Entry) -> &str {
-        let start = entry.start + entry.value_len as usize;
-        &self.text[start..start + entry.token_len as usize]
-    }
-
     fn get(&self, value: &str) -> Option<&str> {
         let hash = self.hasher.hash_one(value);
-        let entry = self.table.find(hash, |entry| {
-            entry.hash == hash && self.value(entry) == value
-        })?;
-        Some(self.token(entry))
+        let is_value = |entry: &Entry| entry.hash == hash && entry.value(&self.text) == value;
+        Some(self.table.find(hash, is_value)?.token(&self.text))
     }
 
     /// Remembers `token` for `value`; false if it already had one (or the lengths do not fit).
@@ -79,19 +80,24 @@ impl Memo {
         else {
             return false;
         };
-        if self.get(value).is_some() {
+        let Memo {
+            hasher,
+            text,
+            table,
+        } = self;
+        let hash = hasher.hash_one(value);
+        let is_value = |entry: &Entry| entry.hash == hash && entry.value(text) == value;
+        let Slot::Vacant(slot) = table.entry(hash, is_value, |entry| entry.hash) else {
             return false;
-        }
-        let hash = self.hasher.hash_one(value);
-        let entry = Entry {
+        };
+        slot.insert(Entry {
             hash,
-            start: self.text.len(),
+            start: text.len(),
             value_len,
             token_len,
-        };
-        self.text.push_str(value);
-        self.text.push_str(token);
-        self.table.insert_unique(hash, entry, |entry| entry.hash);
+        });
+        text.push_str(value);
+        text.push_str(token);
         true
     }
 }
@@ -131,7 +137,8 @@ impl PseudonymCache {
     }
 
     /// Hands `answer` the known pseudonym of each of `values` in turn, borrowed (`None` where
-    /// unknown), and returns the indices of the unknown ones.
+    /// unknown), and returns the indices of the unknown ones. `answer` runs under the cache's
+    /// read lock: it must not call the cache.
     pub(crate) fn lookup_with(
         &self,
         domain: &str,
@@ -139,10 +146,9 @@ impl PseudonymCache {
         values: &[&str],
         mut answer: impl FnMut(Option<&str>),
     ) -> Vec<usize> {
-        let state = self.state.read().ok();
-        let known = state
-            .as_ref()
-            .and_then(|state| state.by_domain.get(&(Box::from(domain), mode)));
+        // A panic elsewhere leaves at worst text without an entry: the cache stays usable.
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let known = state.by_domain.get(&(Box::from(domain), mode));
         let mut misses = Vec::new();
         for (index, value) in values.iter().enumerate() {
             let hit = known.and_then(|memo| memo.get(value));
@@ -161,9 +167,7 @@ impl PseudonymCache {
         mode: Mode,
         pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     ) {
-        let Ok(mut state) = self.state.write() else {
-            return;
-        };
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         let room = self.capacity.saturating_sub(state.len);
         if room == 0 {
             return;
@@ -210,7 +214,8 @@ mod tests {
         assert_eq!(cache.lookup("email", Mode::Deterministic, &["a"]).1, [0]);
         assert_eq!(cache.lookup("vin", Mode::Hash, &["a"]).1, [0]);
 
-        let stored = pairs(&["c", "d"]);
+        // "a" again is no new entry: it takes no room.
+        let stored = pairs(&["a", "c", "d"]);
         cache.store(
             "vin",
             Mode::Deterministic,

@@ -2,8 +2,9 @@
 //! answers back in the partition's order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -40,10 +41,10 @@ pub(crate) struct Inner {
     pub(crate) failover_pause: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) cache: Option<PseudonymCache>,
-    /// Set once a replica answered that it does not read the Arrow form (a service older than
-    /// it): the array operations then send JSON.
+    /// When a replica last answered that it does not read the Arrow form (a service older than
+    /// it): the array operations send JSON for a while after.
     #[cfg_attr(not(feature = "arrow"), allow(dead_code))]
-    pub(crate) json_only: AtomicBool,
+    pub(crate) arrow_refused_at: Mutex<Option<Instant>>,
 }
 
 /// The form of a batch on the wire.
@@ -266,13 +267,7 @@ impl Client {
                 for error in errors {
                     codes[error.index] = Some(error.code);
                 }
-                if answers
-                    .iter()
-                    .zip(&codes)
-                    .any(|(v, c)| v.is_none() == c.is_none())
-                {
-                    return Err(protocol(id, "a null answer without an error, or both"));
-                }
+                one_answer_or_code(id, &codes, |i| answers[i].is_some())?;
                 Ok((answers, codes))
             })
             .await?;
@@ -356,6 +351,19 @@ fn failure_of(error: &reqwest::Error) -> Failure {
         Failure::Connect
     } else {
         Failure::Interrupted
+    }
+}
+
+/// Checks that each item of a batch has either an answer (`answered`) or a code, never both or
+/// neither.
+pub(crate) fn one_answer_or_code(
+    id: BatchId,
+    codes: &[Option<ItemErrorCode>],
+    answered: impl Fn(usize) -> bool,
+) -> Result<(), Error> {
+    match (0..codes.len()).any(|i| answered(i) == codes[i].is_some()) {
+        true => Err(protocol(id, "a null answer without an error, or both")),
+        false => Ok(()),
     }
 }
 

@@ -268,12 +268,12 @@ impl From<&str> for ItemErrorCode {
     /// The code written `code` on the wire ([`ItemErrorCode::Unknown`] for one this version of
     /// the client does not know).
     fn from(code: &str) -> Self {
-        match code {
-            "invalid_token" => ItemErrorCode::InvalidToken,
-            "unknown_key_version" => ItemErrorCode::UnknownKeyVersion,
-            "not_reversible" => ItemErrorCode::NotReversible,
-            _ => ItemErrorCode::Unknown,
-        }
+        use ItemErrorCode::*;
+        let known = [InvalidToken, UnknownKeyVersion, NotReversible];
+        known
+            .into_iter()
+            .find(|k| k.as_str() == code)
+            .unwrap_or(Unknown)
     }
 }
 

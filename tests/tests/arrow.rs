@@ -271,7 +271,7 @@ async fn cached_pseudonyms_and_the_service_answers_fall_into_row_order() {
 }
 
 #[tokio::test]
-async fn a_service_older_than_the_arrow_form_gets_json_from_then_on() {
+async fn a_service_older_than_the_arrow_form_gets_json_for_a_while() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::RefusesArrow);
     let client = Client::builder()
@@ -301,4 +301,80 @@ async fn a_service_older_than_the_arrow_form_gets_json_from_then_on() {
         refused,
         "the client remembers"
     );
+}
+
+#[tokio::test]
+async fn other_refusals_leave_the_arrow_form_in_use() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = client_of(&fixture, &replica);
+    let input = StringArray::from(vec!["a"]);
+    let error = client
+        .pseudonymize_array("Not A Domain", Mode::Deterministic, &input)
+        .await
+        .expect_err("a bad domain is refused");
+    assert!(
+        matches!(error, pseudonym_client::Error::Rejected { status: 400, .. }),
+        "{error}"
+    );
+    client
+        .pseudonymize_array("vin", Mode::Deterministic, &input)
+        .await
+        .expect("pseudonymized");
+    assert_eq!(replica.arrow_requests.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        replica.requests.load(Ordering::SeqCst),
+        2,
+        "no JSON request"
+    );
+}
+
+#[tokio::test]
+async fn per_item_errors_of_later_batches_keep_their_rows() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = Client::builder()
+        .url(&replica.url)
+        .api_key(&fixture.api_key)
+        .batch_size(2)
+        .build()
+        .expect("client");
+    let values = vins(9, 9);
+    let mut tokens = fixture.direct_pseudonyms("vin", Mode::Deterministic, &values);
+    for row in [5, 8] {
+        tokens[row] = Some(format!("d1.forged{row}"));
+    }
+    let back = client
+        .reidentify_array("vin", &StringArray::from(tokens))
+        .await
+        .expect("answered");
+    let expected: Vec<Option<String>> = (0..9)
+        .map(|row| values[row].clone().filter(|_| row != 5 && row != 8))
+        .collect();
+    assert_eq!(rows(back.values.as_ref()), expected);
+    let failed: Vec<usize> = back.errors.iter().map(|error| error.index).collect();
+    assert_eq!(failed, [5, 8]);
+}
+
+#[tokio::test]
+async fn dictionaries_without_entries_are_all_null_rows() {
+    let fixture = Fixture::new();
+    let replica = Replica::start(&fixture, Fault::None);
+    let client = client_of(&fixture, &replica);
+    let empty: DictionaryArray<Int16Type> = vec![None::<&str>, None].into_iter().collect();
+    assert_eq!(empty.values().len(), 0);
+    for mode in Mode::ALL {
+        let answer = client
+            .pseudonymize_array("vin", mode, &empty)
+            .await
+            .expect("pseudonymized");
+        assert_eq!(answer.null_count(), 2, "{mode:?}");
+    }
+    let back = client
+        .reidentify_array("vin", &empty)
+        .await
+        .expect("reidentified");
+    assert_eq!((back.values.null_count(), back.errors.len()), (2, 0));
+    let rewrapped = client.rewrap_array("vin", &empty).await.expect("rewrapped");
+    assert_eq!(rewrapped.values.null_count(), 2);
 }

@@ -129,9 +129,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    // The client (its network I/O and its work on each record batch) gets a runtime of its own,
-    // so DataFusion's threads never wait on it, with a thread per core, so the record batches
-    // of several partitions are prepared and read back at the same time.
+    // The client (its network I/O and its work on each record batch) runs on a runtime of its
+    // own, which DataFusion's threads await (or block on, for nested calls). A thread per core,
+    // so the record batches of several partitions are prepared and read back at the same time.
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let io = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)

@@ -4,10 +4,11 @@
 //! arrays they arrive in until the rows are taken from them.
 //!
 //! A service older than the Arrow form refuses it (`415`, or `400 bad_json` from one that reads
-//! every body as JSON). The client then sends JSON for the rest of its life.
+//! every body as JSON). The client then sends JSON for ten minutes before it tries again.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
@@ -19,7 +20,7 @@ use arrow_schema::ArrowError;
 use bytes::Bytes;
 
 use crate::batch::BatchId;
-use crate::client::{Client, Form, protocol};
+use crate::client::{Client, Form, one_answer_or_code, protocol};
 use crate::endpoints::Route;
 use crate::error::Error;
 use crate::wire::{ItemErrorCode, Mode};
@@ -71,19 +72,21 @@ impl Client {
         };
         let mut known = StringBuilder::with_capacity(unique.len(), 0);
         let misses = cache.lookup_with(domain, mode, unique, |hit| known.append_option(hit));
-        let known = known.finish();
         if misses.is_empty() {
-            return Ok(known);
+            return Ok(known.finish());
         }
         let to_send: Vec<&str> = misses.iter().map(|&i| unique[i]).collect();
         let sent = self.pseudonyms_from_service(domain, mode, &to_send).await?;
         cache.store(domain, mode, to_send.iter().copied().zip(sent.iter()));
+        if misses.len() == unique.len() {
+            return Ok(sent);
+        }
         // Each pseudonym from the cache where it was known, else from the service's answers.
         let mut sources: Vec<(usize, usize)> = (0..unique.len()).map(|i| (0, i)).collect();
         for (answer, &i) in misses.iter().enumerate() {
             sources[i] = (1, answer);
         }
-        let merged = arrow_select::interleave::interleave(&[&known, &sent], &sources)
+        let merged = arrow_select::interleave::interleave(&[&known.finish(), &sent], &sources)
             .map_err(offset_overflow)?;
         Ok(merged.as_string::<i32>().clone())
     }
@@ -94,12 +97,12 @@ impl Client {
         mode: Mode,
         unique: &[&str],
     ) -> Result<StringArray, Error> {
-        if self.reads_arrow() {
-            let form = Form::Arrow {
-                domain,
-                mode: Some(mode),
-            };
-            let answers = self
+        let form = Form::Arrow {
+            domain,
+            mode: Some(mode),
+        };
+        let in_arrow = async {
+            let batches = self
                 .run_batches(Route::Pseudonymize, form, unique, encode, |id, n, body| {
                     let tokens = column(id, &decode(id, body)?, "pseudonyms", n)?;
                     if tokens.null_count() > 0 {
@@ -107,14 +110,14 @@ impl Client {
                     }
                     Ok(tokens)
                 })
-                .await;
-            match answers {
-                Err(error) if refuses_arrow(&error) => self.send_json_from_now_on(),
-                answers => return concat(answers?),
-            }
-        }
-        let answers = self.pseudonymize_from_service(domain, mode, unique).await?;
-        Ok(StringArray::from(answers))
+                .await?;
+            concat(batches)
+        };
+        let in_json = async {
+            let answers = self.pseudonymize_from_service(domain, mode, unique).await?;
+            Ok(StringArray::from(answers))
+        };
+        self.arrow_or_json(in_arrow, in_json).await
     }
 
     /// The answer to each of `unique` pseudonyms.
@@ -124,8 +127,8 @@ impl Client {
         domain: &str,
         unique: &[&str],
     ) -> Result<PerItemAnswers, Error> {
-        if self.reads_arrow() {
-            let form = Form::Arrow { domain, mode: None };
+        let form = Form::Arrow { domain, mode: None };
+        let in_arrow = async {
             let batches = self
                 .run_batches(operation.route(), form, unique, encode, |id, n, body| {
                     let batch = decode(id, body)?;
@@ -134,47 +137,62 @@ impl Client {
                         .iter()
                         .map(|code| code.map(ItemErrorCode::from))
                         .collect();
-                    let mismatch = (0..n).any(|i| values.is_null(i) == codes[i].is_none());
-                    if mismatch {
-                        return Err(protocol(id, "a null answer without an error, or both"));
-                    }
+                    one_answer_or_code(id, &codes, |i| values.is_valid(i))?;
                     Ok((values, codes))
                 })
-                .await;
-            match batches {
-                Err(error) if refuses_arrow(&error) => self.send_json_from_now_on(),
-                batches => {
-                    let (values, codes): (Vec<_>, Vec<_>) = batches?.into_iter().unzip();
-                    return Ok(PerItemAnswers {
-                        values: concat(values)?,
-                        codes: codes.concat(),
-                    });
+                .await?;
+            let (values, codes): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
+            Ok(PerItemAnswers {
+                values: concat(values)?,
+                codes: codes.concat(),
+            })
+        };
+        let in_json = async {
+            let (values, codes) = match operation {
+                PerItem::Reidentify => self.reidentify_unique(domain, unique).await?,
+                PerItem::Rewrap => self.rewrap_unique(domain, unique).await?,
+            };
+            Ok(PerItemAnswers {
+                values: StringArray::from(values),
+                codes,
+            })
+        };
+        self.arrow_or_json(in_arrow, in_json).await
+    }
+
+    /// `in_arrow`'s answer; or, when the service refuses the Arrow form, or refused it less than
+    /// [`JSON_AFTER_REFUSAL`] ago, `in_json`'s. (A call refused part way is sent again whole.)
+    async fn arrow_or_json<T>(
+        &self,
+        in_arrow: impl Future<Output = Result<T, Error>>,
+        in_json: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let refused_at = || self.inner.arrow_refused_at.lock();
+        let recently_refused = refused_at()
+            .map(|at| at.is_some_and(|at| at.elapsed() < JSON_AFTER_REFUSAL))
+            .unwrap_or(false);
+        if !recently_refused {
+            match in_arrow.await {
+                Err(error) if refuses_arrow(&error) => {
+                    tracing::warn!(
+                        "the service does not read the Arrow form of the API (it is older than \
+                         this client): the array operations send JSON for the next {} s",
+                        JSON_AFTER_REFUSAL.as_secs()
+                    );
+                    if let Ok(mut at) = refused_at() {
+                        *at = Some(Instant::now());
+                    }
                 }
+                answer => return answer,
             }
         }
-        let (values, codes) = match operation {
-            PerItem::Reidentify => self.reidentify_unique(domain, unique).await?,
-            PerItem::Rewrap => self.rewrap_unique(domain, unique).await?,
-        };
-        Ok(PerItemAnswers {
-            values: StringArray::from(values),
-            codes,
-        })
-    }
-
-    fn reads_arrow(&self) -> bool {
-        !self.inner.json_only.load(Ordering::Relaxed)
-    }
-
-    fn send_json_from_now_on(&self) {
-        if !self.inner.json_only.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "the service does not read the Arrow form of the API (it is older than this \
-                 client): this client sends JSON from now on"
-            );
-        }
+        in_json.await
     }
 }
+
+/// How long the array operations send JSON after a service refused the Arrow form, before they
+/// try it again (the fleet may have been upgraded meanwhile).
+const JSON_AFTER_REFUSAL: Duration = Duration::from_secs(600);
 
 /// Whether `error` is a service's refusal of the Arrow form itself: `415 Unsupported Media
 /// Type`, or `400 bad_json` from a service that reads every body as JSON.
@@ -200,19 +218,28 @@ fn encode(chunk: &[&str]) -> Result<Vec<u8>, ArrowError> {
 
 /// The one record batch of an answer's stream, read in place where its buffers are aligned.
 fn decode(id: BatchId, body: Bytes) -> Result<RecordBatch, Error> {
-    let not_arrow = || protocol(id, "the answer is not one Arrow record batch");
+    // arrow-ipc panics on some malformed schemas instead of failing: a bad answer must fail
+    // the call, not the caller's process.
+    let batch = std::panic::catch_unwind(AssertUnwindSafe(|| one_batch(body)));
+    batch
+        .ok()
+        .flatten()
+        .ok_or_else(|| protocol(id, "the answer is not one Arrow record batch"))
+}
+
+fn one_batch(body: Bytes) -> Option<RecordBatch> {
     let mut buffer = Buffer::from(body);
     let mut decoder = StreamDecoder::new();
     let mut batch = None;
     while !buffer.is_empty() {
-        if let Some(decoded) = decoder.decode(&mut buffer).map_err(|_| not_arrow())?
+        if let Some(decoded) = decoder.decode(&mut buffer).ok()?
             && batch.replace(decoded).is_some()
         {
-            return Err(not_arrow());
+            return None;
         }
     }
-    decoder.finish().map_err(|_| not_arrow())?;
-    batch.ok_or_else(not_arrow)
+    decoder.finish().ok()?;
+    batch
 }
 
 /// Column `name` of an answer to `n` items: strings, one per item.
@@ -246,4 +273,81 @@ fn concat(batches: Vec<StringArray>) -> Result<StringArray, Error> {
 /// What joining or taking strings fails with: more than `i32` offsets can address.
 pub(super) fn offset_overflow(_: ArrowError) -> Error {
     Error::Unsupported("more than 2 GiB of answers in one array: send smaller arrays".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::LargeStringArray;
+
+    use super::*;
+
+    const ID: BatchId = BatchId { number: 1, of: 1 };
+
+    fn rejected(status: u16, code: &str) -> Error {
+        Error::Rejected {
+            batch: 1,
+            batches: 1,
+            status,
+            code: code.to_owned(),
+            message: String::new(),
+        }
+    }
+
+    fn stream(batches: &[RecordBatch]) -> Bytes {
+        let mut writer = StreamWriter::try_new(Vec::new(), &batches[0].schema()).expect("writer");
+        for batch in batches {
+            writer.write(batch).expect("written");
+        }
+        writer.finish().expect("finished");
+        Bytes::from(writer.into_inner().expect("stream"))
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_form_itself_means_an_older_service() {
+        assert!(refuses_arrow(&rejected(415, "unsupported_media_type")));
+        assert!(refuses_arrow(&rejected(400, "bad_json")));
+        assert!(!refuses_arrow(&rejected(400, "invalid_argument")));
+        assert!(!refuses_arrow(&rejected(403, "forbidden")));
+        assert!(!refuses_arrow(&protocol(ID, "not one pseudonym per value")));
+    }
+
+    #[test]
+    fn an_answer_is_one_batch_of_string_columns_one_row_per_item() {
+        let body = Bytes::from(encode(&["a", "b"]).expect("encoded"));
+        let batch = decode(ID, body.clone()).expect("one batch");
+        let values = column(ID, &batch, "values", 2).expect("two strings");
+        assert_eq!(values.iter().collect::<Vec<_>>(), [Some("a"), Some("b")]);
+        assert!(column(ID, &batch, "values", 3).is_err(), "wrong length");
+        assert!(
+            column(ID, &batch, "pseudonyms", 2).is_err(),
+            "missing column"
+        );
+
+        let twice = stream(&[batch.clone(), batch]);
+        assert!(decode(ID, twice).is_err(), "two batches");
+        assert!(
+            decode(ID, body.slice(..body.len() - 12)).is_err(),
+            "cut short"
+        );
+        assert!(
+            decode(ID, Bytes::from_static(b"[\"d1.AAAA\"]")).is_err(),
+            "JSON"
+        );
+
+        let large = Arc::new(LargeStringArray::from(vec!["a"])) as ArrayRef;
+        let batch = RecordBatch::try_from_iter([("values", large)]).expect("batch");
+        let batch = decode(ID, stream(&[batch])).expect("one batch");
+        assert!(column(ID, &batch, "values", 1).is_err(), "not Utf8");
+    }
+
+    #[test]
+    fn answers_of_several_batches_join_in_order() {
+        let batches = vec![
+            StringArray::from(vec!["a", "b"]),
+            StringArray::from(vec!["c"]),
+        ];
+        let joined = concat(batches).expect("joined");
+        assert_eq!(joined.iter().flatten().collect::<String>(), "abc");
+        assert_eq!(concat(Vec::new()).expect("empty").len(), 0);
+    }
 }

@@ -21,7 +21,7 @@ mod ipc;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, StringArray, UInt32Array};
+use arrow_array::{AnyDictionaryArray, Array, ArrayRef, StringArray, UInt32Array};
 use arrow_schema::DataType;
 
 use crate::batch::Plan;
@@ -159,8 +159,7 @@ impl Client {
         if let Some(dictionary) = array.as_any_dictionary_opt() {
             let entries =
                 Box::pin(self.per_item_array(operation, domain, dictionary.values())).await?;
-            let keys = dictionary.normalized_keys();
-            let errors = entries_to_rows(&keys, array, &entries.errors);
+            let errors = entries_to_rows(dictionary, array, &entries.errors);
             return Ok(ArrayWithErrors {
                 values: dictionary.with_values(entries.values),
                 errors,
@@ -181,8 +180,10 @@ impl Client {
 /// Every row's answer, taken from the answers to the plan's unique values, as an array of
 /// `data_type` (`Utf8`, `LargeUtf8` or `Utf8View`).
 fn rows_of(plan: &Plan<'_>, answers: StringArray, data_type: &DataType) -> Result<ArrayRef, Error> {
+    debug_assert_eq!(answers.len(), plan.unique.len());
     let rows: ArrayRef = if plan.rows.len() == plan.unique.len() {
-        // Every row was sent, in order: the answers are the rows.
+        // One value sent per row, so no null row and no repeat: row `i` sent value `i`, and
+        // the answers are the rows.
         Arc::new(answers)
     } else {
         let indices = UInt32Array::from_iter(plan.rows.iter().copied());
@@ -195,10 +196,16 @@ fn rows_of(plan: &Plan<'_>, answers: StringArray, data_type: &DataType) -> Resul
 }
 
 /// The rows of a dictionary whose entry failed, with the entry's code.
-fn entries_to_rows(keys: &[usize], array: &dyn Array, entries: &[ItemError]) -> Vec<ItemError> {
+fn entries_to_rows(
+    dictionary: &dyn AnyDictionaryArray,
+    array: &dyn Array,
+    entries: &[ItemError],
+) -> Vec<ItemError> {
     if entries.is_empty() {
         return Vec::new();
     }
+    // A failed entry means the dictionary has entries, as `normalized_keys` requires.
+    let keys = dictionary.normalized_keys();
     let mut code_of_entry = std::collections::HashMap::with_capacity(entries.len());
     for error in entries {
         code_of_entry.insert(error.index, error.code);
@@ -230,6 +237,10 @@ fn dictionary_rows(array: &dyn Array) -> Result<Vec<Option<&str>>, Error> {
         .as_any_dictionary_opt()
         .ok_or_else(|| Error::Unsupported(array.data_type().to_string()))?;
     let entries = string_rows(dictionary.values().as_ref())?;
+    if entries.is_empty() {
+        // No entries: every row is null (`normalized_keys` requires one at least).
+        return Ok(vec![None; array.len()]);
+    }
     Ok(dictionary
         .normalized_keys()
         .into_iter()
