@@ -1,9 +1,8 @@
 //! The async [`Client`]: partitions in, batches out concurrently with retries and failover,
 //! answers back in the partition's order.
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

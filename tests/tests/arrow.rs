@@ -9,7 +9,7 @@ use arrow_array::{
     Array, ArrayRef, DictionaryArray, LargeStringArray, StringArray, StringViewArray,
 };
 use arrow_schema::DataType;
-use pseudonym_client::{Client, ItemErrorCode, Mode};
+use pseudonym_client::{Client, ClientBuilder, ItemErrorCode, Mode};
 use pseudonym_e2e::{Fault, Fixture, Replica};
 
 fn rows(array: &dyn Array) -> Vec<Option<String>> {
@@ -44,12 +44,15 @@ fn arrow_cast(array: &dyn Array) -> StringArray {
     }
 }
 
-fn client_of(fixture: &Fixture, replica: &Replica) -> Client {
+/// A builder for `replica` with the fixture's key; set more and build.
+fn builder_of(fixture: &Fixture, replica: &Replica) -> ClientBuilder {
     Client::builder()
         .url(&replica.url)
         .api_key(&fixture.api_key)
-        .build()
-        .expect("client")
+}
+
+fn client_of(fixture: &Fixture, replica: &Replica) -> Client {
+    builder_of(fixture, replica).build().expect("client")
 }
 
 fn inputs() -> Vec<ArrayRef> {
@@ -204,9 +207,7 @@ fn vins(rows: usize, distinct: usize) -> Vec<Option<String>> {
 async fn arrays_go_as_arrow_streams_in_batches_and_come_back_in_row_order() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
+    let client = builder_of(&fixture, &replica)
         .batch_size(7)
         .build()
         .expect("client");
@@ -243,9 +244,7 @@ async fn arrays_go_as_arrow_streams_in_batches_and_come_back_in_row_order() {
 async fn cached_pseudonyms_and_the_service_answers_fall_into_row_order() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
+    let client = builder_of(&fixture, &replica)
         .batch_size(3)
         .cache_capacity(1_000)
         .build()
@@ -274,9 +273,7 @@ async fn cached_pseudonyms_and_the_service_answers_fall_into_row_order() {
 async fn a_service_older_than_the_arrow_form_gets_json_for_a_while() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::RefusesArrow);
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
+    let client = builder_of(&fixture, &replica)
         .batch_size(2)
         .build()
         .expect("client");
@@ -333,9 +330,7 @@ async fn other_refusals_leave_the_arrow_form_in_use() {
 async fn per_item_errors_of_later_batches_keep_their_rows() {
     let fixture = Fixture::new();
     let replica = Replica::start(&fixture, Fault::None);
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
+    let client = builder_of(&fixture, &replica)
         .batch_size(2)
         .build()
         .expect("client");
