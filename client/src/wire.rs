@@ -190,11 +190,14 @@ pub struct ReidentifyRequest<'a, L = Items<'a>> {
 }
 
 /// Answer to `POST /v1/reidentify`: a failed item is `null` in `values` and listed in `errors`.
+/// `V` is how the values are held (the service writes them from one buffer).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReidentifyResponse {
+pub struct ReidentifyResponse<V = Vec<Option<String>>> {
     /// The values, index for index.
-    pub values: Vec<Option<String>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
+    pub values: V,
     /// The items that could not be re-identified, in index order.
     #[serde(default)]
     pub errors: Vec<ItemError>,
@@ -215,12 +218,14 @@ pub struct RewrapRequest<'a, L = Items<'a>> {
 }
 
 /// Answer to `POST /v1/rewrap`: new pseudonyms in the same modes; no plaintext. A failed item is
-/// `null` in `pseudonyms` and listed in `errors`.
+/// `null` in `pseudonyms` and listed in `errors`. `P` is how the pseudonyms are held.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RewrapResponse {
+pub struct RewrapResponse<P = Vec<Option<String>>> {
     /// The new pseudonyms, index for index.
-    pub pseudonyms: Vec<Option<String>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
+    pub pseudonyms: P,
     /// The items that could not be rewrapped, in index order.
     #[serde(default)]
     pub errors: Vec<ItemError>,
@@ -333,10 +338,12 @@ pub struct CompatReidentifyRequest<L = Vec<Option<String>>> {
 
 /// Answer of the replaced service's `/reidentification` route: `null` where an item fails.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CompatReidentifyResponse {
+pub struct CompatReidentifyResponse<V = Vec<Option<String>>> {
     /// The values, index for index.
-    pub identifiers: Vec<Option<String>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
+    pub identifiers: V,
 }
 
 #[cfg(test)]

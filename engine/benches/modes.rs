@@ -62,12 +62,17 @@ fn modes(c: &mut Criterion) {
     group.bench_function("pseudonymize_deterministic_strings", |b| {
         b.iter(|| black_box(engine.pseudonymize(vin, Mode::Deterministic, black_box(&values))))
     });
+    // What the service answers from: the batch's values in one string.
     for mode in [Mode::Deterministic, Mode::Randomized] {
         let tokens = engine.pseudonymize(vin, mode, &values);
         group.bench_function(format!("reidentify_{}", mode.as_str()), |b| {
-            b.iter(|| black_box(engine.reidentify(vin, black_box(&tokens))))
+            b.iter(|| black_box(engine.reidentify_texts(vin, black_box(&tokens))))
         });
     }
+    let tokens = engine.pseudonymize(vin, Mode::Deterministic, &values);
+    group.bench_function("reidentify_deterministic_strings", |b| {
+        b.iter(|| black_box(engine.reidentify(vin, black_box(&tokens))))
+    });
 
     let mut keyring = Keyring::generate();
     let secret = r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",

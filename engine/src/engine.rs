@@ -15,6 +15,7 @@
 //! domain they belong to (see [`Engine::with_compat_domain`]); rewrapping turns them into ours.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use aes::Aes256;
 use hkdf::Hkdf;
@@ -28,8 +29,8 @@ use sha2::Sha256;
 use crate::keyring::{Keyring, SecretKey};
 use crate::seed::{self, SeedCipher, SeedMode};
 use crate::siv::{Block, Siv};
+use crate::texts::{Texts, TextsBuilder};
 use crate::token;
-use crate::tokens::Tokens;
 use pseudonym_client::wire::Domain;
 
 /// HKDF salt of the first (and so far only) token format.
@@ -172,13 +173,13 @@ impl Engine {
             .into_strings()
     }
 
-    /// [`Engine::pseudonymize`], the tokens in one string (what the service answers from).
+    /// [`Engine::pseudonymize`], the tokens in one buffer (what the service answers from).
     pub fn pseudonymize_tokens<S: AsRef<str>>(
         &self,
         domain: Domain<'_>,
         mode: Mode,
         values: &[Option<S>],
-    ) -> Tokens {
+    ) -> Texts {
         let values: Vec<Option<&[u8]>> = values
             .iter()
             .map(|value| value.as_ref().map(|v| v.as_ref().as_bytes()))
@@ -193,19 +194,40 @@ impl Engine {
         domain: Domain<'_>,
         tokens: &[Option<S>],
     ) -> ReidentifyResponse {
+        let ReidentifyResponse { values, errors } = self.reidentify_texts(domain, tokens);
+        ReidentifyResponse {
+            values: values.into_strings(),
+            errors,
+        }
+    }
+
+    /// [`Engine::reidentify`], the values in one buffer (what the service answers from).
+    pub fn reidentify_texts<S: AsRef<str>>(
+        &self,
+        domain: Domain<'_>,
+        tokens: &[Option<S>],
+    ) -> ReidentifyResponse<Texts> {
+        let (buffer, opened) = self.open(domain, tokens);
         let mut errors = Vec::new();
-        let values = self
-            .open(domain, tokens)
-            .into_iter()
-            .enumerate()
-            .map(|(index, opened)| match opened? {
-                Ok((_, value)) => Some(value),
+        let mut values = TextsBuilder::with_capacity(tokens.len(), 24);
+        for (index, item) in opened.iter().enumerate() {
+            match item.value(&buffer) {
+                Ok(Some((_, value))) => values.push_with(|out| out.extend_from_slice(value)),
+                Ok(None) => values.push_none(),
                 Err(code) => {
                     errors.push(ItemError { index, code });
-                    None
+                    values.push_none();
                 }
-            })
-            .collect();
+            }
+        }
+        let (values, not_utf8) = values.finish();
+        if !not_utf8.is_empty() {
+            errors.extend(not_utf8.into_iter().map(|index| ItemError {
+                index,
+                code: ItemErrorCode::InvalidToken,
+            }));
+            errors.sort_by_key(|error| error.index);
+        }
         ReidentifyResponse { values, errors }
     }
 
@@ -219,29 +241,58 @@ impl Engine {
         domain: Domain<'_>,
         tokens: &[Option<S>],
     ) -> RewrapResponse {
-        let opened = self.open(domain, tokens);
+        let RewrapResponse { pseudonyms, errors } = self.rewrap_texts(domain, tokens);
+        RewrapResponse {
+            pseudonyms: pseudonyms.into_strings(),
+            errors,
+        }
+    }
+
+    /// [`Engine::rewrap`], the pseudonyms in one buffer (what the service answers from).
+    pub fn rewrap_texts<S: AsRef<str>>(
+        &self,
+        domain: Domain<'_>,
+        tokens: &[Option<S>],
+    ) -> RewrapResponse<Texts> {
+        let (buffer, opened) = self.open(domain, tokens);
         let mut errors = Vec::new();
-        let mut pseudonyms = vec![None; tokens.len()];
-        for mode in [Mode::Deterministic, Mode::Randomized] {
-            let (indices, values): (Vec<usize>, Vec<Option<&[u8]>>) = opened
+        let values: Vec<OpenedValue<'_>> = opened
+            .iter()
+            .map(|item| {
+                // What would not re-identify does not rewrap either.
+                item.value(&buffer).and_then(|value| match value {
+                    Some((_, bytes)) if std::str::from_utf8(bytes).is_err() => {
+                        Err(ItemErrorCode::InvalidToken)
+                    }
+                    value => Ok(value),
+                })
+            })
+            .collect();
+        // Each mode's values sealed together, the others `None` there.
+        let [deterministic, randomized] = [Mode::Deterministic, Mode::Randomized].map(|mode| {
+            let of_mode: Vec<Option<&[u8]>> = values
                 .iter()
-                .enumerate()
-                .filter_map(|(index, item)| match item {
-                    Some(Ok((m, value))) if *m == mode => Some((index, Some(value.as_bytes()))),
+                .map(|value| match value {
+                    Ok(Some((m, bytes))) if *m == mode => Some(*bytes),
                     _ => None,
                 })
-                .unzip();
-            let sealed = self.seal(mode, domain, &values);
-            for (index, token) in indices.into_iter().zip(sealed.iter()) {
-                pseudonyms[index] = token.map(str::to_owned);
-            }
-        }
-        for (index, item) in opened.iter().enumerate() {
-            if let Some(Err(code)) = item {
+                .collect();
+            self.seal(mode, domain, &of_mode)
+        });
+        let mut pseudonyms = TextsBuilder::with_capacity(tokens.len(), 48);
+        for (index, value) in values.iter().enumerate() {
+            if let Err(code) = value {
                 errors.push(ItemError { index, code: *code });
             }
+            match deterministic.get(index).or(randomized.get(index)) {
+                Some(token) => pseudonyms.push_with(|out| out.extend_from_slice(token.as_bytes())),
+                None => pseudonyms.push_none(),
+            }
         }
-        RewrapResponse { pseudonyms, errors }
+        RewrapResponse {
+            pseudonyms: tokens_of(pseudonyms),
+            errors,
+        }
     }
 
     fn primary_keys(&self) -> &VersionKeys {
@@ -251,7 +302,7 @@ impl Engine {
     }
 
     /// Tokens of `mode` under the primary version, one per value, `None` kept.
-    fn seal(&self, mode: Mode, domain: Domain<'_>, values: &[Option<&[u8]>]) -> Tokens {
+    fn seal(&self, mode: Mode, domain: Domain<'_>, values: &[Option<&[u8]>]) -> Texts {
         let keys = self.primary_keys();
         let header = token::header(mode, self.primary);
         let siv = match mode {
@@ -290,26 +341,25 @@ impl Engine {
             batch.prefix_mut(index)[nonce_len..].copy_from_slice(tag);
         }
         let token_len = token::encoded_len(header.len(), nonce_len + TAG_LEN + 24);
-        let mut tokens = Tokens::with_capacity(values.len(), token_len);
+        let mut tokens = TextsBuilder::with_capacity(values.len(), token_len);
         let mut sealed = 0..batch.len();
         for value in values {
             match value.and_then(|_| sealed.next()) {
-                Some(index) => tokens.push_with(|text| batch.write_token(&header, index, text)),
+                Some(index) => tokens.push_with(|out| batch.write_token(&header, index, out)),
                 None => tokens.push_none(),
             }
         }
-        tokens
+        tokens_of(tokens)
     }
 
-    /// Each token opened, with its mode: `None` for `None`, per-item errors in place.
-    #[allow(clippy::type_complexity)]
+    /// Each token opened, in place: the buffer the values of our tokens were decrypted in, and
+    /// what each token gave.
     fn open<S: AsRef<str>>(
         &self,
         domain: Domain<'_>,
         tokens: &[Option<S>],
-    ) -> Vec<Option<Result<(Mode, String), ItemErrorCode>>> {
-        let mut answers: Vec<Option<Result<(Mode, String), ItemErrorCode>>> =
-            tokens.iter().map(|_| None).collect();
+    ) -> (Vec<u8>, Vec<Opened>) {
+        let mut answers: Vec<Opened> = tokens.iter().map(|_| Opened::Null).collect();
         // Tokens of ours, grouped by the key that opens them: (version, mode) -> indices; their
         // payloads decoded one after the other into one buffer.
         let mut groups: BTreeMap<(u32, bool), Vec<usize>> = BTreeMap::new();
@@ -319,18 +369,19 @@ impl Engine {
             let Some(token) = token.as_ref().map(AsRef::as_ref) else {
                 continue;
             };
-            let parsed = if seed::is_seed_token(token) {
-                Err(Some(self.open_seed(domain, token)))
-            } else {
-                self.parse(token, &mut buffer)
-                    .map_err(|code| Some(Err(code)))
-            };
-            match parsed {
+            if seed::is_seed_token(token) {
+                answers[index] = match self.open_seed(domain, token) {
+                    Ok((mode, value)) => Opened::Seed(mode, value),
+                    Err(code) => Opened::Failed(code),
+                };
+                continue;
+            }
+            match self.parse(token, &mut buffer) {
                 Ok((key, payload)) => {
                     payloads[index] = payload;
                     groups.entry(key).or_default().push(index);
                 }
-                Err(answer) => answers[index] = answer,
+                Err(code) => answers[index] = Opened::Failed(code),
             }
         }
         for ((version, randomized), indices) in groups {
@@ -355,21 +406,20 @@ impl Engine {
                 Vec::new()
             };
             let state_of = |lane: usize| if randomized { states[lane] } else { state };
-            let bodies = indices.iter().map(|&index| {
+            let body_of = |index: usize| {
                 let payload = &payloads[index];
                 payload.start + nonce_len + TAG_LEN..payload.end
-            });
-            let mut bodies = disjoint_mut(&mut buffer, bodies);
+            };
+            let mut bodies = disjoint_mut(&mut buffer, indices.iter().map(|&i| body_of(i)));
             let authentic = siv.open(state_of, &tags, &mut bodies);
-            for ((index, body), authentic) in indices.into_iter().zip(bodies).zip(authentic) {
-                let value = match authentic {
-                    true => std::str::from_utf8(body).map_err(|_| ItemErrorCode::InvalidToken),
-                    false => Err(ItemErrorCode::InvalidToken),
+            for (index, authentic) in indices.into_iter().zip(authentic) {
+                answers[index] = match authentic {
+                    true => Opened::Ours(mode, body_of(index)),
+                    false => Opened::Failed(ItemErrorCode::InvalidToken),
                 };
-                answers[index] = Some(value.map(|value| (mode, value.to_owned())));
             }
         }
-        answers
+        (buffer, answers)
     }
 
     /// The key that opens a token of ours, and where its payload, decoded onto the end of
@@ -429,7 +479,7 @@ fn seal_hash(
     header: &str,
     domain: Domain<'_>,
     values: &[Option<&[u8]>],
-) -> Tokens {
+) -> Texts {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.hash.expose_secret())
         .expect("HMAC takes keys of any length");
     let label = domain.as_str().as_bytes();
@@ -437,20 +487,53 @@ fn seal_hash(
     mac.update(&label_len.to_be_bytes());
     mac.update(label);
     let token_len = token::encoded_len(header.len(), 32);
-    let mut tokens = Tokens::with_capacity(values.len(), token_len);
+    let mut tokens = TextsBuilder::with_capacity(values.len(), token_len);
     for value in values {
         match value {
             Some(value) => {
                 let digest = mac.clone().chain_update(value).finalize().into_bytes();
-                tokens.push_with(|text| {
-                    text.push_str(header);
-                    token::append_payload(text, &digest);
+                tokens.push_with(|out| {
+                    out.extend_from_slice(header.as_bytes());
+                    token::append_payload(out, &digest);
                 });
             }
             None => tokens.push_none(),
         }
     }
+    tokens_of(tokens)
+}
+
+/// The tokens of a batch, checked as UTF-8 once: they are ASCII.
+fn tokens_of(builder: TextsBuilder) -> Texts {
+    let (tokens, not_utf8) = builder.finish();
+    assert!(not_utf8.is_empty(), "a token is ASCII");
     tokens
+}
+
+/// What opening one token gave.
+enum Opened {
+    /// The token was `None`.
+    Null,
+    Failed(ItemErrorCode),
+    /// A token of ours, of this mode: its value is at this range of the buffer it was opened in.
+    Ours(Mode, Range<usize>),
+    /// A token of the replaced service, and its value.
+    Seed(Mode, String),
+}
+
+/// A token's mode and value, `None` for `None`, or why it did not open.
+type OpenedValue<'a> = Result<Option<(Mode, &'a [u8])>, ItemErrorCode>;
+
+impl Opened {
+    /// The mode and value, with `buffer` the one the token was opened in; `None` for `None`.
+    fn value<'a>(&'a self, buffer: &'a [u8]) -> OpenedValue<'a> {
+        match self {
+            Opened::Null => Ok(None),
+            Opened::Failed(code) => Err(*code),
+            Opened::Ours(mode, range) => Ok(Some((*mode, &buffer[range.clone()]))),
+            Opened::Seed(mode, value) => Ok(Some((*mode, value.as_bytes()))),
+        }
+    }
 }
 
 /// The payloads of a batch in one buffer: for each value, a prefix (`[nonce ‖] tag`) and the
@@ -513,11 +596,11 @@ impl Payloads {
         disjoint_mut(&mut self.buffer, bodies)
     }
 
-    /// Appends the token of payload `index` to `text`.
-    fn write_token(&self, header: &str, index: usize, text: &mut String) {
-        text.push_str(header);
+    /// Appends the token of payload `index` to `out`.
+    fn write_token(&self, header: &str, index: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(header.as_bytes());
         token::append_payload(
-            text,
+            out,
             &self.buffer[self.starts[index]..self.starts[index + 1]],
         );
     }

@@ -5,7 +5,7 @@
 //! - [`siv`]: AES-SIV (RFC 5297) for batches, checked against the `aes-siv` crate.
 //! - [`keyring`]: numbered key versions and the primary one; file format, generation.
 //! - [`token`]: the printable, self-describing form of a pseudonym.
-//! - [`tokens`]: the tokens of a batch in one string.
+//! - [`texts`]: the strings of a batch in one buffer: its tokens, or its values.
 //! - [`seed`]: the replaced service's tokens and key, read and written for migration.
 //! - [`private_file`]: reading and writing files that hold keys or grant rights, safely.
 #![forbid(unsafe_code)]
@@ -15,10 +15,10 @@ pub mod keyring;
 pub mod private_file;
 pub mod seed;
 pub mod siv;
+pub mod texts;
 pub mod token;
-pub mod tokens;
 
 pub use engine::Engine;
 pub use keyring::Keyring;
 pub use pseudonym_client::wire::Domain;
-pub use tokens::Tokens;
+pub use texts::{Texts, TextsBuilder};

@@ -22,7 +22,7 @@
 
 // The keyed crypto is its own crate (no HTTP in it); its modules are the service's too.
 pub use pseudonym_engine::{
-    Domain, Engine, Keyring, Tokens, engine, keyring, private_file, seed, token, tokens,
+    Domain, Engine, Keyring, Texts, engine, keyring, private_file, seed, texts, token,
 };
 
 pub mod api;

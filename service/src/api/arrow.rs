@@ -27,7 +27,7 @@ use pseudonym_client::wire::{ItemError, Text};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::tokens::Tokens;
+use crate::texts::Texts;
 
 pub(super) use pseudonym_client::wire::ARROW_STREAM;
 
@@ -120,9 +120,9 @@ pub(super) fn items(columns: &[ArrayRef], max: usize) -> Result<Vec<Option<Text<
     Ok(items)
 }
 
-/// The tokens of a batch as a string array: its text becomes the array's data as it is.
-fn tokens_array(tokens: Tokens) -> Result<StringArray, ApiError> {
-    let (text, ends, present) = tokens.into_parts();
+/// The strings of a batch as a string array: its text becomes the array's data as it is.
+fn string_array(texts: Texts) -> Result<StringArray, ApiError> {
+    let (text, ends, present) = texts.into_parts();
     let offsets = std::iter::once(0)
         .chain(ends)
         .map(i32::try_from)
@@ -137,11 +137,11 @@ fn tokens_array(tokens: Tokens) -> Result<StringArray, ApiError> {
 }
 
 /// The answer to an Arrow request for pseudonyms: `pseudonyms`, made with `key_version`.
-pub(super) fn pseudonyms(tokens: Tokens, key_version: Option<u32>) -> Result<Response, ApiError> {
+pub(super) fn pseudonyms(tokens: Texts, key_version: Option<u32>) -> Result<Response, ApiError> {
     let metadata = key_version
         .map(|version| HashMap::from([("key_version".to_owned(), version.to_string())]))
         .unwrap_or_default();
-    let column = Arc::new(tokens_array(tokens)?) as ArrayRef;
+    let column = Arc::new(string_array(tokens)?) as ArrayRef;
     stream(metadata, vec![("pseudonyms", column)])
 }
 
@@ -149,7 +149,7 @@ pub(super) fn pseudonyms(tokens: Tokens, key_version: Option<u32>) -> Result<Res
 /// item failed) and `error` (its code there).
 pub(super) fn per_item(
     name: &str,
-    answers: Vec<Option<String>>,
+    answers: Texts,
     errors: &[ItemError],
 ) -> Result<Response, ApiError> {
     let mut codes: Vec<Option<&str>> = vec![None; answers.len()];
@@ -158,7 +158,7 @@ pub(super) fn per_item(
             *code = Some(error.code.as_str());
         }
     }
-    let answers = Arc::new(StringArray::from(answers)) as ArrayRef;
+    let answers = Arc::new(string_array(answers)?) as ArrayRef;
     let codes = Arc::new(StringArray::from(codes)) as ArrayRef;
     stream(HashMap::new(), vec![(name, answers), ("error", codes)])
 }

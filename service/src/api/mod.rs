@@ -43,7 +43,7 @@ use self::layers::{audit_refusals, layer_error, track};
 pub use self::service::AppState;
 use crate::config::TokenFormat;
 use crate::error::ApiError;
-use crate::tokens::Tokens;
+use crate::texts::Texts;
 
 /// The router with every route and layer, documented as it is built (see [`document`]).
 pub fn router(state: AppState) -> Router {
@@ -261,7 +261,7 @@ fn arrow_request(
 /// straight from the batch's tokens.
 #[derive(serde::Serialize)]
 struct Pseudonymized {
-    pseudonyms: Tokens,
+    pseudonyms: Texts,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_version: Option<u32>,
 }
@@ -341,7 +341,7 @@ async fn compat_reidentify(
     State(state): State<AppState>,
     caller: Authenticated,
     body: Body,
-) -> Result<Json<CompatReidentifyResponse>, ApiError> {
+) -> Result<Json<CompatReidentifyResponse<Texts>>, ApiError> {
     let request: CompatReidentifyRequest<&RawValue> = body.parse()?;
     let tokens = body.items(request.pseudonyms);
     let response = state
@@ -375,7 +375,7 @@ async fn compat_reidentify_staged(
     state: State<AppState>,
     caller: Authenticated,
     body: Body,
-) -> Result<Json<CompatReidentifyResponse>, ApiError> {
+) -> Result<Json<CompatReidentifyResponse<Texts>>, ApiError> {
     compat_reidentify(state, caller, body).await
 }
 

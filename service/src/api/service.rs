@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::key_limits::KeyLimits;
 use crate::metrics::Metrics;
 use crate::seed::SeedMode;
-use crate::tokens::Tokens;
+use crate::texts::Texts;
 use pseudonym_client::wire::{Domain, InvalidDomain};
 
 /// What every handler shares: cheap to clone.
@@ -126,7 +126,7 @@ impl AppState {
         mode: Mode,
         values: &Items<'_>,
         format: TokenFormat,
-    ) -> Result<Tokens, ApiError> {
+    ) -> Result<Texts, ApiError> {
         let caller = &request.caller;
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
@@ -149,7 +149,7 @@ impl AppState {
                 }
                 in_slices(values, |slice| {
                     let tokens = engine.pseudonymize_seed(mode, slice).unwrap_or_default();
-                    tokens.into_iter().collect::<Tokens>()
+                    tokens.into_iter().collect::<Texts>()
                 })
                 .await
             }
@@ -183,13 +183,13 @@ impl AppState {
         request: &Authenticated,
         domain: &str,
         tokens: &Items<'_>,
-    ) -> Result<ReidentifyResponse, ApiError> {
+    ) -> Result<ReidentifyResponse<Texts>, ApiError> {
         self.audited(
             Operation::Reidentify,
             request,
             domain,
             tokens,
-            |engine, d, tokens| engine.reidentify(d, tokens),
+            |engine, d, tokens| engine.reidentify_texts(d, tokens),
         )
         .await
     }
@@ -199,13 +199,13 @@ impl AppState {
         request: &Authenticated,
         domain: &str,
         tokens: &Items<'_>,
-    ) -> Result<RewrapResponse, ApiError> {
+    ) -> Result<RewrapResponse<Texts>, ApiError> {
         self.audited(
             Operation::Rewrap,
             request,
             domain,
             tokens,
-            |engine, d, tokens| engine.rewrap(d, tokens),
+            |engine, d, tokens| engine.rewrap_texts(d, tokens),
         )
         .await
     }
@@ -320,33 +320,33 @@ trait PerItem {
     fn errors(&self) -> &[ItemError];
 }
 
-impl InSlices for Tokens {
+impl InSlices for Texts {
     fn append(&mut self, next: Self, _offset: usize) {
-        Tokens::append(self, next);
+        Texts::append(self, next);
     }
 }
 
-impl InSlices for ReidentifyResponse {
+impl InSlices for ReidentifyResponse<Texts> {
     fn append(&mut self, next: Self, offset: usize) {
-        self.values.extend(next.values);
+        self.values.append(next.values);
         self.errors.extend(shifted(next.errors, offset));
     }
 }
 
-impl InSlices for RewrapResponse {
+impl InSlices for RewrapResponse<Texts> {
     fn append(&mut self, next: Self, offset: usize) {
-        self.pseudonyms.extend(next.pseudonyms);
+        self.pseudonyms.append(next.pseudonyms);
         self.errors.extend(shifted(next.errors, offset));
     }
 }
 
-impl PerItem for ReidentifyResponse {
+impl PerItem for ReidentifyResponse<Texts> {
     fn errors(&self) -> &[ItemError] {
         &self.errors
     }
 }
 
-impl PerItem for RewrapResponse {
+impl PerItem for RewrapResponse<Texts> {
     fn errors(&self) -> &[ItemError] {
         &self.errors
     }
