@@ -1,7 +1,7 @@
 //! ns/value of every mode on 17-character VIN-like values, next to bare `aes-siv` encryption of
 //! the same values in the same run (the floor the deterministic mode is measured against), and
 //! of the replaced AWS service's tokens: made (`compat_tokens = "seed"`), read, and rewrapped
-//! into ours (the cost per value of migrating a lake).
+//! into ours (the cost per value of migrating a lake); and the JSON list of a batch's tokens.
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
 use std::hint::black_box;
@@ -72,6 +72,19 @@ fn modes(c: &mut Criterion) {
     let tokens = engine.pseudonymize(vin, Mode::Deterministic, &values);
     group.bench_function("reidentify_deterministic_strings", |b| {
         b.iter(|| black_box(engine.reidentify(vin, black_box(&tokens))))
+    });
+
+    // The JSON list of a batch's tokens, as the service writes it and as `serde_json` would.
+    let tokens = engine.pseudonymize_tokens(vin, Mode::Deterministic, &values);
+    group.bench_function("json_tokens_write_json", |b| {
+        b.iter(|| {
+            let mut out = Vec::new();
+            black_box(&tokens).write_json(&mut out);
+            black_box(out)
+        })
+    });
+    group.bench_function("json_tokens_serde_json", |b| {
+        b.iter(|| black_box(serde_json::to_vec(black_box(&tokens)).expect("serializes")))
     });
 
     let mut keyring = Keyring::generate();

@@ -30,6 +30,11 @@ impl Texts {
         self.ends.is_empty()
     }
 
+    /// How many bytes of text, all strings together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// Item `index`: its string, or `None`.
     pub fn get(&self, index: usize) -> Option<&str> {
         if !*self.present.get(index)? {
@@ -65,6 +70,43 @@ impl Texts {
     pub fn into_strings(self) -> Vec<Option<String>> {
         self.iter().map(|text| text.map(str::to_owned)).collect()
     }
+
+    /// Appends the items to `out` as a JSON array of strings and nulls, byte for byte what
+    /// `serde_json` writes. When no byte of the batch needs escaping (none of a batch of tokens
+    /// does), the strings are copied as they are: one scan of the batch instead of one per
+    /// string, which cost the service a seventh of its time.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        if needs_escaping(self.text.as_bytes()) {
+            serde_json::to_writer(out, self).expect("writing to a Vec does not fail");
+            return;
+        }
+        out.reserve(self.text.len() + 5 * self.len() + 2);
+        out.push(b'[');
+        for (index, text) in self.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            match text {
+                Some(text) => {
+                    out.push(b'"');
+                    out.extend_from_slice(text.as_bytes());
+                    out.push(b'"');
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.push(b']');
+    }
+}
+
+/// Whether any of `bytes` is escaped in a JSON string: a control character, `"` or `\`
+/// (what `serde_json` escapes). In blocks without early exit, so that it vectorizes.
+fn needs_escaping(bytes: &[u8]) -> bool {
+    bytes.chunks(64).any(|block| {
+        block.iter().fold(false, |any, &b| {
+            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    })
 }
 
 impl FromIterator<Option<String>> for Texts {
@@ -188,6 +230,20 @@ mod tests {
             r#"["d1.a",null,null,"d1.bc",""]"#
         );
         assert_eq!(first.clone().into_strings()[3].as_deref(), Some("d1.bc"));
+    }
+
+    proptest::proptest! {
+        /// The same JSON as `serde_json` writes, with and without characters to escape.
+        #[test]
+        fn json_is_what_serde_json_writes(
+            items in proptest::collection::vec(proptest::option::of("[a-z\"\\\\\\n\u{1}\u{7f}é.-]{0,6}"), 0..8)
+        ) {
+            let texts: Texts = items.into_iter().collect();
+            let mut ours = Vec::new();
+            texts.write_json(&mut ours);
+            let reference = serde_json::to_vec(&texts).expect("serializes");
+            proptest::prop_assert_eq!(String::from_utf8(ours), String::from_utf8(reference));
+        }
     }
 
     fn built(items: &[Option<&[u8]>]) -> (Vec<Option<String>>, Vec<usize>) {

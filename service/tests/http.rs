@@ -188,6 +188,47 @@ async fn a_mixed_batch_reports_failures_per_item() {
     );
 }
 
+/// Answers are written without `serde_json` where nothing needs escaping: values that do need
+/// it (quotes, backslashes, control characters) come back as they went, on every route.
+#[tokio::test]
+async fn values_that_json_escapes_come_back_as_they_went() {
+    let server = TestServer::start(|_| {}).await;
+    let admin = Some(server.keys.admin.as_str());
+    let values = json!([
+        "say \"hi\"",
+        null,
+        "C:\\dir",
+        "line\nbreak\t\u{1}",
+        "ünï ✓",
+        ""
+    ]);
+    let (_, made) = server
+        .post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "default", "values": values}),
+        )
+        .await;
+    let (status, back) = server
+        .post(
+            "/v1/reidentify",
+            admin,
+            json!({"domain": "default", "pseudonyms": made["pseudonyms"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(back, json!({"values": values, "errors": []}));
+    let (status, back) = server
+        .post(
+            "/reidentification",
+            admin,
+            json!({"pseudonyms": made["pseudonyms"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(back, json!({"identifiers": values}));
+}
+
 #[tokio::test]
 async fn a_10000_value_batch_keeps_order_and_nulls() {
     let server = TestServer::start(|_| {}).await;

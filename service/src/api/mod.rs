@@ -10,6 +10,7 @@
 mod arrow;
 mod document;
 mod extract;
+mod json;
 mod layers;
 mod service;
 
@@ -39,11 +40,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::extract::{Authenticated, Body, Items};
+use self::json::JsonObject;
 use self::layers::{audit_refusals, layer_error, track};
 pub use self::service::AppState;
 use crate::config::TokenFormat;
 use crate::error::ApiError;
-use crate::texts::Texts;
 
 /// The router with every route and layer, documented as it is built (see [`document`]).
 pub fn router(state: AppState) -> Router {
@@ -165,12 +166,11 @@ async fn pseudonymize(
             TokenFormat::Native,
         )
         .await?;
-    let key_version = Some(caller.keyed.engine.primary_version());
-    Ok(Json(Pseudonymized {
-        pseudonyms,
-        key_version,
-    })
-    .into_response())
+    let key_version = caller.keyed.engine.primary_version();
+    Ok(JsonObject::sized_for(&pseudonyms)
+        .texts("pseudonyms", &pseudonyms)
+        .field("key_version", &key_version)
+        .into_response())
 }
 
 /// Pseudonyms back to values (privileged)
@@ -206,7 +206,10 @@ async fn reidentify(
     let answer = state
         .reidentify(&caller, &request.domain.0, &tokens)
         .await?;
-    Ok(Json(answer).into_response())
+    Ok(JsonObject::sized_for(&answer.values)
+        .texts("values", &answer.values)
+        .field("errors", &answer.errors)
+        .into_response())
 }
 
 /// Pseudonyms of older key versions made again under the primary one, without plaintext
@@ -240,7 +243,10 @@ async fn rewrap(
     let request: RewrapRequest<&RawValue> = body.parse()?;
     let tokens = body.items(request.pseudonyms);
     let answer = state.rewrap(&caller, &request.domain.0, &tokens).await?;
-    Ok(Json(answer).into_response())
+    Ok(JsonObject::sized_for(&answer.pseudonyms)
+        .texts("pseudonyms", &answer.pseudonyms)
+        .field("errors", &answer.errors)
+        .into_response())
 }
 
 /// The query and the columns of an Arrow request, or why they cannot be read.
@@ -254,16 +260,6 @@ fn arrow_request(
         )
     })?;
     Ok((query, arrow::columns(body.bytes())?))
-}
-
-/// The answer of `/v1/pseudonymize` (`PseudonymizeResponse` on the wire) and, without a key
-/// version, of `/pseudonymization` (`CompatPseudonymizeResponse`): the same JSON, written
-/// straight from the batch's tokens.
-#[derive(serde::Serialize)]
-struct Pseudonymized {
-    pseudonyms: Texts,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_version: Option<u32>,
 }
 
 /// The query of the replaced service's `/pseudonymization`.
@@ -306,7 +302,7 @@ async fn compat_pseudonymize(
     caller: Authenticated,
     query: Result<Query<CompatQuery>, QueryRejection>,
     body: Body,
-) -> Result<Json<Pseudonymized>, ApiError> {
+) -> Result<JsonObject, ApiError> {
     let Query(query) = query.map_err(|_| {
         ApiError::InvalidArgument(
             "the query string could not be read: give deterministic once, as true or false",
@@ -323,10 +319,7 @@ async fn compat_pseudonymize(
             state.0.compat_tokens,
         )
         .await?;
-    Ok(Json(Pseudonymized {
-        pseudonyms,
-        key_version: None,
-    }))
+    Ok(JsonObject::sized_for(&pseudonyms).texts("pseudonyms", &pseudonyms))
 }
 
 /// Compatible with the replaced service; `null` where an item fails
@@ -341,15 +334,13 @@ async fn compat_reidentify(
     State(state): State<AppState>,
     caller: Authenticated,
     body: Body,
-) -> Result<Json<CompatReidentifyResponse<Texts>>, ApiError> {
+) -> Result<JsonObject, ApiError> {
     let request: CompatReidentifyRequest<&RawValue> = body.parse()?;
     let tokens = body.items(request.pseudonyms);
     let response = state
         .reidentify(&caller, &state.0.compat_domain, &tokens)
         .await?;
-    Ok(Json(CompatReidentifyResponse {
-        identifiers: response.values,
-    }))
+    Ok(JsonObject::sized_for(&response.values).texts("identifiers", &response.values))
 }
 
 /// `/pseudonymization` behind a stage segment, e.g. `/Dev/pseudonymization`
@@ -362,7 +353,7 @@ async fn compat_pseudonymize_staged(
     caller: Authenticated,
     query: Result<Query<CompatQuery>, QueryRejection>,
     body: Body,
-) -> Result<Json<Pseudonymized>, ApiError> {
+) -> Result<JsonObject, ApiError> {
     compat_pseudonymize(state, caller, query, body).await
 }
 
@@ -375,7 +366,7 @@ async fn compat_reidentify_staged(
     state: State<AppState>,
     caller: Authenticated,
     body: Body,
-) -> Result<Json<CompatReidentifyResponse<Texts>>, ApiError> {
+) -> Result<JsonObject, ApiError> {
     compat_reidentify(state, caller, body).await
 }
 

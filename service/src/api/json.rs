@@ -1,0 +1,52 @@
+//! JSON answers that carry a batch's strings: each list written from its [`Texts`] as it is
+//! (see [`Texts::write_json`]), the other fields by `serde_json`. The same bytes as serializing
+//! the wire types; a batch of tokens is copied instead of escaped string by string.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::texts::Texts;
+
+/// A JSON object being written, one field after another.
+pub(super) struct JsonObject(Vec<u8>);
+
+impl JsonObject {
+    /// An object about to hold `texts` (for the size of its buffer).
+    pub(super) fn sized_for(texts: &Texts) -> Self {
+        let (bytes, items) = (texts.text_len(), texts.len());
+        let mut body = Vec::with_capacity(bytes + 3 * items + 128);
+        body.push(b'{');
+        JsonObject(body)
+    }
+
+    /// Adds the field `name`: the strings of a batch.
+    pub(super) fn texts(mut self, name: &str, texts: &Texts) -> Self {
+        self.key(name);
+        texts.write_json(&mut self.0);
+        self
+    }
+
+    /// Adds the field `name`, written by `serde_json`.
+    pub(super) fn field(mut self, name: &str, value: &impl Serialize) -> Self {
+        self.key(name);
+        serde_json::to_writer(&mut self.0, value).expect("writing to a Vec does not fail");
+        self
+    }
+
+    fn key(&mut self, name: &str) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        serde_json::to_writer(&mut self.0, name).expect("writing to a Vec does not fail");
+        self.0.push(b':');
+    }
+}
+
+impl IntoResponse for JsonObject {
+    fn into_response(mut self) -> Response {
+        self.0.push(b'}');
+        let json = HeaderValue::from_static("application/json");
+        ([(header::CONTENT_TYPE, json)], self.0).into_response()
+    }
+}
