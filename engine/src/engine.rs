@@ -360,9 +360,10 @@ impl Engine {
         tokens: &[Option<S>],
     ) -> (Vec<u8>, Vec<Opened>) {
         let mut answers: Vec<Opened> = tokens.iter().map(|_| Opened::Null).collect();
-        // Tokens of ours, grouped by the key that opens them: (version, mode) -> indices; their
-        // payloads decoded one after the other into one buffer.
-        let mut groups: BTreeMap<(u32, bool), Vec<usize>> = BTreeMap::new();
+        // Tokens of ours, grouped by the key that opens them: (version, randomized) and the
+        // indices (a batch has one or a few keys); their payloads decoded one after the other
+        // into one buffer.
+        let mut groups: Vec<((u32, bool), Vec<usize>)> = Vec::new();
         let mut buffer = Vec::with_capacity(tokens.len() * 48);
         let mut payloads = vec![0..0; tokens.len()];
         for (index, token) in tokens.iter().enumerate() {
@@ -379,7 +380,10 @@ impl Engine {
             match self.parse(token, &mut buffer) {
                 Ok((key, payload)) => {
                     payloads[index] = payload;
-                    groups.entry(key).or_default().push(index);
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, indices)) => indices.push(index),
+                        None => groups.push((key, vec![index])),
+                    }
                 }
                 Err(code) => answers[index] = Opened::Failed(code),
             }
