@@ -338,12 +338,10 @@ pub struct CompatReidentifyRequest<L = Vec<Option<String>>> {
 
 /// Answer of the replaced service's `/reidentification` route: `null` where an item fails.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(bound = ""))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CompatReidentifyResponse<V = Vec<Option<String>>> {
+pub struct CompatReidentifyResponse {
     /// The values, index for index.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
-    pub identifiers: V,
+    pub identifiers: Vec<Option<String>>,
 }
 
 #[cfg(test)]

@@ -518,6 +518,7 @@ fn tokens_of(builder: TextsBuilder) -> Texts {
 enum Opened {
     /// The token was `None`.
     Null,
+    /// The token did not open, for this reason.
     Failed(ItemErrorCode),
     /// A token of ours, of this mode: its value is at this range of the buffer it was opened in.
     Ours(Mode, Range<usize>),
@@ -635,6 +636,48 @@ mod tests {
                 values.iter().map(|v| v.map(str::to_owned)).collect();
             assert_eq!(back.values, expected, "{mode:?}");
         }
+    }
+
+    /// An authentic token whose value is not UTF-8 (none of ours: values come as strings)
+    /// fails on its own row, also where its bytes and its neighbour's make UTF-8 together, and
+    /// the failures stay in row order with those of other kinds.
+    #[test]
+    fn values_that_are_not_utf8_fail_per_item() {
+        use ItemErrorCode::{InvalidToken, NotReversible};
+        let engine = engine();
+        let values: [Option<&[u8]>; 5] = [
+            Some(&b"a\xc3"[..]),
+            Some(&b"\xa9b"[..]),
+            None,
+            Some(&b"ok"[..]),
+            Some(&b"\xff"[..]),
+        ];
+        let sealed = engine.seal(Mode::Deterministic, vin(), &values);
+        let hashed = engine.pseudonymize(vin(), Mode::Hash, &[Some("h")]);
+        let mut tokens: Vec<Option<&str>> = sealed.iter().collect();
+        tokens.insert(3, hashed[0].as_deref());
+        let codes = |errors: &[ItemError]| -> Vec<(usize, ItemErrorCode)> {
+            errors
+                .iter()
+                .map(|error| (error.index, error.code))
+                .collect()
+        };
+        let expected = [
+            (0, InvalidToken),
+            (1, InvalidToken),
+            (3, NotReversible),
+            (5, InvalidToken),
+        ];
+
+        let back = engine.reidentify_texts(vin(), &tokens);
+        let values: Vec<Option<&str>> = back.values.iter().collect();
+        assert_eq!(values, [None, None, None, None, Some("ok"), None]);
+        assert_eq!(codes(&back.errors), expected);
+
+        let rewrapped = engine.rewrap_texts(vin(), &tokens);
+        let made: Vec<bool> = rewrapped.pseudonyms.iter().map(|t| t.is_some()).collect();
+        assert_eq!(made, [false, false, false, false, true, false]);
+        assert_eq!(codes(&rewrapped.errors), expected);
     }
 
     /// One batch of every kind of token at once: each answered on its own row, failures listed

@@ -100,11 +100,27 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Any input is either refused by [`token::parse`] or is the canonical spelling of the mode,
+/// Tokens' base64url (`base64-simd`) accepts exactly what the `base64` crate, the reference,
+/// accepts, and reads it the same: any bytes, not only UTF-8.
+pub fn check_base64(data: &[u8]) {
+    use base64::Engine as _;
+    let reference = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(data)
+        .ok();
+    let mut ours = Vec::new();
+    let ours = base64_simd::URL_SAFE_NO_PAD
+        .decode_append(data, &mut ours)
+        .ok()
+        .map(|()| ours);
+    assert_eq!(ours, reference, "base64-simd and base64 read a text alike");
+}
+
+/// [`check_base64`]; then: any input is either refused by [`token::parse`] or is the canonical spelling of the mode,
 /// version and payload it decodes to; re-identifying and rewrapping it answer per item, without
 /// panicking. The same holds for the replaced service's format: a token of it that opens with a
 /// deterministic nonce is exactly what its value gives.
 pub fn check_token(data: &[u8]) {
+    check_base64(data);
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

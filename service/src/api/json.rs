@@ -41,12 +41,70 @@ impl JsonObject {
         serde_json::to_writer(&mut self.0, name).expect("writing to a Vec does not fail");
         self.0.push(b':');
     }
+
+    /// The object's bytes, closed.
+    fn finish(mut self) -> Vec<u8> {
+        self.0.push(b'}');
+        self.0
+    }
 }
 
 impl IntoResponse for JsonObject {
-    fn into_response(mut self) -> Response {
-        self.0.push(b'}');
+    fn into_response(self) -> Response {
         let json = HeaderValue::from_static("application/json");
-        ([(header::CONTENT_TYPE, json)], self.0).into_response()
+        ([(header::CONTENT_TYPE, json)], self.finish()).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pseudonym_client::wire::{
+        CompatReidentifyResponse, ItemError, ItemErrorCode, PseudonymizeResponse,
+        ReidentifyResponse,
+    };
+
+    use super::*;
+
+    /// Each answer written here is, byte for byte, its wire type serialized by `serde_json`.
+    #[test]
+    fn answers_are_the_bytes_of_their_wire_types() {
+        let items = vec![
+            Some("d1.abc".to_owned()),
+            None,
+            Some("say \"hi\"\n".to_owned()),
+        ];
+        let texts: Texts = items.clone().into_iter().collect();
+        let errors = vec![ItemError {
+            index: 1,
+            code: ItemErrorCode::InvalidToken,
+        }];
+        let same = |ours: JsonObject, wire: Vec<u8>| {
+            assert_eq!(String::from_utf8(ours.finish()), String::from_utf8(wire));
+        };
+        let pseudonymized = PseudonymizeResponse {
+            pseudonyms: items.clone(),
+            key_version: 3,
+        };
+        same(
+            JsonObject::sized_for(&texts)
+                .texts("pseudonyms", &texts)
+                .field("key_version", &3),
+            serde_json::to_vec(&pseudonymized).expect("serializes"),
+        );
+        let reidentified = ReidentifyResponse {
+            values: items.clone(),
+            errors: errors.clone(),
+        };
+        same(
+            JsonObject::sized_for(&texts)
+                .texts("values", &texts)
+                .field("errors", &errors),
+            serde_json::to_vec(&reidentified).expect("serializes"),
+        );
+        let compat = CompatReidentifyResponse { identifiers: items };
+        same(
+            JsonObject::sized_for(&texts).texts("identifiers", &texts),
+            serde_json::to_vec(&compat).expect("serializes"),
+        );
     }
 }
