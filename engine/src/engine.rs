@@ -279,20 +279,14 @@ impl Engine {
                 .collect();
             self.seal(mode, domain, &of_mode)
         });
-        let mut pseudonyms = TextsBuilder::with_capacity(tokens.len(), 48);
+        let mut pseudonyms = Texts::default();
         for (index, value) in values.iter().enumerate() {
             if let Err(code) = value {
                 errors.push(ItemError { index, code: *code });
             }
-            match deterministic.get(index).or(randomized.get(index)) {
-                Some(token) => pseudonyms.push_with(|out| out.extend_from_slice(token.as_bytes())),
-                None => pseudonyms.push_none(),
-            }
+            pseudonyms.push(deterministic.get(index).or(randomized.get(index)));
         }
-        RewrapResponse {
-            pseudonyms: tokens_of(pseudonyms),
-            errors,
-        }
+        RewrapResponse { pseudonyms, errors }
     }
 
     fn primary_keys(&self) -> &VersionKeys {

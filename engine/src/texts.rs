@@ -52,6 +52,13 @@ impl Texts {
         (0..self.len()).map(|index| self.get(index))
     }
 
+    /// Appends one item.
+    pub fn push(&mut self, text: Option<&str>) {
+        self.present.push(text.is_some());
+        self.text.push_str(text.unwrap_or_default());
+        self.ends.push(self.text.len());
+    }
+
     /// Appends every item of `other`, in order.
     pub fn append(&mut self, other: Texts) {
         let shift = self.text.len();
@@ -113,11 +120,7 @@ impl FromIterator<Option<String>> for Texts {
     fn from_iter<I: IntoIterator<Item = Option<String>>>(items: I) -> Self {
         let mut texts = Texts::default();
         for item in items {
-            texts.present.push(item.is_some());
-            if let Some(text) = item {
-                texts.text.push_str(&text);
-            }
-            texts.ends.push(texts.text.len());
+            texts.push(item.as_deref());
         }
         texts
     }
@@ -202,10 +205,7 @@ impl TextsBuilder {
             if is_text && text.is_err() {
                 not_utf8.push(index);
             }
-            let text = text.ok().filter(|_| is_text);
-            texts.present.push(text.is_some());
-            texts.text.push_str(text.unwrap_or_default());
-            texts.ends.push(texts.text.len());
+            texts.push(text.ok().filter(|_| is_text));
         }
         (texts, not_utf8)
     }

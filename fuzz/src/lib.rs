@@ -115,9 +115,9 @@ pub fn check_base64(data: &[u8]) {
     assert_eq!(ours, reference, "base64-simd and base64 read a text alike");
 }
 
-/// [`check_base64`]; then: any input is either refused by [`token::parse`] or is the canonical spelling of the mode,
-/// version and payload it decodes to; re-identifying and rewrapping it answer per item, without
-/// panicking. The same holds for the replaced service's format: a token of it that opens with a
+/// [`check_base64`]; then: any input is either refused by [`token::parse`] or is the canonical
+/// spelling of the mode, version and payload it decodes to; re-identifying and rewrapping it
+/// answer per item, without panicking. The same holds for the replaced service's format: a token of it that opens with a
 /// deterministic nonce is exactly what its value gives.
 pub fn check_token(data: &[u8]) {
     check_base64(data);
