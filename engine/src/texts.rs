@@ -10,7 +10,8 @@
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
 /// The strings of a batch: every string's text one after the other, and where each ends.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Its `Debug` shows sizes only: re-identified values are plaintext.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Texts {
     text: String,
     /// `ends[i]` is where string `i` ends in `text` (and string `i + 1` starts).
@@ -126,6 +127,24 @@ impl FromIterator<Option<String>> for Texts {
     }
 }
 
+impl std::fmt::Debug for Texts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Texts")
+            .field("items", &self.len())
+            .field("bytes", &self.text.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TextsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextsBuilder")
+            .field("items", &self.ends.len())
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A JSON array of strings and nulls, as a `Vec<Option<String>>` would be.
 impl Serialize for Texts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -137,8 +156,8 @@ impl Serialize for Texts {
     }
 }
 
-/// [`Texts`] being written, as bytes.
-#[derive(Debug, Default)]
+/// [`Texts`] being written, as bytes. Its `Debug` shows sizes only.
+#[derive(Default)]
 pub struct TextsBuilder {
     bytes: Vec<u8>,
     ends: Vec<usize>,
@@ -230,6 +249,20 @@ mod tests {
             r#"["d1.a",null,null,"d1.bc",""]"#
         );
         assert_eq!(first.clone().into_strings()[3].as_deref(), Some("d1.bc"));
+    }
+
+    /// Re-identified values are plaintext: `Debug` shows how many, never what.
+    #[test]
+    fn debug_shows_sizes_not_strings() {
+        let texts: Texts = [Some("WVWZZZ1JZXW000001".to_owned()), None]
+            .into_iter()
+            .collect();
+        let mut builder = TextsBuilder::default();
+        builder.push_with(|out| out.extend_from_slice(b"WVWZZZ1JZXW000001"));
+        for debug in [format!("{texts:?}"), format!("{builder:?}")] {
+            assert!(!debug.contains("WVWZZZ"), "{debug}");
+            assert!(debug.contains("bytes: 17"), "{debug}");
+        }
     }
 
     proptest::proptest! {
