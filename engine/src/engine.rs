@@ -336,10 +336,14 @@ impl Engine {
         }
         let token_len = token::encoded_len(header.len(), nonce_len + TAG_LEN + 24);
         let mut tokens = TextsBuilder::with_capacity(values.len(), token_len);
+        let payloads = token::EncodedPayloads::new(&batch.buffer, &batch.starts);
         let mut sealed = 0..batch.len();
         for value in values {
             match value.and_then(|_| sealed.next()) {
-                Some(index) => tokens.push_with(|out| batch.write_token(&header, index, out)),
+                Some(index) => tokens.push_with(|out| {
+                    out.extend_from_slice(header.as_bytes());
+                    payloads.append(index, out);
+                }),
                 None => tokens.push_none(),
             }
         }
@@ -593,15 +597,6 @@ impl Payloads {
         let prefix = self.prefix;
         let bodies = self.starts.windows(2).map(|w| w[0] + prefix..w[1]);
         disjoint_mut(&mut self.buffer, bodies)
-    }
-
-    /// Appends the token of payload `index` to `out`.
-    fn write_token(&self, header: &str, index: usize, out: &mut Vec<u8>) {
-        out.extend_from_slice(header.as_bytes());
-        token::append_payload(
-            out,
-            &self.buffer[self.starts[index]..self.starts[index + 1]],
-        );
     }
 }
 

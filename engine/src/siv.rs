@@ -20,8 +20,7 @@
 //!   batch are not (the values came in those buffers and leave in them).
 
 use aes::cipher::consts::U16;
-use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockCipher, BlockEncrypt, KeyInit};
+use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
@@ -30,7 +29,7 @@ pub type Block = [u8; 16];
 
 /// Values whose CMAC chains are enciphered side by side. Eight is what AES-NI and the `aes`
 /// crate process in parallel.
-pub const LANES: usize = 8;
+pub const LANES: usize = 32;
 
 /// An AES-SIV key, ready: both key schedules and the CMAC subkeys. `C` is the block cipher
 /// (`aes::Aes256` for `AEAD_AES_SIV_CMAC_512`, what the engine uses; `aes::Aes128` for the
@@ -51,7 +50,7 @@ impl<C> Drop for Siv<C> {
     }
 }
 
-impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
+impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     /// The key `K1 ‖ K2` (twice the cipher's key length), or `None` for another length.
     pub fn new(key: &[u8]) -> Option<Self> {
         let (k1, k2) = key.split_at_checked(key.len() / 2)?;
@@ -84,16 +83,13 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
     /// nonces): the CMACs of all of them enciphered in one call.
     pub fn absorb_each(&self, state: &Block, headers: &[Block]) -> Vec<Block> {
         let [last_complete, _] = &self.subkeys;
-        let mut blocks: Vec<GenericArray<u8, U16>> = headers
+        let mut blocks: Vec<Block> = headers
             .iter()
-            .map(|header| xor(header, last_complete).into())
+            .map(|header| xor(header, last_complete))
             .collect();
-        self.mac.encrypt_blocks(&mut blocks);
+        encipher_all(&self.mac, &mut blocks);
         let doubled = dbl(state);
-        blocks
-            .iter()
-            .map(|mac| xor(&doubled, &(*mac).into()))
-            .collect()
+        blocks.iter().map(|mac| xor(&doubled, mac)).collect()
     }
 
     /// Encrypts each of `values` in place, after the headers that left S2V in `states(i)`,
@@ -145,11 +141,8 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
                 t.clear();
                 if value.len() >= 16 {
                     t.extend_from_slice(value);
-                    let end = t.len() - 16;
-                    t[end..]
-                        .iter_mut()
-                        .zip(state)
-                        .for_each(|(byte, d)| *byte ^= d);
+                    let end = t.last_chunk_mut::<16>().expect("a block or more");
+                    *end = xor(end, &state);
                 } else {
                     t.extend_from_slice(&xor(&dbl(&state), &pad(value)));
                 }
@@ -169,7 +162,7 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
         let blocks_of = |m: &[u8]| m.len().div_ceil(16).max(1);
         let rounds = messages.iter().map(|m| blocks_of(m)).max().unwrap_or(0);
         let mut chains = [[0u8; 16]; LANES];
-        let mut batch = [GenericArray::<u8, U16>::default(); LANES];
+        let mut batch = [[0u8; 16]; LANES];
         let mut lanes = [0usize; LANES];
         for round in 0..rounds {
             let mut count = 0;
@@ -184,13 +177,13 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
                 } else {
                     rest[..16].try_into().expect("a whole block")
                 };
-                batch[count] = xor(&chains[lane], &block).into();
+                batch[count] = xor(&chains[lane], &block);
                 lanes[count] = lane;
                 count += 1;
             }
-            self.mac.encrypt_blocks(&mut batch[..count]);
+            encipher_all(&self.mac, &mut batch[..count]);
             for (lane, block) in lanes[..count].iter().zip(&batch[..count]) {
-                chains[*lane] = (*block).into();
+                chains[*lane] = *block;
             }
         }
         chains
@@ -214,23 +207,25 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
     /// CTR mode (§2.5, §2.6) in place, from `Q = V` with bits 31 and 63 cleared, counting up as
     /// a 128-bit big-endian integer; the key stream of every value in one call.
     fn ctr(&self, tags: &[Block], values: &mut [&mut [u8]]) {
+        /// Bits 63 and 31 of the IV, cleared in the first counter block.
+        const CLEAR: u128 = !(1 << 63 | 1 << 31);
         let blocks: usize = values.iter().map(|value| value.len().div_ceil(16)).sum();
-        let mut stream: Vec<GenericArray<u8, U16>> = Vec::with_capacity(blocks);
+        let mut stream: Vec<Block> = Vec::with_capacity(blocks);
         for (tag, value) in tags.iter().zip(values.iter()) {
-            let mut q = *tag;
-            q[8] &= 0x7f;
-            q[12] &= 0x7f;
-            let q = u128::from_be_bytes(q);
-            for i in 0..value.len().div_ceil(16) {
-                stream.push(q.wrapping_add(i as u128).to_be_bytes().into());
-            }
+            let q = u128::from_be_bytes(*tag) & CLEAR;
+            let counters = (0..value.len().div_ceil(16) as u128).map(|i| q.wrapping_add(i));
+            stream.extend(counters.map(u128::to_be_bytes));
         }
-        self.ctr.encrypt_blocks(&mut stream);
-        let mut blocks = stream.iter();
+        encipher_all(&self.ctr, &mut stream);
+        let mut stream = stream.iter();
         for value in values.iter_mut() {
-            for (chunk, key) in value.chunks_mut(16).zip(blocks.by_ref()) {
-                chunk
-                    .iter_mut()
+            let (whole, rest) = value.as_chunks_mut::<16>();
+            for (block, key) in whole.iter_mut().zip(stream.by_ref()) {
+                *block = xor(block, key);
+            }
+            if !rest.is_empty() {
+                let key = stream.next().expect("a key block for the partial block");
+                rest.iter_mut()
                     .zip(key)
                     .for_each(|(byte, key)| *byte ^= key);
             }
@@ -238,9 +233,14 @@ impl<C: BlockCipher<BlockSize = U16> + BlockEncrypt + KeyInit> Siv<C> {
     }
 
     fn encipher(&self, block: &mut Block) {
-        self.mac
-            .encrypt_block(GenericArray::from_mut_slice(block.as_mut_slice()));
+        encipher_all(&self.mac, std::slice::from_mut(block));
     }
+}
+
+/// Enciphers `blocks` in place, in one call: the `aes` crate overlaps independent blocks (AES-NI
+/// eight at a time; VAES, where the CPU has it, four per instruction).
+fn encipher_all<C: BlockCipherEncrypt<BlockSize = U16>>(cipher: &C, blocks: &mut [Block]) {
+    cipher.encrypt_blocks(Array::cast_slice_from_core_mut(blocks));
 }
 
 /// Doubling in GF(2^128) (RFC 5297 §2.3), in constant time: a shift left of the block as a

@@ -32,9 +32,7 @@ fn unhex(text: &str) -> Vec<u8> {
 /// Seals `values` after `headers` as one batch; `tag ‖ ciphertext` per value.
 fn seal<C>(siv: &Siv<C>, headers: &[&[u8]], values: &[Vec<u8>]) -> Vec<Vec<u8>>
 where
-    C: aes::cipher::BlockCipher<BlockSize = aes::cipher::consts::U16>
-        + aes::cipher::BlockEncrypt
-        + aes::cipher::KeyInit,
+    C: aes::cipher::BlockCipherEncrypt<BlockSize = aes::cipher::consts::U16> + aes::cipher::KeyInit,
 {
     let state = siv.absorb(headers);
     let mut sealed: Vec<Vec<u8>> = values.to_vec();
