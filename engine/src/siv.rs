@@ -10,14 +10,15 @@
 //!   the same for every value of a batch, so it is computed once per batch: [`Siv::absorb`]
 //!   (for a header that differs per value but is one block long, the randomized mode's nonce,
 //!   [`Siv::absorb_each`]). [`Siv::seal`] and [`Siv::open`] take it from there.
-//! - Values go through together: the chained CMAC blocks of up to [`LANES`] values are
-//!   enciphered in one call, and so are all the CTR blocks (§2.5, §2.6) of a batch, so the
-//!   independent blocks overlap in the AES unit instead of waiting for each other.
+//! - Values go through together: block `i` of the CMAC chain of every value of a batch is
+//!   enciphered in one call, and so are all the CTR blocks (§2.5, §2.6), so the independent
+//!   blocks overlap in the AES unit instead of waiting for each other.
 //! - Tags are compared in constant time; a value whose tag does not match is wiped.
 //! - Key material is wiped when a [`Siv`] is dropped: the CMAC subkeys here, the key schedules
-//!   by the `aes` crate (its `zeroize` feature, which the workspace turns on). The S2V scratch
-//!   copies of values are wiped after use; the caller's buffers and the CTR key stream of a
-//!   batch are not (the values came in those buffers and leave in them).
+//!   by the `aes` crate (its `zeroize` feature, which the workspace turns on). S2V's last
+//!   strings are made in the caller's buffers and undone there, except a short value's, which
+//!   is wiped after use; the caller's buffers and the CTR key stream of a batch are not (the
+//!   values came in those buffers and leave in them).
 
 use aes::cipher::consts::U16;
 use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
@@ -26,10 +27,6 @@ use zeroize::Zeroize;
 
 /// One 128-bit block.
 pub type Block = [u8; 16];
-
-/// Values whose CMAC chains are enciphered side by side. Eight is what AES-NI and the `aes`
-/// crate process in parallel.
-pub const LANES: usize = 32;
 
 /// An AES-SIV key, ready: both key schedules and the CMAC subkeys. `C` is the block cipher
 /// (`aes::Aes256` for `AEAD_AES_SIV_CMAC_512`, what the engine uses; `aes::Aes128` for the
@@ -129,60 +126,65 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     }
 
     /// S2V's last string and final CMAC (§2.4): `T = Sn xorend D` for a value of a block or
-    /// more, else `T = dbl(D) xor pad(Sn)`; the tag is `CMAC(K1, T)`. Up to [`LANES`] values go
-    /// through their CMAC chains side by side.
-    fn s2v_last(&self, states: &impl Fn(usize) -> Block, values: &[&mut [u8]]) -> Vec<Block> {
-        let mut tags = Vec::with_capacity(values.len());
-        let mut last_strings: Vec<Vec<u8>> = (0..LANES).map(|_| Vec::new()).collect();
-        for (group, chunk) in values.chunks(LANES).enumerate() {
-            for (lane, value) in chunk.iter().enumerate() {
-                let state = states(group * LANES + lane);
-                let t = &mut last_strings[lane];
-                t.clear();
-                if value.len() >= 16 {
-                    t.extend_from_slice(value);
-                    let end = t.last_chunk_mut::<16>().expect("a block or more");
-                    *end = xor(end, &state);
-                } else {
-                    t.extend_from_slice(&xor(&dbl(&state), &pad(value)));
+    /// more, else `T = dbl(D) xor pad(Sn)`; the tag is `CMAC(K1, T)`. A long value's `T` is made
+    /// in place, for the whole batch before any CMAC reads it, and undone after.
+    fn s2v_last(&self, states: &impl Fn(usize) -> Block, values: &mut [&mut [u8]]) -> Vec<Block> {
+        let xorend = |values: &mut [&mut [u8]]| {
+            for (index, value) in values.iter_mut().enumerate() {
+                if let Some(end) = value.last_chunk_mut::<16>() {
+                    *end = xor(end, &states(index));
                 }
             }
-            let messages: [&[u8]; LANES] = std::array::from_fn(|lane| &last_strings[lane][..]);
-            tags.extend_from_slice(&self.cmac_lanes(&messages[..chunk.len()])[..chunk.len()]);
-        }
-        // They held the values (when opening, those of forged tokens too).
-        last_strings.iter_mut().for_each(Zeroize::zeroize);
+        };
+        let mut short: Vec<Block> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, value)| value.len() < 16)
+            .map(|(index, value)| xor(&dbl(&states(index)), &pad(value)))
+            .collect();
+        xorend(values);
+        let mut shorts = short.iter();
+        let last_strings: Vec<&[u8]> = values
+            .iter()
+            .map(|value| match value.len() {
+                ..16 => shorts.next().expect("one T per short value").as_slice(),
+                _ => &**value,
+            })
+            .collect();
+        let tags = self.cmac_each(&last_strings);
+        xorend(values);
+        // They held short values (when opening, those of forged tokens too).
+        short.zeroize();
         tags
     }
 
-    /// `CMAC(K1, m)` of each of up to [`LANES`] messages (RFC 4493 §2.4), the block `i` of every
-    /// message enciphered in one call.
-    fn cmac_lanes(&self, messages: &[&[u8]]) -> [Block; LANES] {
-        debug_assert!(messages.len() <= LANES);
+    /// `CMAC(K1, m)` of each of `messages` (RFC 4493 §2.4). Block `i` of every message is
+    /// enciphered in one call with the others' block `i`, so that the chains overlap in the
+    /// AES unit instead of waiting for each other.
+    fn cmac_each(&self, messages: &[&[u8]]) -> Vec<Block> {
         let blocks_of = |m: &[u8]| m.len().div_ceil(16).max(1);
         let rounds = messages.iter().map(|m| blocks_of(m)).max().unwrap_or(0);
-        let mut chains = [[0u8; 16]; LANES];
-        let mut batch = [[0u8; 16]; LANES];
-        let mut lanes = [0usize; LANES];
+        let mut chains = vec![[0u8; 16]; messages.len()];
+        let mut batch: Vec<Block> = Vec::with_capacity(messages.len());
+        let mut lanes: Vec<usize> = Vec::with_capacity(messages.len());
         for round in 0..rounds {
-            let mut count = 0;
+            batch.clear();
+            lanes.clear();
             for (lane, message) in messages.iter().enumerate() {
                 let blocks = blocks_of(message);
                 if round >= blocks {
                     continue;
                 }
                 let rest = &message[16 * round..];
-                let block = if round + 1 == blocks {
-                    self.last_block(rest)
-                } else {
-                    rest[..16].try_into().expect("a whole block")
+                let block = match rest.first_chunk::<16>() {
+                    Some(block) if round + 1 < blocks => *block,
+                    _ => self.last_block(rest),
                 };
-                batch[count] = xor(&chains[lane], &block);
-                lanes[count] = lane;
-                count += 1;
+                batch.push(xor(&chains[lane], &block));
+                lanes.push(lane);
             }
-            encipher_all(&self.mac, &mut batch[..count]);
-            for (lane, block) in lanes[..count].iter().zip(&batch[..count]) {
+            encipher_all(&self.mac, &mut batch);
+            for (lane, block) in lanes.iter().zip(&batch) {
                 chains[*lane] = *block;
             }
         }
@@ -191,7 +193,7 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
 
     /// One CMAC, of a message of any length.
     fn cmac(&self, message: &[u8]) -> Block {
-        self.cmac_lanes(&[message])[0]
+        self.cmac_each(&[message])[0]
     }
 
     /// CMAC's last block (RFC 4493 §2.4 step 4): complete, xored with `K1'`; else padded and
