@@ -175,10 +175,9 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
                 if round >= blocks {
                     continue;
                 }
-                let rest = &message[16 * round..];
-                let block = match rest.first_chunk::<16>() {
+                let block = match message[16 * round..].first_chunk::<16>() {
                     Some(block) if round + 1 < blocks => *block,
-                    _ => self.last_block(rest),
+                    _ => self.last_block(message),
                 };
                 batch.push(xor(&chains[lane], &block));
                 lanes.push(lane);
@@ -196,13 +195,24 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
         self.cmac_each(&[message])[0]
     }
 
-    /// CMAC's last block (RFC 4493 §2.4 step 4): complete, xored with `K1'`; else padded and
-    /// xored with `K2'`.
-    fn last_block(&self, rest: &[u8]) -> Block {
+    /// The last block of `message` for CMAC (RFC 4493 §2.4 step 4): complete, xored with
+    /// `K1'`; else padded and xored with `K2'`.
+    fn last_block(&self, message: &[u8]) -> Block {
         let [complete, partial] = &self.subkeys;
-        match <&Block>::try_from(rest) {
-            Ok(block) => xor(block, complete),
-            Err(_) => xor(&pad(rest), partial),
+        let rest = match message.len() % 16 {
+            0 if !message.is_empty() => 16,
+            rest => rest,
+        };
+        match message.last_chunk::<16>() {
+            Some(block) if rest == 16 => xor(block, complete),
+            // The bytes that are left, read with the block they end: copying them into a
+            // block one by one and reading it as a whole makes the CPU wait for the copies.
+            Some(window) => {
+                let bytes = u128::from_be_bytes(*window) << (8 * (16 - rest));
+                let padded = bytes | 0x80 << (8 * (15 - rest));
+                xor(&padded.to_be_bytes(), partial)
+            }
+            None => xor(&pad(message), partial),
         }
     }
 
