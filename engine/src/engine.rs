@@ -336,17 +336,18 @@ impl Engine {
         }
         let token_len = token::encoded_len(header.len(), nonce_len + TAG_LEN + 24);
         let mut tokens = TextsBuilder::with_capacity(values.len(), token_len);
-        let payloads = token::EncodedPayloads::new(&batch.buffer, &batch.starts);
-        let mut sealed = 0..batch.len();
-        for value in values {
-            match value.and_then(|_| sealed.next()) {
-                Some(index) => tokens.push_with(|out| {
-                    out.extend_from_slice(header.as_bytes());
-                    payloads.append(index, out);
-                }),
-                None => tokens.push_none(),
+        let mut values = values.iter();
+        token::encode_each(&batch.buffer, &batch.starts, |payload| {
+            // The `None`s before this payload's value, and the value.
+            for _ in values.by_ref().take_while(|value| value.is_none()) {
+                tokens.push_none();
             }
-        }
+            tokens.push_with(|out| {
+                out.extend_from_slice(header.as_bytes());
+                out.extend_from_slice(payload);
+            });
+        });
+        values.for_each(|_| tokens.push_none());
         tokens_of(tokens)
     }
 

@@ -32,58 +32,42 @@ pub fn append_payload(out: &mut Vec<u8>, payload: &[u8]) {
     URL_SAFE_NO_PAD.encode_append(payload, out);
 }
 
-/// The payloads of a batch, encoded together.
+/// Calls `each` with the text of every payload of a batch, in order, the payloads one after
+/// the other in `buffer`, payload `i` at `starts[i]..starts[i + 1]` (`starts` runs from 0 to the
+/// end of `buffer`).
 ///
-/// Base64 of `a ‖ b` is base64 of `a` followed by base64 of `b` when the length of `a` is a
-/// multiple of three, and the text of a payload whose length is not (without padding) is the
-/// start of the text of the payload followed by one or two zero bytes. So every payload is
-/// encoded in one call, with zeros after those of other lengths: `base64-simd` runs at its full
-/// width over the batch, instead of finishing each short payload in its scalar code.
-pub struct EncodedPayloads {
-    /// The text of every payload (and of the zeros after it), one after the other.
-    text: Vec<u8>,
-    /// Where the text of each payload starts in `text`, and its length.
-    spans: Vec<(usize, usize)>,
-}
-
-impl EncodedPayloads {
-    /// The payloads one after the other in `buffer`, payload `i` at `starts[i]..starts[i + 1]`
-    /// (`starts` runs from 0 to the end of `buffer`).
-    pub fn new(buffer: &[u8], starts: &[usize]) -> Self {
-        debug_assert_eq!(starts.first().copied().unwrap_or(0), 0);
-        debug_assert_eq!(starts.last().copied().unwrap_or(0), buffer.len());
-        let payloads = starts.windows(2).map(|ends| &buffer[ends[0]..ends[1]]);
-        let zeros = |payload: &[u8]| (3 - payload.len() % 3) % 3;
-        let padded: Vec<u8>;
-        let all = if payloads.clone().all(|payload| zeros(payload) == 0) {
-            buffer
-        } else {
-            let mut all = Vec::with_capacity(buffer.len() + 2 * (starts.len() - 1));
+/// The payloads are encoded many at a time: base64 of `a ‖ b` is base64 of `a` followed by
+/// base64 of `b` when the length of `a` is a multiple of three, and the text of a payload whose
+/// length is not (without padding) is the start of the text of the payload followed by one or
+/// two zero bytes. So `base64-simd` runs at its full width over many payloads (zeros after
+/// those of other lengths), instead of finishing each short payload in its scalar code; a few
+/// dozen at a time, so that the text stays in the cache until it is copied.
+pub fn encode_each(buffer: &[u8], starts: &[usize], mut each: impl FnMut(&[u8])) {
+    const PAYLOADS_AT_ONCE: usize = 64;
+    debug_assert_eq!(starts.first().copied().unwrap_or(0), 0);
+    debug_assert_eq!(starts.last().copied().unwrap_or(0), buffer.len());
+    let zeros = |payload: &[u8]| (3 - payload.len() % 3) % 3;
+    let mut padded = Vec::new();
+    let mut text = Vec::new();
+    for first in (0..starts.len().saturating_sub(1)).step_by(PAYLOADS_AT_ONCE) {
+        let ends = &starts[first..starts.len().min(first + PAYLOADS_AT_ONCE + 1)];
+        let payloads = ends.windows(2).map(|ends| &buffer[ends[0]..ends[1]]);
+        let mut all = &buffer[ends[0]..ends[ends.len() - 1]];
+        if !payloads.clone().all(|payload| zeros(payload) == 0) {
+            padded.clear();
             for payload in payloads.clone() {
-                all.extend_from_slice(payload);
-                all.resize(all.len() + zeros(payload), 0);
+                padded.extend_from_slice(payload);
+                padded.resize(padded.len() + zeros(payload), 0);
             }
-            padded = all;
-            &padded
-        };
-        let mut text = Vec::with_capacity(all.len() / 3 * 4);
+            all = &padded;
+        }
+        text.clear();
         URL_SAFE_NO_PAD.encode_append(all, &mut text);
         let mut start = 0;
-        let spans = payloads
-            .map(|payload| {
-                let span = (start, encoded_len(0, payload.len()));
-                start += (payload.len() + zeros(payload)) / 3 * 4;
-                span
-            })
-            .collect();
-        EncodedPayloads { text, spans }
-    }
-
-    /// Appends the text of payload `index` to `out`, which already holds its token's
-    /// [`header`].
-    pub fn append(&self, index: usize, out: &mut Vec<u8>) {
-        let (start, len) = self.spans[index];
-        out.extend_from_slice(&self.text[start..start + len]);
+        for payload in payloads {
+            each(&text[start..start + encoded_len(0, payload.len())]);
+            start += (payload.len() + zeros(payload)) / 3 * 4;
+        }
     }
 }
 
@@ -229,7 +213,7 @@ mod tests {
         /// Payloads encoded in a batch read as each encoded on its own.
         #[test]
         fn payloads_encoded_together_read_as_each_alone(
-            payloads in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 0..12),
+            payloads in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 0..150),
         ) {
             let buffer = payloads.concat();
             let starts: Vec<usize> = std::iter::once(0)
@@ -238,13 +222,17 @@ mod tests {
                     Some(*end)
                 }))
                 .collect();
-            let encoded = EncodedPayloads::new(&buffer, &starts);
-            for (index, payload) in payloads.iter().enumerate() {
-                let (mut together, mut alone) = (b"d1.".to_vec(), b"d1.".to_vec());
-                encoded.append(index, &mut together);
-                append_payload(&mut alone, payload);
-                proptest::prop_assert_eq!(together, alone);
-            }
+            let mut together = Vec::new();
+            encode_each(&buffer, &starts, |text| together.push(text.to_vec()));
+            let alone: Vec<Vec<u8>> = payloads
+                .iter()
+                .map(|payload| {
+                    let mut text = Vec::new();
+                    append_payload(&mut text, payload);
+                    text
+                })
+                .collect();
+            proptest::prop_assert_eq!(together, alone);
         }
 
         /// Any payload comes back from its text, and its text is the reference's.
