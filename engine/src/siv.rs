@@ -162,32 +162,34 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     /// enciphered in one call with the others' block `i`, so that the chains overlap in the
     /// AES unit instead of waiting for each other.
     fn cmac_each(&self, messages: &[&[u8]]) -> Vec<Block> {
-        let blocks_of = |m: &[u8]| m.len().div_ceil(16).max(1);
-        let rounds = messages.iter().map(|m| blocks_of(m)).max().unwrap_or(0);
+        let blocks_of = |index: usize| messages[index].len().div_ceil(16).max(1);
+        // The chains longest first, so that those still going in a round are the first ones.
+        let mut order: Vec<usize> = (0..messages.len()).collect();
+        order.sort_by_key(|&index| std::cmp::Reverse(blocks_of(index)));
         let mut chains = vec![[0u8; 16]; messages.len()];
-        let mut batch: Vec<Block> = Vec::with_capacity(messages.len());
-        let mut lanes: Vec<usize> = Vec::with_capacity(messages.len());
-        for round in 0..rounds {
-            batch.clear();
-            lanes.clear();
-            for (lane, message) in messages.iter().enumerate() {
-                let blocks = blocks_of(message);
-                if round >= blocks {
-                    continue;
-                }
+        let mut going = messages.len();
+        for round in 0.. {
+            while going > 0 && blocks_of(order[going - 1]) <= round {
+                going -= 1;
+            }
+            if going == 0 {
+                break;
+            }
+            for (chain, &index) in chains[..going].iter_mut().zip(&order) {
+                let message = messages[index];
                 let block = match message[16 * round..].first_chunk::<16>() {
-                    Some(block) if round + 1 < blocks => *block,
+                    Some(block) if round + 1 < blocks_of(index) => *block,
                     _ => self.last_block(message),
                 };
-                batch.push(xor(&chains[lane], &block));
-                lanes.push(lane);
+                *chain = xor(chain, &block);
             }
-            encipher_all(&self.mac, &mut batch);
-            for (lane, block) in lanes.iter().zip(&batch) {
-                chains[*lane] = *block;
-            }
+            encipher_all(&self.mac, &mut chains[..going]);
         }
-        chains
+        let mut macs = vec![[0u8; 16]; messages.len()];
+        for (chain, &index) in chains.iter().zip(&order) {
+            macs[index] = *chain;
+        }
+        macs
     }
 
     /// One CMAC, of a message of any length.
