@@ -314,13 +314,8 @@ impl Engine {
         let state = siv.absorb(&[domain.as_str().as_bytes()]);
         let states = match mode {
             Mode::Randomized => {
-                let nonces: Vec<Block> = (0..batch.len())
-                    .map(|_| {
-                        let mut nonce = [0u8; NONCE_LEN];
-                        rand::rng().fill_bytes(&mut nonce);
-                        nonce
-                    })
-                    .collect();
+                let mut nonces: Vec<Block> = vec![[0; NONCE_LEN]; batch.len()];
+                rand::rng().fill_bytes(nonces.as_flattened_mut());
                 for (index, nonce) in nonces.iter().enumerate() {
                     batch.prefix_mut(index)[..NONCE_LEN].copy_from_slice(nonce);
                 }
@@ -337,7 +332,7 @@ impl Engine {
         let token_len = token::encoded_len(header.len(), nonce_len + TAG_LEN + 24);
         let mut tokens = TextsBuilder::with_capacity(values.len(), token_len);
         let mut values = values.iter();
-        token::encode_each(&batch.buffer, &batch.starts, |payload| {
+        token::encode_each(&batch.buffer, &batch.ranges, |payload| {
             // The `None`s before this payload's value, and the value.
             for _ in values.by_ref().take_while(|value| value.is_none()) {
                 tokens.push_none();
@@ -541,11 +536,12 @@ impl Opened {
 }
 
 /// The payloads of a batch in one buffer: for each value, a prefix (`[nonce ‖] tag`) and the
-/// value's bytes, which the cipher turns into the ciphertext in place.
+/// value's bytes, which the cipher turns into the ciphertext in place; then zeros up to a
+/// multiple of three bytes, so that the buffer is what [`token::encode_each`] reads.
 struct Payloads {
     buffer: Vec<u8>,
-    /// Where each payload starts; one more entry marks the end of the last.
-    starts: Vec<usize>,
+    /// Where each payload is in `buffer`.
+    ranges: Vec<Range<usize>>,
     prefix: usize,
 }
 
@@ -568,35 +564,39 @@ fn disjoint_mut(
 
 impl Payloads {
     fn with_prefix<'v>(prefix: usize, values: impl Iterator<Item = &'v &'v [u8]> + Clone) -> Self {
-        let total: usize = values.clone().map(|value| prefix + value.len()).sum();
+        let total: usize = values.clone().map(|value| prefix + value.len() + 2).sum();
         let mut buffer = Vec::with_capacity(total);
-        let mut starts = Vec::with_capacity(values.size_hint().0 + 1);
-        starts.push(0);
+        let mut ranges = Vec::with_capacity(values.size_hint().0);
         for value in values {
-            buffer.resize(buffer.len() + prefix, 0);
+            let start = buffer.len();
+            buffer.resize(start + prefix, 0);
             buffer.extend_from_slice(value);
-            starts.push(buffer.len());
+            ranges.push(start..buffer.len());
+            buffer.resize(buffer.len().next_multiple_of(3), 0);
         }
         Payloads {
             buffer,
-            starts,
+            ranges,
             prefix,
         }
     }
 
     fn len(&self) -> usize {
-        self.starts.len() - 1
+        self.ranges.len()
     }
 
     fn prefix_mut(&mut self, index: usize) -> &mut [u8] {
-        let start = self.starts[index];
+        let start = self.ranges[index].start;
         &mut self.buffer[start..start + self.prefix]
     }
 
     /// Every value's bytes, in order, each its own slice of the buffer.
     fn bodies_mut(&mut self) -> Vec<&mut [u8]> {
         let prefix = self.prefix;
-        let bodies = self.starts.windows(2).map(|w| w[0] + prefix..w[1]);
+        let bodies = self
+            .ranges
+            .iter()
+            .map(|range| range.start + prefix..range.end);
         disjoint_mut(&mut self.buffer, bodies)
     }
 }

@@ -10,6 +10,8 @@
 //! changed) and the token fuzz target check that both accept the same texts (the canonical
 //! ones: no padding, no other alphabet, no stray trailing bits) and read them the same.
 
+use std::ops::Range;
+
 use base64_simd::URL_SAFE_NO_PAD;
 use pseudonym_client::Mode;
 
@@ -32,41 +34,34 @@ pub fn append_payload(out: &mut Vec<u8>, payload: &[u8]) {
     URL_SAFE_NO_PAD.encode_append(payload, out);
 }
 
-/// Calls `each` with the text of every payload of a batch, in order, the payloads one after
-/// the other in `buffer`, payload `i` at `starts[i]..starts[i + 1]` (`starts` runs from 0 to the
-/// end of `buffer`).
+/// Calls `each` with the text of every payload of a batch, in order. Payload `i` is at
+/// `ranges[i]` of `buffer`, and is followed by zeros up to a multiple of three bytes, where the
+/// next payload starts (the first at 0).
 ///
 /// The payloads are encoded many at a time: base64 of `a ‖ b` is base64 of `a` followed by
 /// base64 of `b` when the length of `a` is a multiple of three, and the text of a payload whose
 /// length is not (without padding) is the start of the text of the payload followed by one or
-/// two zero bytes. So `base64-simd` runs at its full width over many payloads (zeros after
-/// those of other lengths), instead of finishing each short payload in its scalar code; a few
-/// dozen at a time, so that the text stays in the cache until it is copied.
-pub fn encode_each(buffer: &[u8], starts: &[usize], mut each: impl FnMut(&[u8])) {
+/// two zero bytes. So `base64-simd` runs at its full width over many payloads instead of
+/// finishing each short one in its scalar code; a few dozen at a time, so that their text is
+/// still in the cache when `each` copies it.
+pub fn encode_each(buffer: &[u8], ranges: &[Range<usize>], mut each: impl FnMut(&[u8])) {
     const PAYLOADS_AT_ONCE: usize = 64;
-    debug_assert_eq!(starts.first().copied().unwrap_or(0), 0);
-    debug_assert_eq!(starts.last().copied().unwrap_or(0), buffer.len());
-    let zeros = |payload: &[u8]| (3 - payload.len() % 3) % 3;
-    let mut padded = Vec::new();
     let mut text = Vec::new();
-    for first in (0..starts.len().saturating_sub(1)).step_by(PAYLOADS_AT_ONCE) {
-        let ends = &starts[first..starts.len().min(first + PAYLOADS_AT_ONCE + 1)];
-        let payloads = ends.windows(2).map(|ends| &buffer[ends[0]..ends[1]]);
-        let mut all = &buffer[ends[0]..ends[ends.len() - 1]];
-        if !payloads.clone().all(|payload| zeros(payload) == 0) {
-            padded.clear();
-            for payload in payloads.clone() {
-                padded.extend_from_slice(payload);
-                padded.resize(padded.len() + zeros(payload), 0);
-            }
-            all = &padded;
-        }
+    for (chunk, payloads) in ranges.chunks(PAYLOADS_AT_ONCE).enumerate() {
+        let start = payloads[0].start;
+        let end = ranges
+            .get((chunk + 1) * PAYLOADS_AT_ONCE)
+            .map_or(buffer.len(), |next| next.start);
         text.clear();
-        URL_SAFE_NO_PAD.encode_append(all, &mut text);
-        let mut start = 0;
+        URL_SAFE_NO_PAD.encode_append(&buffer[start..end], &mut text);
         for payload in payloads {
-            each(&text[start..start + encoded_len(0, payload.len())]);
-            start += (payload.len() + zeros(payload)) / 3 * 4;
+            debug_assert_eq!(
+                (payload.start - start) % 3,
+                0,
+                "payloads start at multiples of 3"
+            );
+            let from = (payload.start - start) / 3 * 4;
+            each(&text[from..from + encoded_len(0, payload.len())]);
         }
     }
 }
@@ -215,15 +210,16 @@ mod tests {
         fn payloads_encoded_together_read_as_each_alone(
             payloads in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 0..150),
         ) {
-            let buffer = payloads.concat();
-            let starts: Vec<usize> = std::iter::once(0)
-                .chain(payloads.iter().scan(0, |end, payload| {
-                    *end += payload.len();
-                    Some(*end)
-                }))
-                .collect();
+            let mut buffer = Vec::new();
+            let mut ranges = Vec::new();
+            for payload in &payloads {
+                let start = buffer.len();
+                buffer.extend_from_slice(payload);
+                ranges.push(start..buffer.len());
+                buffer.resize(buffer.len().next_multiple_of(3), 0);
+            }
             let mut together = Vec::new();
-            encode_each(&buffer, &starts, |text| together.push(text.to_vec()));
+            encode_each(&buffer, &ranges, |text| together.push(text.to_vec()));
             let alone: Vec<Vec<u8>> = payloads
                 .iter()
                 .map(|payload| {
