@@ -205,6 +205,24 @@ mod tests {
             decodes_as_the_reference_does(&text)?;
         }
 
+        /// Any payload comes back from its text, and its text is the reference's.
+        #[test]
+        fn payloads_encode_as_the_reference_does(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            use base64::Engine as _;
+            let mut text = Vec::new();
+            append_payload(&mut text, &bytes);
+            let reference = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
+            proptest::prop_assert_eq!(&text, reference.as_bytes());
+            let mut back = Vec::new();
+            proptest::prop_assert!(URL_SAFE_NO_PAD.decode_append(&text, &mut back).is_ok());
+            proptest::prop_assert_eq!(back, bytes);
+        }
+    }
+
+    proptest::proptest! {
+        // Up to 150 payloads a case, so that many cases cross the encoder's groups of 64.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1_000))]
+
         /// Payloads encoded in a batch read as each encoded on its own.
         #[test]
         fn payloads_encoded_together_read_as_each_alone(
@@ -229,19 +247,6 @@ mod tests {
                 })
                 .collect();
             proptest::prop_assert_eq!(together, alone);
-        }
-
-        /// Any payload comes back from its text, and its text is the reference's.
-        #[test]
-        fn payloads_encode_as_the_reference_does(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
-            use base64::Engine as _;
-            let mut text = Vec::new();
-            append_payload(&mut text, &bytes);
-            let reference = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
-            proptest::prop_assert_eq!(&text, reference.as_bytes());
-            let mut back = Vec::new();
-            proptest::prop_assert!(URL_SAFE_NO_PAD.decode_append(&text, &mut back).is_ok());
-            proptest::prop_assert_eq!(back, bytes);
         }
     }
 }
