@@ -628,6 +628,32 @@ mod tests {
         }
     }
 
+    /// A batch longer than the encoder's groups of 64, values of every length up to 40 and
+    /// `None`s at its start, in its middle and at its end: each deterministic token is the one
+    /// its value gets alone, and every token opens to its value.
+    #[test]
+    fn a_long_batch_seals_each_value_as_alone() {
+        let engine = engine();
+        let values: Vec<Option<String>> = (0..150)
+            .map(|i| match i {
+                0 | 70 | 149 => None,
+                _ => Some("v".repeat(i % 41)),
+            })
+            .collect();
+        let tokens = engine.pseudonymize(vin(), Mode::Deterministic, &values);
+        for (value, token) in values.iter().zip(&tokens) {
+            let alone =
+                engine.pseudonymize(vin(), Mode::Deterministic, std::slice::from_ref(value));
+            assert_eq!(token, &alone[0]);
+        }
+        for mode in [Mode::Deterministic, Mode::Randomized] {
+            let tokens = engine.pseudonymize(vin(), mode, &values);
+            let back = engine.reidentify(vin(), &tokens);
+            assert!(back.errors.is_empty(), "{:?}", back.errors);
+            assert_eq!(back.values, values, "{mode:?}");
+        }
+    }
+
     /// An authentic token whose value is not UTF-8 (none of ours: values come as strings)
     /// fails on its own row, also where its bytes and its neighbour's make UTF-8 together, and
     /// the failures stay in row order with those of other kinds.

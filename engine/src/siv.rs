@@ -231,14 +231,14 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
             stream.extend(counters.map(u128::to_be_bytes));
         }
         encipher_all(&self.ctr, &mut stream);
-        let mut stream = stream.iter();
+        let mut keys = stream.iter();
         for value in values.iter_mut() {
             let (whole, rest) = value.as_chunks_mut::<16>();
-            for (block, key) in whole.iter_mut().zip(stream.by_ref()) {
+            for (block, key) in whole.iter_mut().zip(keys.by_ref()) {
                 *block = xor(block, key);
             }
             if !rest.is_empty() {
-                let key = stream.next().expect("a key block for the partial block");
+                let key = keys.next().expect("a key block for the partial block");
                 rest.iter_mut()
                     .zip(key)
                     .for_each(|(byte, key)| *byte ^= key);

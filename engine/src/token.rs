@@ -36,7 +36,7 @@ pub fn append_payload(out: &mut Vec<u8>, payload: &[u8]) {
 
 /// Calls `each` with the text of every payload of a batch, in order. Payload `i` is at
 /// `ranges[i]` of `buffer`, and is followed by zeros up to a multiple of three bytes, where the
-/// next payload starts (the first at 0).
+/// next payload starts.
 ///
 /// The payloads are encoded many at a time: base64 of `a ‖ b` is base64 of `a` followed by
 /// base64 of `b` when the length of `a` is a multiple of three, and the text of a payload whose
@@ -44,7 +44,7 @@ pub fn append_payload(out: &mut Vec<u8>, payload: &[u8]) {
 /// two zero bytes. So `base64-simd` runs at its full width over many payloads instead of
 /// finishing each short one in its scalar code; a few dozen at a time, so that their text is
 /// still in the cache when `each` copies it.
-pub fn encode_each(buffer: &[u8], ranges: &[Range<usize>], mut each: impl FnMut(&[u8])) {
+pub(crate) fn encode_each(buffer: &[u8], ranges: &[Range<usize>], mut each: impl FnMut(&[u8])) {
     const PAYLOADS_AT_ONCE: usize = 64;
     let mut text = Vec::new();
     for (chunk, payloads) in ranges.chunks(PAYLOADS_AT_ONCE).enumerate() {
@@ -55,10 +55,12 @@ pub fn encode_each(buffer: &[u8], ranges: &[Range<usize>], mut each: impl FnMut(
         text.clear();
         URL_SAFE_NO_PAD.encode_append(&buffer[start..end], &mut text);
         for payload in payloads {
-            debug_assert_eq!(
-                (payload.start - start) % 3,
-                0,
-                "payloads start at multiples of 3"
+            debug_assert_eq!((payload.start - start) % 3, 0, "slots of multiples of 3");
+            debug_assert!(
+                buffer[payload.end..payload.end.next_multiple_of(3).min(end)]
+                    .iter()
+                    .all(|&byte| byte == 0),
+                "zeros after a payload"
             );
             let from = (payload.start - start) / 3 * 4;
             each(&text[from..from + encoded_len(0, payload.len())]);
