@@ -129,20 +129,13 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     /// more, else `T = dbl(D) xor pad(Sn)`; the tag is `CMAC(K1, T)`. A long value's `T` is made
     /// in place, for the whole batch before any CMAC reads it, and undone after.
     fn s2v_last(&self, states: &impl Fn(usize) -> Block, values: &mut [&mut [u8]]) -> Vec<Block> {
-        let xorend = |values: &mut [&mut [u8]]| {
-            for (index, value) in values.iter_mut().enumerate() {
-                if let Some(end) = value.last_chunk_mut::<16>() {
-                    *end = xor(end, &states(index));
-                }
+        let mut short: Vec<Block> = Vec::new();
+        for (index, value) in values.iter_mut().enumerate() {
+            match value.last_chunk_mut::<16>() {
+                Some(end) => *end = xor(end, &states(index)),
+                None => short.push(xor(&dbl(&states(index)), &pad(value))),
             }
-        };
-        let mut short: Vec<Block> = values
-            .iter()
-            .enumerate()
-            .filter(|(_, value)| value.len() < 16)
-            .map(|(index, value)| xor(&dbl(&states(index)), &pad(value)))
-            .collect();
-        xorend(values);
+        }
         let mut shorts = short.iter();
         let last_strings: Vec<&[u8]> = values
             .iter()
@@ -152,7 +145,12 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
             })
             .collect();
         let tags = self.cmac_each(&last_strings);
-        xorend(values);
+        // The long values back as they were.
+        for (index, value) in values.iter_mut().enumerate() {
+            if let Some(end) = value.last_chunk_mut::<16>() {
+                *end = xor(end, &states(index));
+            }
+        }
         // They held short values (when opening, those of forged tokens too).
         short.zeroize();
         tags
@@ -163,9 +161,14 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     /// AES unit instead of waiting for each other.
     fn cmac_each(&self, messages: &[&[u8]]) -> Vec<Block> {
         let blocks_of = |index: usize| messages[index].len().div_ceil(16).max(1);
-        // The chains longest first, so that those still going in a round are the first ones.
+        // The chains longest first, so that those still going in a round are the first ones
+        // (messages of one length, as a batch's often are, are in that order already).
         let mut order: Vec<usize> = (0..messages.len()).collect();
-        order.sort_by_key(|&index| std::cmp::Reverse(blocks_of(index)));
+        let longest_first = |index: &usize| std::cmp::Reverse(blocks_of(*index));
+        let in_order = order.is_sorted_by_key(longest_first);
+        if !in_order {
+            order.sort_by_key(longest_first);
+        }
         let mut chains = vec![[0u8; 16]; messages.len()];
         let mut going = messages.len();
         for round in 0.. {
@@ -184,6 +187,9 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
                 *chain = xor(chain, &block);
             }
             encipher_all(&self.mac, &mut chains[..going]);
+        }
+        if in_order {
+            return chains;
         }
         let mut macs = vec![[0u8; 16]; messages.len()];
         for (chain, &index) in chains.iter().zip(&order) {
