@@ -180,8 +180,9 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
             }
             for (chain, &index) in chains[..going].iter_mut().zip(&order) {
                 let message = messages[index];
+                // A whole block with more after it; else the message's last block.
                 let block = match message[16 * round..].first_chunk::<16>() {
-                    Some(block) if round + 1 < blocks_of(index) => *block,
+                    Some(block) if message.len() > 16 * (round + 1) => *block,
                     _ => self.last_block(message),
                 };
                 *chain = xor(chain, &block);

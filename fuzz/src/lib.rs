@@ -117,8 +117,8 @@ pub fn check_base64(data: &[u8]) {
 
 /// [`check_base64`]; then: any input is either refused by [`token::parse`] or is the canonical
 /// spelling of the mode, version and payload it decodes to; re-identifying and rewrapping it
-/// answer per item, without panicking. The same holds for the replaced service's format: a token of it that opens with a
-/// deterministic nonce is exactly what its value gives.
+/// answer per item, without panicking. The same holds for the replaced service's format: a
+/// token of it that opens with a deterministic nonce is exactly what its value gives.
 pub fn check_token(data: &[u8]) {
     check_base64(data);
     let Ok(text) = std::str::from_utf8(data) else {
