@@ -1,0 +1,131 @@
+//! The engine's speed goals as ratios to bare `aes-siv` on one core, with both sides measured
+//! in alternation, so that a slow spell of the host falls on both instead of on one.
+//!
+//! `cargo bench -p pseudonym-engine --bench goals [-- ROUNDS]` (21 rounds unless told). Each
+//! round times a batch of 1,000 17-character VINs for about 40 ms on each side, the side that
+//! goes first alternating from round to round; a round's ratio is the reference's time over
+//! ours. It prints, per goal, the median, lowest and highest ratio and in how many rounds the
+//! goal held. `benches/modes.rs` has every mode's time on its own (criterion).
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use aes_siv::aead::KeyInit;
+use aes_siv::aead::generic_array::GenericArray;
+use aes_siv::siv::Aes256Siv;
+use pseudonym_client::Mode;
+use pseudonym_engine::{Domain, Engine, Keyring};
+
+const BATCH: usize = 1000;
+const WINDOW: Duration = Duration::from_millis(40);
+
+/// One goal: our side must be at least `at_least` times as fast as the reference.
+struct Goal<'a> {
+    name: &'static str,
+    at_least: f64,
+    reference: Box<dyn FnMut() + 'a>,
+    ours: Box<dyn FnMut() + 'a>,
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|arg| arg.parse().ok())
+        .unwrap_or(21);
+    let engine = Engine::new(&Keyring::generate());
+    let vin = Domain::new("vin").expect("valid");
+    let values: Vec<Option<String>> = (0..BATCH)
+        .map(|i| Some(format!("WVWZZZ1JZXW{i:06}")))
+        .collect();
+    let plain: Vec<&[u8]> = values.iter().flatten().map(|v| v.as_bytes()).collect();
+    let mut siv = Aes256Siv::new(GenericArray::from_slice(&[7u8; 64]));
+    let sealed: Vec<Vec<u8>> = plain
+        .iter()
+        .map(|value| siv.encrypt([b"vin"], value).expect("encrypts"))
+        .collect();
+    let tokens = engine.pseudonymize(vin, Mode::Deterministic, &values);
+
+    // Each side gets its own reference cipher: they are `&mut` in their closures.
+    let encrypt = || {
+        let mut siv = Aes256Siv::new(GenericArray::from_slice(&[7u8; 64]));
+        let plain = &plain;
+        Box::new(move || {
+            for value in plain {
+                black_box(siv.encrypt([b"vin"], value).expect("encrypts"));
+            }
+        })
+    };
+    let mut goals = [
+        Goal {
+            name: "deterministic pseudonymize / aes-siv encrypt",
+            at_least: 6.0,
+            reference: encrypt(),
+            ours: Box::new(|| {
+                black_box(engine.pseudonymize_tokens(vin, Mode::Deterministic, &values));
+            }),
+        },
+        Goal {
+            name: "randomized pseudonymize / aes-siv encrypt",
+            at_least: 4.0,
+            reference: encrypt(),
+            ours: Box::new(|| {
+                black_box(engine.pseudonymize_tokens(vin, Mode::Randomized, &values));
+            }),
+        },
+        Goal {
+            name: "deterministic reidentify / aes-siv decrypt",
+            at_least: 5.0,
+            reference: Box::new(|| {
+                for item in &sealed {
+                    black_box(siv.decrypt([b"vin"], item).expect("decrypts"));
+                }
+            }),
+            ours: Box::new(|| {
+                black_box(engine.reidentify_texts(vin, &tokens));
+            }),
+        },
+    ];
+
+    println!("{rounds} rounds, {BATCH} VINs a batch, ~{WINDOW:?} a side a round");
+    for goal in &mut goals {
+        let mut ratios = Vec::with_capacity(rounds);
+        let mut ours_ns = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            let (reference, ours) = if round % 2 == 0 {
+                let reference = per_batch(&mut goal.reference);
+                (reference, per_batch(&mut goal.ours))
+            } else {
+                let ours = per_batch(&mut goal.ours);
+                (per_batch(&mut goal.reference), ours)
+            };
+            ratios.push(reference / ours);
+            ours_ns.push(ours / BATCH as f64);
+        }
+        let met = ratios.iter().filter(|&&r| r >= goal.at_least).count();
+        ratios.sort_by(f64::total_cmp);
+        ours_ns.sort_by(f64::total_cmp);
+        println!(
+            "{:<46} median {:.2}x (lowest {:.2}x, highest {:.2}x), goal {}x held in {met} of \
+             {rounds} rounds; ours {:.1} ns/value in the median",
+            goal.name,
+            ratios[rounds / 2],
+            ratios[0],
+            ratios[rounds - 1],
+            goal.at_least,
+            ours_ns[rounds / 2],
+        );
+    }
+}
+
+/// Nanoseconds per call of `batch`, over about [`WINDOW`] of calls.
+fn per_batch(batch: &mut dyn FnMut()) -> f64 {
+    batch(); // Warm.
+    let start = Instant::now();
+    let mut calls = 0u32;
+    while start.elapsed() < WINDOW {
+        batch();
+        calls += 1;
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(calls)
+}
