@@ -1,7 +1,8 @@
 //! The engine's speed goals as ratios to bare `aes-siv` on one core, with both sides measured
 //! in alternation, so that a slow spell of the host falls on both instead of on one.
 //!
-//! `cargo bench -p pseudonym-engine --bench goals [-- ROUNDS]` (21 rounds unless told). Each
+//! `cargo bench -p pseudonym-engine --bench goals -- [ROUNDS] [WORD]` (21 rounds unless told;
+//! only the goals whose name holds `WORD`, e.g. `reidentify`, if one is given). Each
 //! round times a batch of 1,000 17-character VINs for about 40 ms on each side, the side that
 //! goes first alternating from round to round; a round's ratio is the reference's time over
 //! ours. It prints, per goal, the median, lowest and highest ratio and in how many rounds the
@@ -29,10 +30,10 @@ struct Goal<'a> {
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
-        .skip(1)
-        .find_map(|arg| arg.parse().ok())
-        .unwrap_or(21);
+    // `cargo bench` adds `--bench`.
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let rounds: usize = args.iter().find_map(|arg| arg.parse().ok()).unwrap_or(21);
+    let only = args.iter().find(|arg| arg.parse::<usize>().is_err());
     let engine = Engine::new(&Keyring::generate());
     let vin = Domain::new("vin").expect("valid");
     let values: Vec<Option<String>> = (0..BATCH)
@@ -88,7 +89,10 @@ fn main() {
     ];
 
     println!("{rounds} rounds, {BATCH} VINs a batch, ~{WINDOW:?} a side a round");
-    for goal in &mut goals {
+    let chosen = goals
+        .iter_mut()
+        .filter(|goal| only.is_none_or(|word| goal.name.contains(word.as_str())));
+    for goal in chosen {
         let mut ratios = Vec::with_capacity(rounds);
         let mut ours_ns = Vec::with_capacity(rounds);
         for round in 0..rounds {
