@@ -31,7 +31,10 @@ struct Goal<'a> {
 
 fn main() {
     // `cargo bench` adds `--bench`.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let rounds: usize = args.iter().find_map(|arg| arg.parse().ok()).unwrap_or(21);
     let only = args.iter().find(|arg| arg.parse::<usize>().is_err());
     let engine = Engine::new(&Keyring::generate());
