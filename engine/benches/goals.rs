@@ -18,6 +18,11 @@ use aes_siv::siv::Aes256Siv;
 use pseudonym_client::Mode;
 use pseudonym_engine::{Domain, Engine, Keyring};
 
+/// Both sides run on the allocator the engine ships with in `pseudonymd`, `pseudonym-sql` and the
+/// loadtest (the workspace's Cargo.toml says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 1000;
 const WINDOW: Duration = Duration::from_millis(40);
 

@@ -23,6 +23,11 @@ use pseudonym_service::server::{self, Service};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+/// A request's batch buffers stay with the allocator for the next request (the workspace's
+/// Cargo.toml says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "pseudonymd",

@@ -15,6 +15,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pseudonym_client::Client;
 use pseudonym_udf::{Service, generate, tables};
 
+/// As DataFusion's own command line does (and the workspace's Cargo.toml says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXAMPLES: &str = "\
 Examples:
   export PSEUDONYM_URL=http://127.0.0.1:8080 PSEUDONYM_API_KEY=$(cat .pseudonym-dev/dev-api-key)
