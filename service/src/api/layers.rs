@@ -1,14 +1,20 @@
 //! The layers around the routes that are the service's own: request metrics, the audit line
-//! of a privileged request refused before its handler, and the errors of tower's layers.
+//! of a privileged request refused before its handler, the errors of tower's layers, and the
+//! draining of a body left unread.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::BoxError;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Version;
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body::{Frame, SizeHint};
 
 use super::service::AppState;
 use crate::audit::{AuditRecord, Outcome};
@@ -103,4 +109,102 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+/// Keeps the HTTP/1 connection of a request answered before its body was read (shed under
+/// overload, refused for its credentials, timed out): what is left of the body is read and
+/// thrown away in the background, within the body limit and the request timeout.
+///
+/// Closing a socket with bytes of the body still unread makes the kernel send a reset, which
+/// can reach the client before the answer and its `Retry-After` do (hyperium/hyper#3078).
+/// HTTP/2 needs none of this: an unread body ends its stream, not the connection.
+pub(super) async fn drain_unread_bodies(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.version() > Version::HTTP_11 {
+        return next.run(request).await;
+    }
+    let limits = &state.0.limits;
+    let budget = u64::try_from(limits.max_body_bytes).unwrap_or(u64::MAX);
+    let within = limits.request_timeout();
+    let request = request.map(|body| {
+        Body::new(DrainedOnDrop {
+            body: Some(body),
+            budget,
+            within,
+        })
+    });
+    next.run(request).await
+}
+
+/// A request body that, dropped before its end, has its remaining bytes read by a task of
+/// their own, if they fit in `budget`.
+struct DrainedOnDrop {
+    body: Option<Body>,
+    /// Bytes of the body the service still accepts to read: the body limit less what was read.
+    budget: u64,
+    /// How long the rest may take to arrive.
+    within: Duration,
+}
+
+impl HttpBody for DrainedOnDrop {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            let read = frame.data_ref().map_or(0, Bytes::len);
+            this.budget = this.budget.saturating_sub(read as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for DrainedOnDrop {
+    fn drop(&mut self) {
+        let Some(mut body) = self.body.take() else {
+            return;
+        };
+        // A body declared longer than the limit is refused whole: its connection closes.
+        if body.is_end_stream() || body.size_hint().lower() > self.budget {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut budget = self.budget;
+        let drain = async move {
+            while let Some(Ok(frame)) =
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            {
+                let read = frame.data_ref().map_or(0, Bytes::len) as u64;
+                // Past the limit after all (a chunked body): dropped, the connection closes.
+                let Some(left) = budget.checked_sub(read) else {
+                    return;
+                };
+                budget = left;
+            }
+        };
+        runtime.spawn(tokio::time::timeout(self.within, drain));
+    }
 }

@@ -41,7 +41,7 @@ use utoipa_axum::routes;
 
 use self::extract::{Authenticated, Body, Items};
 use self::json::JsonObject;
-use self::layers::{audit_refusals, layer_error, track};
+use self::layers::{audit_refusals, drain_unread_bodies, layer_error, track};
 pub use self::service::AppState;
 use crate::config::TokenFormat;
 use crate::error::ApiError;
@@ -80,6 +80,11 @@ pub fn router(state: AppState) -> Router {
             TraceLayer::new_for_http()
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
+        // Outermost, so that no layer or handler can drop a body unread without it.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            drain_unread_bodies,
+        ))
         .with_state(state)
 }
 
