@@ -81,6 +81,8 @@ async fn eight_full_bodies_of_empty_values_cost_little_more_than_the_bodies() {
     }
     let grown_mib = (peak_rss_kib(daemon.pid()) - before) / 1024;
     eprintln!("peak memory grew by {grown_mib} MiB");
-    // The bodies alone are 8 x 8 MiB; reading every value made it 190 MiB.
-    assert!(grown_mib < 110, "peak memory grew by {grown_mib} MiB");
+    // The bodies alone are 8 x 8 MiB; reading every value made it 190 MiB. Six runs of the
+    // fixed service on one host grew by 69-107 MiB (2026-12-03), and one over 110 next to
+    // the other tests: the bound sits between that spread and the bug.
+    assert!(grown_mib < 140, "peak memory grew by {grown_mib} MiB");
 }
