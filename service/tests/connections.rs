@@ -167,17 +167,37 @@ async fn requests_refused_before_their_body_is_read_are_answered_and_keep_their_
         .write_all(&head[..head.len() - 10])
         .await
         .expect("writes");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    refused_and_kept(&server, Some(&admin), 503).await;
+    let checks = async {
+        probe_until(&server, 503).await;
+        refused_and_kept(&server, Some(&admin), 503).await;
 
-    drop(holder);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    refused_and_kept(&server, None, 401).await;
+        drop(holder);
+        probe_until(&server, 200).await;
+        refused_and_kept(&server, None, 401).await;
+    };
+    tokio::time::timeout(Duration::from_secs(60), checks)
+        .await
+        .expect("done in time");
 }
 
-/// Sends a request of 4 MiB (half the body limit: far more than a socket's buffers hold, so
-/// most of it is still on its way when the answer is written), which must be answered
-/// `refused_with`, and then a health check on the same connection.
+/// Waits until a small request is answered `status` (the slot held, or free again).
+async fn probe_until(server: &TestServer, status: u16) {
+    let admin = Some(server.keys.admin.as_str());
+    let probe = || {
+        server.post(
+            "/v1/pseudonymize",
+            admin,
+            json!({"domain": "vin", "values": ["a"]}),
+        )
+    };
+    while probe().await.0 != status {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends a request of 4 MiB, which must be answered `refused_with`, and then a health check on
+/// the same connection. hyper reads a little ahead of what it is asked for; most of such a body
+/// is still unread when the answer is written.
 async fn refused_and_kept(server: &TestServer, api_key: Option<&str>, refused_with: u16) {
     let (mut reader, mut writer) = connect(server).await.into_split();
     let request = request(api_key, 4 << 20);

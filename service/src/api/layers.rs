@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::BoxError;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Version;
+use axum::http::{Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
@@ -113,27 +113,33 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
 
 /// Keeps the HTTP/1 connection of a request answered before its body was read (shed under
 /// overload, refused for its credentials, timed out): what is left of the body is read and
-/// thrown away in the background, within the body limit and the request timeout.
+/// thrown away in the background, up to the body limit and for at most one more request
+/// timeout.
 ///
 /// Closing a socket with bytes of the body still unread makes the kernel send a reset, which
 /// can reach the client before the answer and its `Retry-After` do (hyperium/hyper#3078).
-/// HTTP/2 needs none of this: an unread body ends its stream, not the connection.
+/// Reading a body the service would have accepted costs far less than the request it would
+/// have been, and the client sends it again when it retries anyway.
+///
+/// Not for HTTP/2, where an unread body ends its stream, not the connection; nor for a
+/// request that waits for `100 Continue` before it sends its body: reading would ask for it.
 pub(super) async fn drain_unread_bodies(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    if request.version() > Version::HTTP_11 {
+    let awaits_continue = request.headers().get(header::EXPECT).is_some();
+    if matches!(request.version(), Version::HTTP_2 | Version::HTTP_3) || awaits_continue {
         return next.run(request).await;
     }
     let limits = &state.0.limits;
     let budget = u64::try_from(limits.max_body_bytes).unwrap_or(u64::MAX);
-    let within = limits.request_timeout();
+    let drain_timeout = limits.request_timeout();
     let request = request.map(|body| {
         Body::new(DrainedOnDrop {
             body: Some(body),
             budget,
-            within,
+            drain_timeout,
         })
     });
     next.run(request).await
@@ -145,8 +151,8 @@ struct DrainedOnDrop {
     body: Option<Body>,
     /// Bytes of the body the service still accepts to read: the body limit less what was read.
     budget: u64,
-    /// How long the rest may take to arrive.
-    within: Duration,
+    /// How long the rest may take to arrive, from when the body is dropped.
+    drain_timeout: Duration,
 }
 
 impl HttpBody for DrainedOnDrop {
@@ -162,9 +168,14 @@ impl HttpBody for DrainedOnDrop {
             return Poll::Ready(None);
         };
         let polled = Pin::new(body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            let read = frame.data_ref().map_or(0, Bytes::len);
-            this.budget = this.budget.saturating_sub(read as u64);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let read = frame.data_ref().map_or(0, Bytes::len);
+                this.budget = this.budget.saturating_sub(read as u64);
+            }
+            // The end (a chunked body read whole does not say so in `is_end_stream`).
+            Poll::Ready(None) => this.body = None,
+            _ => {}
         }
         polled
     }
@@ -205,6 +216,6 @@ impl Drop for DrainedOnDrop {
                 budget = left;
             }
         };
-        runtime.spawn(tokio::time::timeout(self.within, drain));
+        runtime.spawn(tokio::time::timeout(self.drain_timeout, drain));
     }
 }
