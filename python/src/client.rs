@@ -3,8 +3,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::{ArrayData, make_array};
-use arrow::pyarrow::PyArrowType;
+use arrow_array::make_array;
+use arrow_data::ArrayData;
+use arrow_pyarrow::PyArrowType;
 use pseudonym_client::{BlockingClient, Client as RustClient, Mode, RetryPolicy};
 use pyo3::prelude::*;
 
