@@ -140,14 +140,11 @@ async fn answer(reader: &mut OwnedReadHalf, pending: &mut Vec<u8>) -> Option<u16
                 .trim()
                 .parse()
                 .ok()?;
-            while pending.len() < end + 4 + length {
-                match reader.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(read) => pending.extend_from_slice(&chunk[..read]),
-                }
+            let whole = end + 4 + length;
+            if pending.len() >= whole {
+                pending.drain(..whole);
+                return Some(status);
             }
-            pending.drain(..end + 4 + length);
-            return Some(status);
         }
         match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => return None,

@@ -170,8 +170,7 @@ impl HttpBody for DrainedOnDrop {
         let polled = Pin::new(body).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                let read = frame.data_ref().map_or(0, Bytes::len);
-                this.budget = this.budget.saturating_sub(read as u64);
+                this.budget = this.budget.saturating_sub(data_len(frame))
             }
             // The end (a chunked body read whole does not say so in `is_end_stream`).
             Poll::Ready(None) => this.body = None,
@@ -208,9 +207,8 @@ impl Drop for DrainedOnDrop {
             while let Some(Ok(frame)) =
                 std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
             {
-                let read = frame.data_ref().map_or(0, Bytes::len) as u64;
                 // Past the limit after all (a chunked body): dropped, the connection closes.
-                let Some(left) = budget.checked_sub(read) else {
+                let Some(left) = budget.checked_sub(data_len(&frame)) else {
                     return;
                 };
                 budget = left;
@@ -218,4 +216,9 @@ impl Drop for DrainedOnDrop {
         };
         runtime.spawn(tokio::time::timeout(self.drain_timeout, drain));
     }
+}
+
+/// The bytes of body data in `frame` (none in a trailers frame).
+fn data_len(frame: &Frame<Bytes>) -> u64 {
+    frame.data_ref().map_or(0, |data| data.len() as u64)
 }
