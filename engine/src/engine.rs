@@ -28,6 +28,7 @@ use sha2::Sha256;
 
 use crate::keyring::{Keyring, SecretKey};
 use crate::seed::{self, SeedCipher, SeedMode};
+use crate::short_copy;
 use crate::siv::{Block, Siv};
 use crate::texts::{Texts, TextsBuilder};
 use crate::token;
@@ -207,11 +208,21 @@ impl Engine {
         domain: Domain<'_>,
         tokens: &[Option<S>],
     ) -> ReidentifyResponse<Texts> {
-        let (buffer, opened) = self.open(domain, tokens);
+        let (mut buffer, opened) = self.open(domain, tokens);
+        // So that a value at the end is copied in line too (see `short_copy`).
+        buffer.extend_from_slice(&[0; short_copy::VALUE_WINDOW]);
         let mut errors = Vec::new();
         let mut values = TextsBuilder::with_capacity(tokens.len(), 24);
         for (index, item) in opened.iter().enumerate() {
             match item.value(&buffer) {
+                Ok(Some(_)) if let Opened::Ours(_, range) = item => values.push_with(|out| {
+                    let window = &buffer[range.start..];
+                    short_copy::extend_from_window::<{ short_copy::VALUE_WINDOW }>(
+                        out,
+                        window,
+                        range.len(),
+                    )
+                }),
                 Ok(Some((_, value))) => values.push_with(|out| out.extend_from_slice(value)),
                 Ok(None) => values.push_none(),
                 Err(code) => {
@@ -327,19 +338,21 @@ impl Engine {
         let state_of = |index: usize| if randomized { states[index] } else { state };
         let tags = siv.seal(state_of, &mut batch.bodies_mut());
         for (index, tag) in tags.iter().enumerate() {
-            batch.prefix_mut(index)[nonce_len..].copy_from_slice(tag);
+            batch.prefix_mut(index)[nonce_len..][..TAG_LEN].copy_from_slice(tag);
         }
         let token_len = token::encoded_len(header.len(), nonce_len + TAG_LEN + 24);
         let mut tokens = TextsBuilder::with_capacity(values.len(), token_len);
+        let mut head = [0; 16];
+        head[..header.len()].copy_from_slice(header.as_bytes());
         let mut values = values.iter();
-        token::encode_each(&batch.buffer, &batch.ranges, |payload| {
+        token::encode_each(&batch.buffer, &batch.ranges, |text, len| {
             // The `None`s before this payload's value, and the value.
             for _ in values.by_ref().take_while(|value| value.is_none()) {
                 tokens.push_none();
             }
             tokens.push_with(|out| {
-                out.extend_from_slice(header.as_bytes());
-                out.extend_from_slice(payload);
+                short_copy::extend_from_window::<16>(out, &head, header.len());
+                short_copy::extend_from_window::<{ short_copy::TEXT_WINDOW }>(out, text, len);
             });
         });
         values.for_each(|_| tokens.push_none());
@@ -564,15 +577,27 @@ fn disjoint_mut(
 
 impl Payloads {
     fn with_prefix<'v>(prefix: usize, values: impl Iterator<Item = &'v &'v [u8]> + Clone) -> Self {
-        let total: usize = values.clone().map(|value| prefix + value.len() + 2).sum();
+        /// Room for the longest prefix and a value of up to 32 bytes.
+        const SLOT: usize = 96;
+        let (count, total) = values.clone().fold((0, SLOT), |(count, total), value| {
+            (count + 1, total + prefix + value.len() + 2)
+        });
         let mut buffer = Vec::with_capacity(total);
-        let mut ranges = Vec::with_capacity(values.size_hint().0);
+        let mut ranges = Vec::with_capacity(count);
         for value in values {
             let start = buffer.len();
-            buffer.resize(start + prefix, 0);
-            buffer.extend_from_slice(value);
-            ranges.push(start..buffer.len());
-            buffer.resize(buffer.len().next_multiple_of(3), 0);
+            let end = start + prefix + value.len();
+            // A short value is copied into a slot of zeros of a fixed length (see `short_copy`),
+            // and what is past its own zeros is dropped again.
+            buffer.extend_from_slice(&[0; SLOT]);
+            if short_copy::copy_short(&mut buffer[start + prefix..], value) {
+                buffer.truncate(end.next_multiple_of(3));
+            } else {
+                buffer.truncate(start + prefix);
+                buffer.extend_from_slice(value);
+                buffer.resize(end.next_multiple_of(3), 0);
+            }
+            ranges.push(start..end);
         }
         Payloads {
             buffer,

@@ -8,12 +8,14 @@
 //! - [`texts`]: the strings of a batch in one buffer: its tokens, or its values.
 //! - [`seed`]: the replaced service's tokens and key, read and written for migration.
 //! - [`private_file`]: reading and writing files that hold keys or grant rights, safely.
+//! - `short_copy`: copies of a value's or a token's few bytes without a call to `memmove`.
 #![forbid(unsafe_code)]
 
 pub mod engine;
 pub mod keyring;
 pub mod private_file;
 pub mod seed;
+mod short_copy;
 pub mod siv;
 pub mod texts;
 pub mod token;

@@ -25,6 +25,8 @@ use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use crate::short_copy;
+
 /// One 128-bit block.
 pub type Block = [u8; 16];
 
@@ -160,43 +162,48 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     /// enciphered in one call with the others' block `i`, so that the chains overlap in the
     /// AES unit instead of waiting for each other.
     fn cmac_each(&self, messages: &[&[u8]]) -> Vec<Block> {
-        let blocks_of = |index: usize| messages[index].len().div_ceil(16).max(1);
         // The chains longest first, so that those still going in a round are the first ones
         // (messages of one length, as a batch's often are, are in that order already).
-        let mut order: Vec<usize> = (0..messages.len()).collect();
-        let longest_first = |index: &usize| std::cmp::Reverse(blocks_of(*index));
-        let in_order = order.is_sorted_by_key(longest_first);
-        if !in_order {
-            order.sort_by_key(longest_first);
+        let longest_first = |message: &&[u8]| std::cmp::Reverse(cmac_blocks(message));
+        if messages.is_sorted_by_key(longest_first) {
+            return self.cmac_longest_first(messages);
         }
-        let mut chains = vec![[0u8; 16]; messages.len()];
+        let mut order: Vec<usize> = (0..messages.len()).collect();
+        order.sort_by_key(|&index| longest_first(&messages[index]));
+        let sorted: Vec<&[u8]> = order.iter().map(|&index| messages[index]).collect();
+        let mut macs = vec![[0u8; 16]; messages.len()];
+        for (mac, index) in self.cmac_longest_first(&sorted).into_iter().zip(order) {
+            macs[index] = mac;
+        }
+        macs
+    }
+
+    /// [`Siv::cmac_each`] of messages in order of their number of blocks, the most first.
+    fn cmac_longest_first(&self, messages: &[&[u8]]) -> Vec<Block> {
+        let mut chains: Vec<Block> = Vec::with_capacity(messages.len());
         let mut going = messages.len();
         for round in 0.. {
-            while going > 0 && blocks_of(order[going - 1]) <= round {
+            while going > 0 && cmac_blocks(messages[going - 1]) <= round {
                 going -= 1;
             }
             if going == 0 {
                 break;
             }
-            for (chain, &index) in chains[..going].iter_mut().zip(&order) {
-                let message = messages[index];
-                // A whole block with more after it; else the message's last block.
-                let block = match message[16 * round..].first_chunk::<16>() {
-                    Some(block) if message.len() > 16 * (round + 1) => *block,
-                    _ => self.last_block(message),
-                };
-                *chain = xor(chain, &block);
+            // A whole block with more after it; else the message's last block.
+            let block = |message: &[u8]| match message[16 * round..].first_chunk::<16>() {
+                Some(block) if message.len() > 16 * (round + 1) => *block,
+                _ => self.last_block(message),
+            };
+            if round == 0 {
+                chains.extend(messages.iter().map(|message| block(message)));
+            } else {
+                for (chain, message) in chains[..going].iter_mut().zip(messages) {
+                    *chain = xor(chain, &block(message));
+                }
             }
             encipher_all(&self.mac, &mut chains[..going]);
         }
-        if in_order {
-            return chains;
-        }
-        let mut macs = vec![[0u8; 16]; messages.len()];
-        for (chain, &index) in chains.iter().zip(&order) {
-            macs[index] = *chain;
-        }
-        macs
+        chains
     }
 
     /// One CMAC, of a message of any length.
@@ -228,14 +235,26 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     /// CTR mode (§2.5, §2.6) in place, from `Q = V` with bits 31 and 63 cleared, counting up as
     /// a 128-bit big-endian integer; the key stream of every value in one call.
     fn ctr(&self, tags: &[Block], values: &mut [&mut [u8]]) {
-        /// Bits 63 and 31 of the IV, cleared in the first counter block.
-        const CLEAR: u128 = !(1 << 63 | 1 << 31);
+        /// Bits 63 and 31 of the IV, cleared in the first counter block (as bytes).
+        const CLEAR: u128 = u128::from_ne_bytes((!(1u128 << 63 | 1 << 31)).to_be_bytes());
         let blocks: usize = values.iter().map(|value| value.len().div_ceil(16)).sum();
         let mut stream: Vec<Block> = Vec::with_capacity(blocks);
         for (tag, value) in tags.iter().zip(values.iter()) {
-            let q = u128::from_be_bytes(*tag) & CLEAR;
-            let counters = (0..value.len().div_ceil(16) as u128).map(|i| q.wrapping_add(i));
-            stream.extend(counters.map(u128::to_be_bytes));
+            let q = (u128::from_ne_bytes(*tag) & CLEAR).to_ne_bytes();
+            // With bit 31 cleared, counting up to 2^31 blocks (32 GiB) never carries out of
+            // the last 32 bits, so only they are counted (why RFC 5297 clears it, §2.5).
+            let (head, low) = q.split_last_chunk::<4>().expect("a block has 4 bytes");
+            let low = u32::from_be_bytes(*low);
+            let count = u32::try_from(value.len().div_ceil(16))
+                .ok()
+                .filter(|&count| count <= 1 << 31)
+                .expect("values under 32 GiB");
+            for i in 0..count {
+                let mut counter = [0; 16];
+                counter[..12].copy_from_slice(head);
+                counter[12..].copy_from_slice(&(low + i).to_be_bytes());
+                stream.push(counter);
+            }
         }
         encipher_all(&self.ctr, &mut stream);
         let mut keys = stream.iter();
@@ -246,9 +265,7 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
             }
             if !rest.is_empty() {
                 let key = keys.next().expect("a key block for the partial block");
-                rest.iter_mut()
-                    .zip(key)
-                    .for_each(|(byte, key)| *byte ^= key);
+                xor_partial(value, key);
             }
         }
     }
@@ -256,6 +273,11 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     fn encipher(&self, block: &mut Block) {
         encipher_all(&self.mac, std::slice::from_mut(block));
     }
+}
+
+/// How many blocks CMAC enciphers for `message`: the empty message is one (padded) block.
+fn cmac_blocks(message: &[u8]) -> usize {
+    message.len().div_ceil(16).max(1)
 }
 
 /// Enciphers `blocks` in place, in one call: the `aes` crate overlaps independent blocks (AES-NI
@@ -271,6 +293,26 @@ fn dbl(block: &Block) -> Block {
     let x = u128::from_be_bytes(*block);
     let carry = x >> 127;
     ((x << 1) ^ (0u128.wrapping_sub(carry) & 0x87)).to_be_bytes()
+}
+
+/// Xors the last `value.len() % 16` bytes of `value` with as many bytes of the start of `key`:
+/// a value's partial block with its key block. For a value of a block or more, in the block it
+/// ends (see `last_block`); else in a copy (see `short_copy`).
+fn xor_partial(value: &mut [u8], key: &Block) {
+    let rest = value.len() % 16;
+    match value.last_chunk_mut::<16>() {
+        Some(window) => {
+            // The key's first `rest` bytes where the window's last `rest` bytes are.
+            let key = u128::from_le_bytes(*key) << (8 * (16 - rest));
+            *window = (u128::from_le_bytes(*window) ^ key).to_le_bytes();
+        }
+        None => {
+            let mut block = [0; 16];
+            short_copy::copy_short(&mut block, value);
+            let block = xor(&block, key);
+            short_copy::copy_short(value, &block[..rest]);
+        }
+    }
 }
 
 /// `x ‖ 10*` to one block (`x` shorter than a block).

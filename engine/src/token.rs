@@ -15,6 +15,8 @@ use std::ops::Range;
 use base64_simd::URL_SAFE_NO_PAD;
 use pseudonym_client::Mode;
 
+use crate::short_copy;
+
 /// The letter that stands for `mode` in a token.
 pub fn mode_letter(mode: Mode) -> char {
     match mode {
@@ -34,9 +36,10 @@ pub fn append_payload(out: &mut Vec<u8>, payload: &[u8]) {
     URL_SAFE_NO_PAD.encode_append(payload, out);
 }
 
-/// Calls `each` with the text of every payload of a batch, in order. Payload `i` is at
-/// `ranges[i]` of `buffer`, and is followed by zeros up to a multiple of three bytes, where the
-/// next payload starts.
+/// Calls `each` with the text of every payload of a batch, in order, as `(window, len)`: the
+/// text is `window[..len]`, and `window` goes on for at least [`short_copy::TEXT_WINDOW`] bytes, so
+/// that the text is copied in line. Payload `i` is at `ranges[i]` of `buffer`, and is followed
+/// by zeros up to a multiple of three bytes, where the next payload starts.
 ///
 /// The payloads are encoded many at a time: base64 of `a ‖ b` is base64 of `a` followed by
 /// base64 of `b` when the length of `a` is a multiple of three, and the text of a payload whose
@@ -44,7 +47,11 @@ pub fn append_payload(out: &mut Vec<u8>, payload: &[u8]) {
 /// two zero bytes. So `base64-simd` runs at its full width over many payloads instead of
 /// finishing each short one in its scalar code; a few dozen at a time, so that their text is
 /// still in the cache when `each` copies it.
-pub(crate) fn encode_each(buffer: &[u8], ranges: &[Range<usize>], mut each: impl FnMut(&[u8])) {
+pub(crate) fn encode_each(
+    buffer: &[u8],
+    ranges: &[Range<usize>],
+    mut each: impl FnMut(&[u8], usize),
+) {
     const PAYLOADS_AT_ONCE: usize = 64;
     let mut text = Vec::new();
     for (chunk, payloads) in ranges.chunks(PAYLOADS_AT_ONCE).enumerate() {
@@ -54,6 +61,7 @@ pub(crate) fn encode_each(buffer: &[u8], ranges: &[Range<usize>], mut each: impl
             .map_or(buffer.len(), |next| next.start);
         text.clear();
         URL_SAFE_NO_PAD.encode_append(&buffer[start..end], &mut text);
+        text.extend_from_slice(&[0; short_copy::TEXT_WINDOW]);
         for payload in payloads {
             debug_assert_eq!((payload.start - start) % 3, 0, "slots of multiples of 3");
             debug_assert!(
@@ -63,7 +71,7 @@ pub(crate) fn encode_each(buffer: &[u8], ranges: &[Range<usize>], mut each: impl
                 "zeros after a payload"
             );
             let from = (payload.start - start) / 3 * 4;
-            each(&text[from..from + encoded_len(0, payload.len())]);
+            each(&text[from..], encoded_len(0, payload.len()));
         }
     }
 }
@@ -239,7 +247,7 @@ mod tests {
                 buffer.resize(buffer.len().next_multiple_of(3), 0);
             }
             let mut together = Vec::new();
-            encode_each(&buffer, &ranges, |text| together.push(text.to_vec()));
+            encode_each(&buffer, &ranges, |text, len| together.push(text[..len].to_vec()));
             let alone: Vec<Vec<u8>> = payloads
                 .iter()
                 .map(|payload| {
