@@ -377,13 +377,6 @@ impl Engine {
             let Some(token) = token.as_ref().map(AsRef::as_ref) else {
                 continue;
             };
-            if seed::is_seed_token(token) {
-                answers[index] = match self.open_seed(domain, token) {
-                    Ok((mode, value)) => Opened::Seed(mode, value),
-                    Err(code) => Opened::Failed(code),
-                };
-                continue;
-            }
             match self.parse(token, &mut buffer) {
                 Ok((key, payload)) => {
                     payloads[index] = payload;
@@ -391,6 +384,13 @@ impl Engine {
                         Some((_, indices)) => indices.push(index),
                         None => groups.push((key, vec![index])),
                     }
+                }
+                // Not one of ours: maybe one of the replaced service's (none of ours is).
+                Err(_) if seed::is_seed_token(token) => {
+                    answers[index] = match self.open_seed(domain, token) {
+                        Ok((mode, value)) => Opened::Seed(mode, value),
+                        Err(code) => Opened::Failed(code),
+                    };
                 }
                 Err(code) => answers[index] = Opened::Failed(code),
             }

@@ -89,23 +89,26 @@ pub struct Malformed;
 /// `payload` (so the payloads of a batch go one after the other into one buffer; on an error
 /// what was appended is unspecified).
 pub fn parse(token: &str, payload: &mut Vec<u8>) -> Result<(Mode, u32), Malformed> {
-    let (head, body) = token.split_once('.').ok_or(Malformed)?;
-    let mut chars = head.chars();
-    let mode = match chars.next() {
-        Some('d') => Mode::Deterministic,
-        Some('r') => Mode::Randomized,
-        Some('h') => Mode::Hash,
+    let (&letter, rest) = token.as_bytes().split_first().ok_or(Malformed)?;
+    let mode = match letter {
+        b'd' => Mode::Deterministic,
+        b'r' => Mode::Randomized,
+        b'h' => Mode::Hash,
         _ => return Err(Malformed),
     };
-    let digits = chars.as_str();
-    let canonical = !digits.is_empty()
-        && digits.len() <= 10
-        && !digits.starts_with('0')
-        && digits.bytes().all(|b| b.is_ascii_digit());
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    let canonical =
+        (1..=10).contains(&digits) && rest[0] != b'0' && rest.get(digits) == Some(&b'.');
     if !canonical {
         return Err(Malformed);
     }
-    let version = digits.parse().map_err(|_| Malformed)?;
+    let version = rest[..digits].iter().try_fold(0u32, |version, digit| {
+        version
+            .checked_mul(10)?
+            .checked_add(u32::from(digit - b'0'))
+    });
+    let version = version.ok_or(Malformed)?;
+    let body = &token[1 + digits + 1..];
     // `decode_append` reserves exactly what one token needs; reserving here lets the buffer
     // of a batch double as it grows instead of being copied once per token.
     payload.reserve(body.len() / 4 * 3 + 2);
