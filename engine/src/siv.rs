@@ -257,16 +257,11 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
             }
         }
         encipher_all(&self.ctr, &mut stream);
-        let mut keys = stream.iter();
+        let mut keys = stream.as_slice();
         for value in values.iter_mut() {
-            let (whole, rest) = value.as_chunks_mut::<16>();
-            for (block, key) in whole.iter_mut().zip(keys.by_ref()) {
-                *block = xor(block, key);
-            }
-            if !rest.is_empty() {
-                let key = keys.next().expect("a key block for the partial block");
-                xor_partial(value, key);
-            }
+            let (of_value, rest) = keys.split_at(value.len().div_ceil(16));
+            xor_key_stream(value, of_value);
+            keys = rest;
         }
     }
 
@@ -295,24 +290,46 @@ fn dbl(block: &Block) -> Block {
     ((x << 1) ^ (0u128.wrapping_sub(carry) & 0x87)).to_be_bytes()
 }
 
-/// Xors the last `value.len() % 16` bytes of `value` with as many bytes of the start of `key`:
-/// a value's partial block with its key block. For a value of a block or more, in the block it
-/// ends (see `last_block`); else in a copy (see `short_copy`).
-fn xor_partial(value: &mut [u8], key: &Block) {
-    let rest = value.len() % 16;
-    match value.last_chunk_mut::<16>() {
-        Some(window) => {
-            // The key's first `rest` bytes where the window's last `rest` bytes are.
-            let key = u128::from_le_bytes(*key) << (8 * (16 - rest));
-            *window = (u128::from_le_bytes(*window) ^ key).to_le_bytes();
-        }
-        None => {
-            let mut block = [0; 16];
-            short_copy::copy_short(&mut block, value);
-            let block = xor(&block, key);
-            short_copy::copy_short(value, &block[..rest]);
-        }
+/// Xors `value` with its CTR key stream, `keys`: one key block per block of the value, the
+/// last one for a partial block too.
+///
+/// A partial block after whole ones is xored in the value's last 16 bytes (the block it ends,
+/// see `last_block`), which overlap the last whole block. Both are read before either is
+/// written: reading bytes of which a part was just written makes the CPU wait for the write
+/// (a failed store-to-load forwarding), and that wait was a tenth of the deterministic mode's
+/// time. A value shorter than a block is xored in a copy (see `short_copy`).
+#[inline]
+fn xor_key_stream(value: &mut [u8], keys: &[Block]) {
+    let (whole, rest) = (value.len() / 16, value.len() % 16);
+    // The whole blocks, but for the last one if a partial block follows it.
+    let alone = if rest > 0 {
+        whole.saturating_sub(1)
+    } else {
+        whole
+    };
+    let (blocks, _) = value.as_chunks_mut::<16>();
+    for (block, key) in blocks[..alone].iter_mut().zip(keys) {
+        *block = xor(block, key);
     }
+    if rest == 0 {
+        return;
+    }
+    let key = &keys[whole];
+    if whole == 0 {
+        let mut block = [0; 16];
+        short_copy::copy_short(&mut block, value);
+        let block = xor(&block, key);
+        short_copy::copy_short(value, &block[..rest]);
+        return;
+    }
+    let at = 16 * (whole - 1);
+    let block = *value[at..].first_chunk::<16>().expect("a whole block");
+    let end = value.last_chunk_mut::<16>().expect("a block or more");
+    // The key's first `rest` bytes where the last 16 bytes' last `rest` bytes are; their
+    // other bytes are the last whole block's, written after them.
+    let key = u128::from_le_bytes(*key) << (8 * (16 - rest));
+    *end = (u128::from_le_bytes(*end) ^ key).to_le_bytes();
+    *value[at..].first_chunk_mut::<16>().expect("a whole block") = xor(&block, &keys[whole - 1]);
 }
 
 /// `x ‖ 10*` to one block (`x` shorter than a block).
