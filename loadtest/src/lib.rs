@@ -164,6 +164,26 @@ pub enum Scenario {
     },
 }
 
+/// How many connections a `pseudonymd` keeps open at once unless told otherwise
+/// (`--max-connections`); it closes those beyond, as it accepts them.
+pub const SERVICE_MAX_CONNECTIONS: usize = 1000;
+
+impl Scenario {
+    /// The most requests the scenario has in flight at once. Each has a connection of its own,
+    /// since HTTP/1 answers one request at a time on a connection.
+    pub fn peak_in_flight(&self) -> usize {
+        match self {
+            Scenario::Batch { concurrency, .. } => *concurrency,
+            Scenario::Sweep { concurrency, .. } => concurrency.iter().copied().max().unwrap_or(1),
+            Scenario::Rate {
+                concurrency,
+                max_outstanding,
+                ..
+            } => concurrency.max(&1) * max_outstanding.max(&1),
+        }
+    }
+}
+
 fn parse_mode(text: &str) -> Result<Mode, String> {
     text.parse()
         .map_err(|e: pseudonym_client::wire::UnknownMode| e.to_string())
@@ -172,14 +192,31 @@ fn parse_mode(text: &str) -> Result<Mode, String> {
 /// Runs the scenario, prints the table, writes the JSON if asked, and returns the report.
 pub async fn run(opts: Opts) -> anyhow::Result<Report> {
     let common = &opts.common;
+    let in_flight = opts.scenario.peak_in_flight();
     let spawned = match &common.url {
-        Some(_) => None,
+        Some(_) => {
+            if in_flight > SERVICE_MAX_CONNECTIONS {
+                eprintln!(
+                    "warning: up to {in_flight} requests in flight, each on a connection of its \
+                     own; a pseudonymd closes the connections beyond its --max-connections \
+                     ({SERVICE_MAX_CONNECTIONS} unless told otherwise), which shows here as \
+                     failed requests"
+                );
+            }
+            None
+        }
         None => {
             let binary = common
                 .pseudonymd
                 .clone()
                 .unwrap_or_else(Spawned::default_binary);
-            Some(Spawned::start(&binary, &[]).context("starting a pseudonymd to test")?)
+            // Room for every connection the scenario opens, so that the cap is not measured.
+            let room = in_flight + in_flight / 8;
+            let extra = match room > SERVICE_MAX_CONNECTIONS {
+                true => vec!["--max-connections".to_owned(), room.to_string()],
+                false => Vec::new(),
+            };
+            Some(Spawned::start(&binary, &extra).context("starting a pseudonymd to test")?)
         }
     };
     let (url, api_key) = match &spawned {
@@ -361,4 +398,26 @@ async fn crypto_rate(mode: Mode, domain: &str, cardinality: u64) -> anyhow::Resu
         Ok(done as f64 / started.elapsed().as_secs_f64())
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peak(args: &[&str]) -> usize {
+        let argv = std::iter::once("pseudonym-loadtest").chain(args.iter().copied());
+        Opts::try_parse_from(argv)
+            .expect("valid arguments")
+            .scenario
+            .peak_in_flight()
+    }
+
+    #[test]
+    fn the_peak_in_flight_counts_every_connection_the_scenario_opens() {
+        assert_eq!(peak(&["batch", "--concurrency", "16"]), 16);
+        assert_eq!(peak(&["sweep", "--concurrency", "1,64,4"]), 64);
+        let overload = ["rate", "--concurrency", "128", "--max-outstanding", "8"];
+        assert_eq!(peak(&overload), 1024);
+        assert!(peak(&overload) > SERVICE_MAX_CONNECTIONS);
+    }
 }
