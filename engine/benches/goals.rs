@@ -5,8 +5,10 @@
 //! only the goals whose name holds `WORD`, e.g. `reidentify`, if one is given). Each
 //! round times a batch of 1,000 17-character VINs for about 40 ms on each side, the side that
 //! goes first alternating from round to round; a round's ratio is the reference's time over
-//! ours. It prints, per goal, the median, lowest and highest ratio and in how many rounds the
-//! goal held. `benches/modes.rs` has every mode's time on its own (criterion).
+//! ours. It prints, per goal, the median, lowest and highest ratio, in how many rounds the goal
+//! held, and the ratio of each side's fastest single batch over all rounds (which the host's
+//! noise, since it only ever adds time, disturbs least). `benches/modes.rs` has every mode's
+//! time on its own (criterion).
 #![allow(missing_docs)]
 
 use std::hint::black_box;
