@@ -214,15 +214,18 @@ impl Engine {
         let mut errors = Vec::new();
         let mut values = TextsBuilder::with_capacity(tokens.len(), 24);
         for (index, item) in opened.iter().enumerate() {
-            match item.value(&buffer) {
-                Ok(Some(_)) if let Opened::Ours(_, range) = item => values.push_with(|out| {
+            if let Opened::Ours(_, range) = item {
+                values.push_with(|out| {
                     let window = &buffer[range.start..];
                     short_copy::extend_from_window::<{ short_copy::VALUE_WINDOW }>(
                         out,
                         window,
                         range.len(),
                     )
-                }),
+                });
+                continue;
+            }
+            match item.value(&buffer) {
                 Ok(Some((_, value))) => values.push_with(|out| out.extend_from_slice(value)),
                 Ok(None) => values.push_none(),
                 Err(code) => {
@@ -577,8 +580,10 @@ fn disjoint_mut(
 
 impl Payloads {
     fn with_prefix<'v>(prefix: usize, values: impl Iterator<Item = &'v &'v [u8]> + Clone) -> Self {
-        /// Room for the longest prefix and a value of up to 32 bytes.
-        const SLOT: usize = 96;
+        /// Room for the longest prefix (32 bytes), a value of up to 32 bytes and the zeros up
+        /// to a multiple of three, rounded up to whole 16-byte stores.
+        const SLOT: usize = 80;
+        debug_assert!(prefix <= 32);
         let (count, total) = values.clone().fold((0, SLOT), |(count, total), value| {
             (count + 1, total + prefix + value.len() + 2)
         });

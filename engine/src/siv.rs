@@ -180,6 +180,7 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
 
     /// [`Siv::cmac_each`] of messages in order of their number of blocks, the most first.
     fn cmac_longest_first(&self, messages: &[&[u8]]) -> Vec<Block> {
+        debug_assert!(messages.is_sorted_by_key(|message| std::cmp::Reverse(cmac_blocks(message))));
         let mut chains: Vec<Block> = Vec::with_capacity(messages.len());
         let mut going = messages.len();
         for round in 0.. {
@@ -235,7 +236,7 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     /// CTR mode (§2.5, §2.6) in place, from `Q = V` with bits 31 and 63 cleared, counting up as
     /// a 128-bit big-endian integer; the key stream of every value in one call.
     fn ctr(&self, tags: &[Block], values: &mut [&mut [u8]]) {
-        /// Bits 63 and 31 of the IV, cleared in the first counter block (as bytes).
+        /// `Q` is the tag with bits 63 and 31 cleared: this mask, as bytes.
         const CLEAR: u128 = u128::from_ne_bytes((!(1u128 << 63 | 1 << 31)).to_be_bytes());
         let blocks: usize = values.iter().map(|value| value.len().div_ceil(16)).sum();
         let mut stream: Vec<Block> = Vec::with_capacity(blocks);
@@ -243,15 +244,14 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
             let q = (u128::from_ne_bytes(*tag) & CLEAR).to_ne_bytes();
             // With bit 31 cleared, counting up to 2^31 blocks (32 GiB) never carries out of
             // the last 32 bits, so only they are counted (why RFC 5297 clears it, §2.5).
-            let (head, low) = q.split_last_chunk::<4>().expect("a block has 4 bytes");
-            let low = u32::from_be_bytes(*low);
+            let low = u32::from_be_bytes([q[12], q[13], q[14], q[15]]);
             let count = u32::try_from(value.len().div_ceil(16))
                 .ok()
                 .filter(|&count| count <= 1 << 31)
-                .expect("values under 32 GiB");
+                .expect("values of at most 2^31 blocks (32 GiB)");
             for i in 0..count {
                 let mut counter = [0; 16];
-                counter[..12].copy_from_slice(head);
+                counter[..12].copy_from_slice(&q[..12]);
                 counter[12..].copy_from_slice(&(low + i).to_be_bytes());
                 stream.push(counter);
             }
@@ -317,9 +317,10 @@ fn xor_key_stream(value: &mut [u8], keys: &[Block]) {
     let key = &keys[whole];
     if whole == 0 {
         let mut block = [0; 16];
-        short_copy::copy_short(&mut block, value);
+        let copied = short_copy::copy_short(&mut block, value);
         let block = xor(&block, key);
-        short_copy::copy_short(value, &block[..rest]);
+        let copied_back = short_copy::copy_short(value, &block[..rest]);
+        debug_assert!(copied && copied_back, "a value shorter than a block");
         return;
     }
     let at = 16 * (whole - 1);

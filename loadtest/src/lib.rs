@@ -168,18 +168,45 @@ pub enum Scenario {
 /// (`--max-connections`); it closes those beyond, as it accepts them.
 pub const SERVICE_MAX_CONNECTIONS: usize = 1000;
 
-impl Scenario {
-    /// The most requests the scenario has in flight at once. Each has a connection of its own,
+impl Opts {
+    /// The most requests the run can have in flight at once. Each has a connection of its own,
     /// since HTTP/1 answers one request at a time on a connection.
     pub fn peak_in_flight(&self) -> usize {
-        match self {
-            Scenario::Batch { concurrency, .. } => *concurrency,
-            Scenario::Sweep { concurrency, .. } => concurrency.iter().copied().max().unwrap_or(1),
+        // Through the client, one send is a partition, up to `concurrency` requests at once.
+        let requests_per_send = |batch_size: usize, concurrency: usize| match self.common.via {
+            Via::Raw => 1,
+            Via::Client => {
+                let batches = self.common.partition.div_ceil(batch_size.max(1));
+                concurrency.min(batches).max(1)
+            }
+        };
+        let sends = |batch_size: usize, concurrency: usize, outstanding: usize| {
+            let concurrency = concurrency.max(1);
+            concurrency
+                .saturating_mul(outstanding.max(1))
+                .saturating_mul(requests_per_send(batch_size, concurrency))
+        };
+        match &self.scenario {
+            Scenario::Batch {
+                batch_size,
+                concurrency,
+                ..
+            } => sends(*batch_size, *concurrency, 1),
+            Scenario::Sweep {
+                batch_sizes,
+                concurrency,
+                ..
+            } => batch_sizes
+                .iter()
+                .flat_map(|&size| concurrency.iter().map(move |&level| sends(size, level, 1)))
+                .max()
+                .unwrap_or(1),
             Scenario::Rate {
+                batch_size,
                 concurrency,
                 max_outstanding,
                 ..
-            } => concurrency.max(&1) * max_outstanding.max(&1),
+            } => sends(*batch_size, *concurrency, *max_outstanding),
         }
     }
 }
@@ -192,7 +219,7 @@ fn parse_mode(text: &str) -> Result<Mode, String> {
 /// Runs the scenario, prints the table, writes the JSON if asked, and returns the report.
 pub async fn run(opts: Opts) -> anyhow::Result<Report> {
     let common = &opts.common;
-    let in_flight = opts.scenario.peak_in_flight();
+    let in_flight = opts.peak_in_flight();
     let spawned = match &common.url {
         Some(_) => {
             if in_flight > SERVICE_MAX_CONNECTIONS {
@@ -210,8 +237,11 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
                 .pseudonymd
                 .clone()
                 .unwrap_or_else(Spawned::default_binary);
-            // Room for every connection the scenario opens, so that the cap is not measured.
-            let room = in_flight + in_flight / 8;
+            // Room for every connection the run opens, so that the cap is not what is measured,
+            // and an eighth more for those still closing when their replacements open (which
+            // a service run by someone else may or may not have: the warning above is only for
+            // what is certain to fail).
+            let room = in_flight.saturating_add(in_flight / 8);
             let extra = match room > SERVICE_MAX_CONNECTIONS {
                 true => vec!["--max-connections".to_owned(), room.to_string()],
                 false => Vec::new(),
@@ -408,16 +438,40 @@ mod tests {
         let argv = std::iter::once("pseudonym-loadtest").chain(args.iter().copied());
         Opts::try_parse_from(argv)
             .expect("valid arguments")
-            .scenario
             .peak_in_flight()
     }
 
     #[test]
-    fn the_peak_in_flight_counts_every_connection_the_scenario_opens() {
+    fn the_peak_in_flight_counts_every_connection_the_run_opens() {
         assert_eq!(peak(&["batch", "--concurrency", "16"]), 16);
         assert_eq!(peak(&["sweep", "--concurrency", "1,64,4"]), 64);
         let overload = ["rate", "--concurrency", "128", "--max-outstanding", "8"];
         assert_eq!(peak(&overload), 1024);
         assert!(peak(&overload) > SERVICE_MAX_CONNECTIONS);
+        // Through the client, a partition of 100,000 values goes as 112 batches of 900, up to
+        // `concurrency` of them at once; a partition of 1,800 values as 2.
+        let client = [
+            "--via",
+            "client",
+            "batch",
+            "--concurrency",
+            "40",
+            "--batch-size",
+            "900",
+        ];
+        assert_eq!(peak(&client), 40 * 40);
+        let small = [
+            "--via",
+            "client",
+            "--partition",
+            "1800",
+            "batch",
+            "--concurrency",
+            "40",
+        ];
+        assert_eq!(
+            peak(&[&small[..], &["--batch-size", "900"]].concat()),
+            40 * 2
+        );
     }
 }
