@@ -266,6 +266,8 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &args)?;
     init_logging(&config)?;
+    #[cfg(unix)]
+    fit_open_files(config.limits.max_connections);
     let keys = keys::load_keys(&config, keyring_from_env())?;
     if let KeySource::Dev(dir) = &keys.source {
         warn_dev_mode(dir);
@@ -307,6 +309,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("server failed")
     })
+}
+
+/// Files the service has open besides its connections, at most: listeners, the keyring, the
+/// runtime's own.
+#[cfg(unix)]
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+
+/// Raises the soft limit on open files, up to the hard one, so that `limits.max_connections`
+/// connections fit under it (as Go's runtime does at start: many systems default to 1,024).
+/// Warns if even the hard limit is too low: a connection beyond it fails when accepted, where
+/// the cap would have closed it.
+#[cfg(unix)]
+fn fit_open_files(max_connections: usize) {
+    let needed = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(FILES_BESIDES_CONNECTIONS);
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(open_files) if open_files >= needed => {}
+        Ok(open_files) => tracing::warn!(
+            open_files,
+            max_connections,
+            "limits.max_connections does not fit under the open-file limit (ulimit -n, hard \
+             limit included): connections beyond it fail when accepted"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// Writes where the service listens to `path`, whole or not at all (a reader polling for the
