@@ -468,10 +468,9 @@ mod tests {
             "batch",
             "--concurrency",
             "40",
+            "--batch-size",
+            "900",
         ];
-        assert_eq!(
-            peak(&[&small[..], &["--batch-size", "900"]].concat()),
-            40 * 2
-        );
+        assert_eq!(peak(&small), 40 * 2);
     }
 }
