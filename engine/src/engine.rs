@@ -580,30 +580,23 @@ fn disjoint_mut(
 
 impl Payloads {
     fn with_prefix<'v>(prefix: usize, values: impl Iterator<Item = &'v &'v [u8]> + Clone) -> Self {
-        /// Room for the longest prefix (32 bytes), a value of up to 32 bytes and the zeros up
-        /// to a multiple of three, rounded up to whole 16-byte stores.
-        const SLOT: usize = 80;
-        debug_assert!(prefix <= 32);
-        let (count, total) = values.clone().fold((0, SLOT), |(count, total), value| {
-            (count + 1, total + prefix + value.len() + 2)
+        let (count, room) = values.clone().fold((0, 0), |(count, room), value| {
+            (count + 1, room + prefix + value.len() + 2)
         });
-        let mut buffer = Vec::with_capacity(total);
+        // Zeroed at once, the bytes between values are the zeros they need.
+        let mut buffer = vec![0; room];
         let mut ranges = Vec::with_capacity(count);
+        let mut start = 0;
         for value in values {
-            let start = buffer.len();
             let end = start + prefix + value.len();
-            // A short value is copied into a slot of zeros of a fixed length (see `short_copy`),
-            // and what is past its own zeros is dropped again.
-            buffer.extend_from_slice(&[0; SLOT]);
-            if short_copy::copy_short(&mut buffer[start + prefix..], value) {
-                buffer.truncate(end.next_multiple_of(3));
-            } else {
-                buffer.truncate(start + prefix);
-                buffer.extend_from_slice(value);
-                buffer.resize(end.next_multiple_of(3), 0);
+            let body = &mut buffer[start + prefix..end];
+            if !short_copy::copy_short(body, value) {
+                body.copy_from_slice(value);
             }
             ranges.push(start..end);
+            start = end.next_multiple_of(3);
         }
+        buffer.truncate(start);
         Payloads {
             buffer,
             ranges,

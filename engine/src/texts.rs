@@ -9,6 +9,8 @@
 
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
+use crate::short_copy;
+
 /// The strings of a batch: every string's text one after the other, and where each ends.
 /// Its `Debug` shows sizes only: re-identified values are plaintext.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -165,10 +167,12 @@ pub struct TextsBuilder {
 }
 
 impl TextsBuilder {
-    /// Room for `items` strings of about `len` bytes each.
+    /// Room for `items` strings of about `len` bytes each, and for the window the last one is
+    /// copied in (see `short_copy`): without it, a batch of strings of exactly `len` bytes would
+    /// grow the buffer, copying it whole, at its last string.
     pub fn with_capacity(items: usize, len: usize) -> Self {
         TextsBuilder {
-            bytes: Vec::with_capacity(items * len),
+            bytes: Vec::with_capacity(items * len + short_copy::TEXT_WINDOW),
             ends: Vec::with_capacity(items),
             present: Vec::with_capacity(items),
         }
