@@ -153,8 +153,9 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
                 *end = xor(end, &states(index));
             }
         }
-        // They held short values (when opening, those of forged tokens too).
-        short.zeroize();
+        // They held short values (when opening, those of forged tokens too). Wiped as bytes:
+        // as blocks, `zeroize` writes them a byte at a time.
+        short.as_flattened_mut().zeroize();
         tags
     }
 
@@ -297,7 +298,7 @@ fn dbl(block: &Block) -> Block {
 /// see `last_block`), which overlap the last whole block. Both are read before either is
 /// written: reading bytes of which a part was just written makes the CPU wait for the write
 /// (a failed store-to-load forwarding), and that wait was a tenth of the deterministic mode's
-/// time. A value shorter than a block is xored in a copy (see `short_copy`).
+/// time. A value shorter than a block is xored as one word (see `short_copy`).
 #[inline]
 fn xor_key_stream(value: &mut [u8], keys: &[Block]) {
     let (whole, rest) = (value.len() / 16, value.len() % 16);
@@ -316,11 +317,8 @@ fn xor_key_stream(value: &mut [u8], keys: &[Block]) {
     }
     let key = &keys[whole];
     if whole == 0 {
-        let mut block = [0; 16];
-        let copied = short_copy::copy_short(&mut block, value);
-        let block = xor(&block, key);
-        let copied_back = short_copy::copy_short(value, &block[..rest]);
-        debug_assert!(copied && copied_back, "a value shorter than a block");
+        let short = short_copy::read_short(value).expect("a value shorter than a block");
+        short_copy::write_short(value, short ^ u128::from_le_bytes(*key));
         return;
     }
     let at = 16 * (whole - 1);
@@ -335,10 +333,8 @@ fn xor_key_stream(value: &mut [u8], keys: &[Block]) {
 
 /// `x ‖ 10*` to one block (`x` shorter than a block).
 fn pad(x: &[u8]) -> Block {
-    let mut block = [0u8; 16];
-    block[..x.len()].copy_from_slice(x);
-    block[x.len()] = 0x80;
-    block
+    let word = short_copy::read_short(x).expect("shorter than a block");
+    (word | 0x80 << (8 * x.len())).to_le_bytes()
 }
 
 /// `a ⊕ b`, as one 128-bit word.
