@@ -370,17 +370,38 @@ impl Engine {
         tokens: &[Option<S>],
     ) -> (Vec<u8>, Vec<Opened>) {
         let mut answers: Vec<Opened> = tokens.iter().map(|_| Opened::Null).collect();
-        // Tokens of ours, grouped by the key that opens them: (version, randomized) and the
-        // indices (a batch has one or a few keys); their payloads decoded one after the other
+        // The tokens with a header of ours, and the texts of their payloads, decoded together
         // into one buffer.
-        let mut groups: Vec<((u32, bool), Vec<usize>)> = Vec::new();
-        let mut buffer = Vec::with_capacity(tokens.len() * 48);
-        let mut payloads = vec![0..0; tokens.len()];
+        let mut headed = Vec::with_capacity(tokens.len());
+        let mut texts = Vec::with_capacity(tokens.len());
         for (index, token) in tokens.iter().enumerate() {
             let Some(token) = token.as_ref().map(AsRef::as_ref) else {
                 continue;
             };
-            match self.parse(token, &mut buffer) {
+            match token::split(token) {
+                Ok((mode, version, text)) => {
+                    headed.push((index, token, mode, version));
+                    texts.push(text);
+                }
+                Err(token::Malformed) => {
+                    answers[index] = self.not_ours(domain, token, ItemErrorCode::InvalidToken);
+                }
+            }
+        }
+        let mut buffer = Vec::with_capacity(tokens.len() * 48);
+        let decoded = token::decode_each(&texts, &mut buffer);
+        // Tokens of ours, grouped by the key that opens them: (version, randomized) and the
+        // indices (a batch has one or a few keys).
+        let mut groups: Vec<((u32, bool), Vec<usize>)> = Vec::new();
+        let mut payloads = vec![0..0; tokens.len()];
+        for ((index, token, mode, version), payload) in headed.into_iter().zip(decoded) {
+            let key = payload
+                .map_err(|token::Malformed| ItemErrorCode::InvalidToken)
+                .and_then(|payload| {
+                    self.key_of(mode, version, payload.len())
+                        .map(|key| (key, payload))
+                });
+            match key {
                 Ok((key, payload)) => {
                     payloads[index] = payload;
                     match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -388,14 +409,7 @@ impl Engine {
                         None => groups.push((key, vec![index])),
                     }
                 }
-                // Not one of ours: maybe one of the replaced service's (none of ours is).
-                Err(_) if seed::is_seed_token(token) => {
-                    answers[index] = match self.open_seed(domain, token) {
-                        Ok((mode, value)) => Opened::Seed(mode, value),
-                        Err(code) => Opened::Failed(code),
-                    };
-                }
-                Err(code) => answers[index] = Opened::Failed(code),
+                Err(code) => answers[index] = self.not_ours(domain, token, code),
             }
         }
         for ((version, randomized), indices) in groups {
@@ -410,7 +424,7 @@ impl Engine {
                 let start = payloads[index].start + at;
                 buffer[start..start + 16]
                     .try_into()
-                    .expect("parse checked the length")
+                    .expect("key_of checked the length")
             };
             let tags: Vec<Block> = indices.iter().map(|&i| field(i, nonce_len)).collect();
             let states = if randomized {
@@ -436,26 +450,14 @@ impl Engine {
         (buffer, answers)
     }
 
-    /// The key that opens a token of ours, and where its payload, decoded onto the end of
-    /// `buffer`, lies in it; or why none does (and `buffer` as it was).
-    #[allow(clippy::type_complexity)]
-    fn parse(
+    /// The key that opens a token of this mode and version with a payload of `payload_len`
+    /// bytes, `(version, randomized)`; or why none does.
+    fn key_of(
         &self,
-        token: &str,
-        buffer: &mut Vec<u8>,
-    ) -> Result<((u32, bool), std::ops::Range<usize>), ItemErrorCode> {
-        let start = buffer.len();
-        let key = self.parse_onto(token, buffer);
-        if key.is_err() {
-            buffer.truncate(start);
-        }
-        key.map(|key| (key, start..buffer.len()))
-    }
-
-    fn parse_onto(&self, token: &str, buffer: &mut Vec<u8>) -> Result<(u32, bool), ItemErrorCode> {
-        let start = buffer.len();
-        let (mode, version) =
-            token::parse(token, buffer).map_err(|token::Malformed| ItemErrorCode::InvalidToken)?;
+        mode: Mode,
+        version: u32,
+        payload_len: usize,
+    ) -> Result<(u32, bool), ItemErrorCode> {
         if !self.versions.contains_key(&version) {
             return Err(ItemErrorCode::UnknownKeyVersion);
         }
@@ -465,10 +467,22 @@ impl Engine {
             Mode::Hash => return Err(ItemErrorCode::NotReversible),
         };
         let nonce_len = if randomized { NONCE_LEN } else { 0 };
-        if buffer.len() - start < nonce_len + TAG_LEN {
+        if payload_len < nonce_len + TAG_LEN {
             return Err(ItemErrorCode::InvalidToken);
         }
         Ok((version, randomized))
+    }
+
+    /// What a token that is not one of ours that opens, for `code`, is: maybe one of the
+    /// replaced service's (none of ours is); else it failed for `code`.
+    fn not_ours(&self, domain: Domain<'_>, token: &str, code: ItemErrorCode) -> Opened {
+        if !seed::is_seed_token(token) {
+            return Opened::Failed(code);
+        }
+        match self.open_seed(domain, token) {
+            Ok((mode, value)) => Opened::Seed(mode, value),
+            Err(code) => Opened::Failed(code),
+        }
     }
 
     /// A token of the replaced service: valid only in the compatible domain, and only while its
