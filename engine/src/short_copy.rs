@@ -7,7 +7,7 @@
 //!
 //! - [`extend_from_window`] appends the start of a slice that goes on past the bytes wanted: a
 //!   fixed number of bytes are copied and the excess is dropped again;
-//! - [`copy_short`] copies up to 32 bytes in two pieces of a fixed length that overlap where
+//! - [`copy_short`] copies up to 64 bytes in two pieces of a fixed length that overlap where
 //!   the bytes are shorter than both, for bytes with nothing readable after them;
 //! - [`read_short`] and [`write_short`] do the same between up to 16 bytes and a 128-bit
 //!   word, for a value shorter than a block. A block made in memory piece by piece and then
@@ -34,13 +34,14 @@ pub fn extend_from_window<const N: usize>(out: &mut Vec<u8>, bytes: &[u8], len: 
     }
 }
 
-/// Copies `src` to the start of `dst` and returns `true` if `src` is at most 32 bytes long;
+/// Copies `src` to the start of `dst` and returns `true` if `src` is at most 64 bytes long;
 /// else copies nothing and returns `false`.
 ///
 /// # Panics
 /// If `dst` is shorter than `src`.
 pub fn copy_short(dst: &mut [u8], src: &[u8]) -> bool {
     src.is_empty()
+        || copy_in_two::<32>(dst, src)
         || copy_in_two::<16>(dst, src)
         || copy_in_two::<8>(dst, src)
         || copy_in_two::<4>(dst, src)
@@ -122,12 +123,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_copies_copy_every_length_up_to_32_and_nothing_longer() {
-        let src: Vec<u8> = (1..=40).collect();
-        for len in 0..=40 {
-            let mut dst = [0u8; 48];
+    fn short_copies_copy_every_length_up_to_64_and_nothing_longer() {
+        let src: Vec<u8> = (1..=70).collect();
+        for len in 0..=70 {
+            let mut dst = [0u8; 80];
             let copied = copy_short(&mut dst, &src[..len]);
-            assert_eq!(copied, len <= 32, "{len}");
+            assert_eq!(copied, len <= 64, "{len}");
             let expected = if copied { len } else { 0 };
             assert_eq!(dst[..expected], src[..expected], "{len}");
             assert!(dst[expected..].iter().all(|&byte| byte == 0), "{len}");
