@@ -191,21 +191,26 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
             if going == 0 {
                 break;
             }
-            // A whole block with more after it; else the message's last block.
-            let block = |message: &[u8]| match message[16 * round..].first_chunk::<16>() {
-                Some(block) if message.len() > 16 * (round + 1) => *block,
-                _ => self.last_block(message),
-            };
             if round == 0 {
-                chains.extend(messages.iter().map(|message| block(message)));
+                chains.extend(messages.iter().map(|message| self.block(message, 0)));
             } else {
                 for (chain, message) in chains[..going].iter_mut().zip(messages) {
-                    *chain = xor(chain, &block(message));
+                    *chain = xor(chain, &self.block(message, round));
                 }
             }
             encipher_all(&self.mac, &mut chains[..going]);
         }
         chains
+    }
+
+    /// Block `round` of `message` for CMAC: a whole block with more after it, else the
+    /// message's last block. In line: called per value and round, it is a few instructions.
+    #[inline(always)]
+    fn block(&self, message: &[u8], round: usize) -> Block {
+        match message[16 * round..].first_chunk::<16>() {
+            Some(block) if message.len() > 16 * (round + 1) => *block,
+            _ => self.last_block(message),
+        }
     }
 
     /// One CMAC, of a message of any length.
