@@ -211,6 +211,33 @@ impl Opts {
     }
 }
 
+/// Files the load generator has open besides its connections, at most: its own, and the pipes
+/// of a `pseudonymd` it starts.
+#[cfg(unix)]
+const FILES_BESIDES_CONNECTIONS: u64 = 64;
+
+/// Raises this process's soft limit on open files, up to the hard one, so that `in_flight`
+/// connections fit under it (many systems start a process with 1,024, and a run of
+/// `--concurrency 128 --max-outstanding 8` opens as many connections). Returns a warning to
+/// print if even the hard limit is too low.
+#[cfg(unix)]
+pub fn fit_open_files(in_flight: usize) -> Option<String> {
+    let needed = u64::try_from(in_flight)
+        .unwrap_or(u64::MAX)
+        .saturating_add(FILES_BESIDES_CONNECTIONS);
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(open_files) if open_files >= needed => None,
+        Ok(open_files) => Some(format!(
+            "warning: up to {in_flight} requests in flight, each on a connection of its own, \
+             but this process may open only {open_files} files (`ulimit -n`, hard limit \
+             included): connections beyond it fail to open, which shows as failed requests"
+        )),
+        Err(error) => Some(format!(
+            "warning: cannot read or raise the open-file limit: {error}"
+        )),
+    }
+}
+
 fn parse_mode(text: &str) -> Result<Mode, String> {
     text.parse()
         .map_err(|e: pseudonym_client::wire::UnknownMode| e.to_string())
@@ -220,6 +247,10 @@ fn parse_mode(text: &str) -> Result<Mode, String> {
 pub async fn run(opts: Opts) -> anyhow::Result<Report> {
     let common = &opts.common;
     let in_flight = opts.peak_in_flight();
+    #[cfg(unix)]
+    if let Some(warning) = fit_open_files(in_flight) {
+        eprintln!("{warning}");
+    }
     let spawned = match &common.url {
         Some(_) => {
             if in_flight > SERVICE_MAX_CONNECTIONS {
