@@ -208,9 +208,7 @@ impl Engine {
         domain: Domain<'_>,
         tokens: &[Option<S>],
     ) -> ReidentifyResponse<Texts> {
-        let (mut buffer, opened) = self.open(domain, tokens);
-        // So that a value at the end is copied in line too (see `short_copy`).
-        buffer.extend_from_slice(&[0; short_copy::VALUE_WINDOW]);
+        let (buffer, opened) = self.open(domain, tokens);
         let mut errors = Vec::new();
         let mut values = TextsBuilder::with_capacity(tokens.len(), 24);
         for (index, item) in opened.iter().enumerate() {
@@ -362,8 +360,8 @@ impl Engine {
         tokens_of(tokens)
     }
 
-    /// Each token opened, in place: the buffer the values of our tokens were decrypted in, and
-    /// what each token gave.
+    /// Each token opened, in place: the buffer the values of our tokens were decrypted in (with
+    /// [`short_copy::VALUE_WINDOW`] zeros after the last), and what each token gave.
     fn open<S: AsRef<str>>(
         &self,
         domain: Domain<'_>,
@@ -388,8 +386,14 @@ impl Engine {
                 }
             }
         }
-        let mut buffer = Vec::with_capacity(tokens.len() * 48);
+        // Room for every payload (3 bytes to 4 characters, and those of the `A`s that
+        // `decode_each` adds) and for zeros after the last, so that a value at the end is copied
+        // in line too (see `short_copy`): the buffer never grows, copying the values, after
+        // they are decrypted.
+        let room: usize = texts.iter().map(|text| text.len() / 4 * 3 + 3).sum();
+        let mut buffer = Vec::with_capacity(room + short_copy::VALUE_WINDOW);
         let decoded = token::decode_each(&texts, &mut buffer);
+        buffer.extend_from_slice(&[0; short_copy::VALUE_WINDOW]);
         // Tokens of ours, grouped by the key that opens them: (version, randomized) and the
         // indices (a batch has one or a few keys).
         let mut groups: Vec<((u32, bool), Vec<usize>)> = Vec::new();
@@ -780,15 +784,26 @@ mod tests {
                 }
             }
         }
-        let answer = engine.reidentify(vin(), &tokens);
-        let errors: Vec<ItemError> = expected
-            .iter()
-            .enumerate()
-            .filter_map(|(index, e)| e.clone().err().map(|code| ItemError { index, code }))
-            .collect();
-        let values: Vec<Option<String>> = expected.into_iter().map(|e| e.ok().flatten()).collect();
-        assert_eq!(answer.values, values);
-        assert_eq!(answer.errors, errors);
+        // The texts of a batch are decoded together, unless one of them is not base64 at all:
+        // then each on its own. Both ways answer each token on its row.
+        for not_base64 in [None, Some("d1.AA=A"), Some("r2.AAAAA")] {
+            let mut tokens = tokens.clone();
+            let mut expected = expected.clone();
+            if let Some(text) = not_base64 {
+                tokens.insert(3, Some(text.to_owned()));
+                expected.insert(3, Err(ItemErrorCode::InvalidToken));
+            }
+            let answer = engine.reidentify(vin(), &tokens);
+            let errors: Vec<ItemError> = expected
+                .iter()
+                .enumerate()
+                .filter_map(|(index, e)| e.clone().err().map(|code| ItemError { index, code }))
+                .collect();
+            let values: Vec<Option<String>> =
+                expected.into_iter().map(|e| e.ok().flatten()).collect();
+            assert_eq!(answer.values, values, "{not_base64:?}");
+            assert_eq!(answer.errors, errors, "{not_base64:?}");
+        }
     }
 
     #[test]

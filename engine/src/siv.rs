@@ -131,7 +131,9 @@ impl<C: BlockCipherEncrypt<BlockSize = U16> + KeyInit> Siv<C> {
     /// more, else `T = dbl(D) xor pad(Sn)`; the tag is `CMAC(K1, T)`. A long value's `T` is made
     /// in place, for the whole batch before any CMAC reads it, and undone after.
     fn s2v_last(&self, states: &impl Fn(usize) -> Block, values: &mut [&mut [u8]]) -> Vec<Block> {
-        let mut short: Vec<Block> = Vec::new();
+        // Made at its size: growing would leave copies behind, unwiped.
+        let short_values = values.iter().filter(|value| value.len() < 16).count();
+        let mut short: Vec<Block> = Vec::with_capacity(short_values);
         for (index, value) in values.iter_mut().enumerate() {
             match value.last_chunk_mut::<16>() {
                 Some(end) => *end = xor(end, &states(index)),

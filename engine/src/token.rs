@@ -128,8 +128,9 @@ pub fn split(token: &str) -> Result<(Mode, u32, &[u8]), Malformed> {
 /// to 70 characters long. Each text is followed by `A`s, which are zero bits, up to a multiple
 /// of four characters, so that each one's bytes start where the last one's ended. Its bytes
 /// are followed by those of its `A`s, which are all zero exactly when its last character has
-/// no stray bits set (the only spelling accepted). If any text is not base64, the call fails,
-/// and the texts are decoded one at a time to find which.
+/// no stray bits set (the only spelling accepted). If a text is not base64 (its length is
+/// `4n + 1`, or a character is not of the alphabet), the texts are decoded one at a time, to
+/// find which. `payloads` grows at most once, before any text is decoded.
 pub fn decode_each(
     texts: &[&[u8]],
     payloads: &mut Vec<u8>,
@@ -144,6 +145,8 @@ pub fn decode_each(
         }
         at += with_zeros(text);
     }
+    // As many bytes as the joined texts decode to, the most the texts one at a time do.
+    payloads.reserve(joined.len() / 4 * 3);
     let start = payloads.len();
     // A length of 4n + 1 is not base64, and must not become base64 with the `A`s.
     let together = !texts.iter().any(|text| text.len() % 4 == 1)
