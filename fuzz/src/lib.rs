@@ -100,8 +100,8 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Tokens' base64url (`base64-simd`) accepts exactly what the `base64` crate, the reference,
-/// accepts, and reads it the same: any bytes, not only UTF-8.
+/// Tokens' base64url (`base64-simd`, alone and in [`token::decode_each`]) accepts exactly what
+/// the `base64` crate, the reference, accepts, and reads it the same: any bytes, not only UTF-8.
 pub fn check_base64(data: &[u8]) {
     use base64::Engine as _;
     let reference = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -113,6 +113,18 @@ pub fn check_base64(data: &[u8]) {
         .ok()
         .map(|()| ours);
     assert_eq!(ours, reference, "base64-simd and base64 read a text alike");
+    // The engine decodes the texts of a batch together: this one alone, and after another.
+    let mut payloads = Vec::new();
+    let together = token::decode_each(&[data, b"AAAB", data], &mut payloads);
+    let each: Vec<Option<Vec<u8>>> = together
+        .into_iter()
+        .map(|range| range.ok().map(|range| payloads[range].to_vec()))
+        .collect();
+    assert_eq!(
+        each,
+        [reference.clone(), Some(vec![0, 0, 1]), reference],
+        "texts decoded together read as each alone"
+    );
 }
 
 /// [`check_base64`]; then: any input is either refused by [`token::parse`] or is the canonical
