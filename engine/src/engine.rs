@@ -386,13 +386,11 @@ impl Engine {
                 }
             }
         }
-        // Room for every payload (3 bytes to 4 characters, and those of the `A`s that
-        // `decode_each` adds) and for zeros after the last, so that a value at the end is copied
-        // in line too (see `short_copy`): the buffer never grows, copying the values, after
-        // they are decrypted.
-        let room: usize = texts.iter().map(|text| text.len() / 4 * 3 + 3).sum();
-        let mut buffer = Vec::with_capacity(room + short_copy::VALUE_WINDOW);
+        let mut buffer = Vec::new();
         let decoded = token::decode_each(&texts, &mut buffer);
+        // So that a value at the end is copied in line too (see `short_copy`), in the room
+        // `decode_each` left for it: the buffer never grows, copying the values, after they
+        // are decrypted.
         buffer.extend_from_slice(&[0; short_copy::VALUE_WINDOW]);
         // Tokens of ours, grouped by the key that opens them: (version, randomized) and the
         // indices (a batch has one or a few keys).

@@ -130,7 +130,8 @@ pub fn split(token: &str) -> Result<(Mode, u32, &[u8]), Malformed> {
 /// are followed by those of its `A`s, which are all zero exactly when its last character has
 /// no stray bits set (the only spelling accepted). If a text is not base64 (its length is
 /// `4n + 1`, or a character is not of the alphabet), the texts are decoded one at a time, to
-/// find which. `payloads` grows at most once, before any text is decoded.
+/// find which. `payloads` grows at most once, before any text is decoded, with room after the
+/// payloads for a value's window ([`short_copy::VALUE_WINDOW`]).
 pub fn decode_each(
     texts: &[&[u8]],
     payloads: &mut Vec<u8>,
@@ -146,7 +147,7 @@ pub fn decode_each(
         at += with_zeros(text);
     }
     // As many bytes as the joined texts decode to, the most the texts one at a time do.
-    payloads.reserve(joined.len() / 4 * 3);
+    payloads.reserve(joined.len() / 4 * 3 + short_copy::VALUE_WINDOW);
     let start = payloads.len();
     // A length of 4n + 1 is not base64, and must not become base64 with the `A`s.
     let together = !texts.iter().any(|text| text.len() % 4 == 1)
