@@ -3,18 +3,21 @@
 //!
 //! Run the fuzzers with `scripts/fuzz.sh` (see README).
 
+pub mod arrow;
+
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::Request;
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
 use pseudonym_client::Mode;
+use pseudonym_client::wire::ARROW_STREAM;
 use pseudonym_service::auth::{self, ApiKeys, Operation};
 use pseudonym_service::config::{Config, Limits};
 use pseudonym_service::keys::Keys;
 use pseudonym_service::seed::{self, SeedKey, SeedMode};
 use pseudonym_service::server::Service;
-use pseudonym_service::{Domain, Engine, Keyring, token};
+use pseudonym_service::{Domain, Engine, Keyring, arrow_body, token};
 use secrecy::ExposeSecret;
 use tower::ServiceExt;
 
@@ -54,6 +57,7 @@ fn routes() -> &'static [String] {
 
 struct Fixture {
     engine: Engine,
+    limits: Limits,
     runtime: tokio::runtime::Runtime,
     router: Router,
     api_key: String,
@@ -79,7 +83,7 @@ fn fixture() -> &'static Fixture {
             ..Limits::default()
         };
         let config = Config {
-            limits,
+            limits: limits.clone(),
             compat_domain: COMPAT_DOMAIN.to_owned(),
             audit_log: Some("/dev/null".into()),
             ..Config::default()
@@ -90,6 +94,7 @@ fn fixture() -> &'static Fixture {
         let service = Service::new(&config, &Keys::in_memory(keyring, api_keys)).expect("service");
         Fixture {
             engine,
+            limits,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -185,6 +190,122 @@ pub fn check_token(data: &[u8]) {
             "a deterministic token of the primary version is what its value pseudonymizes to"
         );
     }
+}
+
+/// The Arrow routes, with the query an Arrow body needs.
+const ARROW_ROUTES: [&str; 3] = [
+    "/v1/pseudonymize?domain=vin&mode=deterministic",
+    "/v1/reidentify?domain=vin",
+    "/v1/rewrap?domain=vin",
+];
+
+/// An Arrow body, from the rest of the input after its first byte: raw bytes when that byte is
+/// even, else a stream built from the [`arrow::StreamSpec`] the bytes describe (valid streams
+/// made hostile in their lengths, offsets, types, dictionaries, views, compression). Then:
+///
+/// - the service's decoder ([`arrow_body`]) never panics, and what it accepts, arrow-rs's own
+///   reader (once the decoder vouched for the stream's lengths) reads to the same strings;
+/// - sent to an Arrow route (picked by the first byte), the answer is 2xx with an Arrow stream
+///   of one row per item read, or 4xx with a JSON body; never a 5xx or a reset.
+pub fn check_arrow(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let body = match selector % 2 {
+        0 => rest.to_vec(),
+        _ => {
+            let Ok(mut spec) = arbitrary::Unstructured::new(rest).arbitrary::<arrow::StreamSpec>()
+            else {
+                return;
+            };
+            spec.extra_fields %= 4;
+            spec.dictionary_batches %= 3;
+            spec.encode()
+        }
+    };
+    let limits = &fixture().limits;
+    let bounds = arrow_body::Bounds {
+        max_values: limits.max_values,
+        max_value_bytes: limits.max_body_bytes,
+    };
+    let read = arrow_body::Stream::read(&body, bounds);
+    if let Ok(items) = &read {
+        let ours: Vec<Option<String>> = items.iter().map(|v| v.map(str::to_owned)).collect();
+        if let Some(theirs) = arrow_rs_strings(&body) {
+            assert_eq!(
+                theirs, ours,
+                "arrow-rs reads what the decoder accepts alike"
+            );
+        }
+    }
+    let route = ARROW_ROUTES[usize::from(selector / 2) % ARROW_ROUTES.len()];
+    let (status, content_type, answer) = post(route, ARROW_STREAM, body.clone());
+    assert!(
+        status.is_success() || status.is_client_error(),
+        "{route} answered {status}"
+    );
+    if status.is_client_error() {
+        serde_json::from_slice::<serde_json::Value>(&answer).expect("a refusal is JSON");
+        return;
+    }
+    assert_eq!(content_type, ARROW_STREAM, "an answer to Arrow is Arrow");
+    let items = read.expect("the service answered what the decoder accepts");
+    let rows = arrow_rs_rows(&answer).expect("the answer is an Arrow stream");
+    assert_eq!(rows, items.len(), "one answer per item");
+}
+
+/// The strings of the first column of every batch, as arrow-rs reads them; `None` where it does
+/// not read the stream (it checks more than the service needs: the bytes under a null).
+fn arrow_rs_strings(body: &[u8]) -> Option<Vec<Option<String>>> {
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+    let owned = |value: Option<&str>| value.map(str::to_owned);
+    let reader = arrow_ipc::reader::StreamReader::try_new(body, None).ok()?;
+    let mut strings = Vec::new();
+    for batch in reader {
+        let column = batch.ok()?.column(0).clone();
+        match column.data_type() {
+            DataType::Utf8 => strings.extend(column.as_string::<i32>().iter().map(owned)),
+            DataType::LargeUtf8 => strings.extend(column.as_string::<i64>().iter().map(owned)),
+            _ => strings.extend(column.as_string_view().iter().map(owned)),
+        }
+    }
+    Some(strings)
+}
+
+/// The row count of the one batch of an answer.
+fn arrow_rs_rows(answer: &[u8]) -> Option<usize> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(answer, None).ok()?;
+    reader.map(|batch| batch.ok().map(|b| b.num_rows())).sum()
+}
+
+/// POSTs `body` to `route` with the fixture's key: status, content type and answer.
+fn post(route: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, String, Bytes) {
+    let fixture = fixture();
+    let request = Request::post(route)
+        .header("content-type", content_type)
+        .header("x-api-key", &fixture.api_key)
+        .body(Body::from(body))
+        .expect("a valid request");
+    fixture.runtime.block_on(async {
+        let response = fixture
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let answer = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the answer is read");
+        (status, content_type, answer)
+    })
 }
 
 /// The first byte picks a route from the API document's POST routes, the rest is the JSON body, sent with a key

@@ -6,11 +6,14 @@
 //! - **values per second** (optional): `max_values_per_second` of its entry, or
 //!   `limits.max_values_per_second_per_key`. A token bucket that holds a second's budget: a
 //!   request is let in while the bucket is not empty, reserving as many values as the key's
-//!   previous request had (its body is not read yet), and settles with its real count once
-//!   read. So requests let in together cannot together overdraw the bucket by more than about
-//!   one batch, and a batch larger than the budget still passes, into debt. While the bucket is
-//!   in debt the key's requests are answered 429 before their body is read, with the seconds
-//!   until it is paid off in `Retry-After`, which the clients wait for.
+//!   largest request so far (its body is not read yet; at least one), and settles with its real
+//!   count once read. So requests let in together cannot together overdraw the bucket by more
+//!   than about one batch, and a batch larger than the budget still passes, into debt. Every
+//!   request let in costs at least one value, whatever happens to it after: one refused for its
+//!   body or its domain, or with no values, is not free, and a request that fails while its
+//!   values are read costs those read. While the bucket is in debt the key's requests are
+//!   answered 429 before their body is read, with the seconds until it is paid off in
+//!   `Retry-After`, which the clients wait for.
 //!
 //! Both are kept by key name for the life of the process, so a reload of the key file (which
 //! may change a key's limits) does not reset them.
@@ -29,13 +32,13 @@ pub struct KeyLimits {
     budgets: Mutex<HashMap<String, Bucket>>,
 }
 
-/// Values a key may still send, when that was last counted, and how many values its last
+/// Values a key may still send, when that was last counted, and how many values its largest
 /// request had (what the next one reserves).
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     values: f64,
     at: Instant,
-    last_request: f64,
+    largest_request: f64,
 }
 
 impl Bucket {
@@ -52,7 +55,8 @@ impl Bucket {
 }
 
 /// The values one admitted request reserved from its key's bucket: settled with the request's
-/// real count once its body is read, or given back if it ends before that.
+/// real count once its body is read (or with what was read of it when reading failed), or with
+/// one value if it ends before that.
 #[derive(Debug)]
 pub struct Reservation {
     limits: Arc<KeyLimits>,
@@ -63,24 +67,23 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Takes the request's real count of values out of the bucket instead of the reservation.
+    /// Takes the request's real count of values (at least one) out of the bucket instead of
+    /// the reservation.
     pub fn settle(&self, values: usize) {
         if !self.settled.swap(true, Ordering::SeqCst) {
+            let values = values.max(1) as f64;
             self.limits.update(&self.name, self.rate, |bucket| {
-                bucket.values += self.reserved - values as f64;
-                bucket.last_request = values as f64;
+                bucket.values += self.reserved - values;
+                bucket.largest_request = bucket.largest_request.max(values);
             });
         }
     }
 }
 
 impl Drop for Reservation {
+    /// A request that ends before its values are read costs one value.
     fn drop(&mut self) {
-        if !self.settled.swap(true, Ordering::SeqCst) {
-            self.limits.update(&self.name, self.rate, |bucket| {
-                bucket.values += self.reserved
-            });
-        }
+        self.settle(1);
     }
 }
 
@@ -117,8 +120,9 @@ impl KeyLimits {
         let mut admitted = Err(Duration::ZERO);
         self.update(name, rate, |bucket| {
             admitted = if bucket.values > 0.0 {
-                bucket.values -= bucket.last_request;
-                Ok(bucket.last_request)
+                let reserved = bucket.largest_request.max(1.0);
+                bucket.values -= reserved;
+                Ok(reserved)
             } else {
                 Err(Duration::from_secs_f64(-bucket.values / f64::from(rate)))
             };
@@ -141,7 +145,7 @@ impl KeyLimits {
         let bucket = budgets.entry(name.to_owned()).or_insert(Bucket {
             values: f64::from(rate),
             at: now,
-            last_request: 0.0,
+            largest_request: 0.0,
         });
         *bucket = bucket.refilled(rate, now);
         change(bucket);
@@ -219,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn requests_let_in_together_reserve_what_the_previous_one_had() {
+    fn requests_let_in_together_reserve_what_the_largest_one_had() {
         let limits = KeyLimits::new(64, Some(1_000));
         limits
             .admit("etl", None)
@@ -234,10 +238,50 @@ mod tests {
             limits.admit("etl", None).is_err(),
             "in debt while both are in flight"
         );
-        drop(b); // ended before its body was read: its reservation comes back
-        let c = limits.admit("etl", None).expect("200 left again");
+        drop(b); // ended before its body was read: its reservation comes back, less one
+        let c = limits.admit("etl", None).expect("199 left");
         drop((a, c));
-        assert!(limits.admit("etl", None).is_ok(), "all given back");
+        assert!(
+            limits.admit("etl", None).is_ok(),
+            "given back, less one each"
+        );
+    }
+
+    /// Found in review: a request without values cost nothing and made the next ones reserve
+    /// nothing, so a key's 64 requests in flight after it all passed a bucket of one value.
+    #[test]
+    fn a_request_without_values_costs_one_and_does_not_lower_the_reservation() {
+        let limits = KeyLimits::new(64, Some(1_000));
+        let big = limits.admit("etl", None).expect("full").expect("budget");
+        big.settle(900);
+        for _ in 0..50 {
+            limits
+                .admit("etl", None)
+                .expect("in budget")
+                .expect("budget")
+                .settle(0);
+        }
+        // 1000 - 900 - 50 = 50 left: the next request reserves 900 (the largest), so the one
+        // after it is refused although nothing was read.
+        let _next = limits.admit("etl", None).expect("50 left");
+        assert!(
+            limits.admit("etl", None).is_err(),
+            "no free rides after empty requests"
+        );
+    }
+
+    #[test]
+    fn a_request_that_ends_unread_costs_one_value() {
+        let limits = KeyLimits::new(64, Some(3));
+        // Each is let in and dropped unread; the bucket refills by a hair between them, so the
+        // fourth may pass too, but not many more.
+        let let_in = (0..100)
+            .take_while(|_| limits.admit("probe", None).is_ok())
+            .count();
+        assert!(
+            (3..=4).contains(&let_in),
+            "{let_in} let in on a budget of 3"
+        );
     }
 
     #[test]
@@ -246,7 +290,7 @@ mod tests {
         let empty = Bucket {
             values: -500.0,
             at: start,
-            last_request: 0.0,
+            largest_request: 0.0,
         };
         let later = empty.refilled(1_000, start + Duration::from_millis(750));
         assert!((later.values - 250.0).abs() < 1e-6);

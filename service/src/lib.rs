@@ -6,6 +6,7 @@
 //! - [`key_limits`]: requests in flight per API key.
 //! - [`config`]: the typed configuration, its defaults and its limits.
 //! - [`api`]: the HTTP routes, thin handlers and the tower layers around them.
+//! - [`arrow_body`]: the Arrow IPC stream of a request body, read within bounds checked first.
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
 //! - [`error`]: the two errors: [`ApiError`] on the request path (with its one conversion into
 //!   an HTTP answer), [`Error`] for everything else.
@@ -26,6 +27,7 @@ pub use pseudonym_engine::{
 };
 
 pub mod api;
+pub mod arrow_body;
 pub mod audit;
 pub mod auth;
 pub mod config;

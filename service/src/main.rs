@@ -266,6 +266,7 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &args)?;
     init_logging(&config)?;
+    log_panics_without_their_message();
     #[cfg(unix)]
     fit_open_files(config.limits.max_connections);
     let keys = keys::load_keys(&config, keyring_from_env())?;
@@ -380,6 +381,17 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+/// A panic is logged with where it happened, not with its message: a message could quote the
+/// bytes of a request. (A request's panic is also answered 500 `internal`, see `api`.)
+fn log_panics_without_their_message() {
+    std::panic::set_hook(Box::new(|panic| {
+        let location = panic
+            .location()
+            .map(|at| format!("{}:{}", at.file(), at.line()));
+        tracing::error!(location, "panicked");
+    }));
 }
 
 fn keygen(args: KeygenArgs) -> anyhow::Result<()> {

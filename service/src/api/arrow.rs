@@ -2,28 +2,26 @@
 //! and answer an Arrow IPC stream (`application/vnd.apache.arrow.stream`), so Arrow-native
 //! callers send a column as it is and get one back, without a JSON string per value.
 //!
-//! - The request is a stream whose batches' first column holds the values (or tokens): any
-//!   string type (`Utf8`, `LargeUtf8`, `Utf8View`), nulls allowed. The domain and mode come in
-//!   the query: `?domain=vin&mode=deterministic` (mode optional, as in JSON).
+//! - The request is a stream of one column, the values (or tokens): any string type (`Utf8`,
+//!   `LargeUtf8`, `Utf8View`), nulls allowed, uncompressed, no dictionary. The domain and mode
+//!   come in the query: `?domain=vin&mode=deterministic` (mode optional, as in JSON). It is read
+//!   (by [`crate::arrow_body`]) only once the caller is authorized for the domain.
 //! - The answer is a stream of one batch: `pseudonyms` (or `values`) as `Utf8`, index for index,
 //!   and for re-identification and rewrapping an `error` column, the per-item code where an item
 //!   failed. The key version of new pseudonyms is the schema's `key_version` metadata.
 //! - A request refused as a whole is answered in JSON, as every refusal is.
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{Field, Schema};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use pseudonym_client::Mode;
-use pseudonym_client::wire::{ItemError, Text};
+use pseudonym_client::wire::ItemError;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -73,51 +71,6 @@ impl ArrowQuery {
             "an Arrow request gives its domain in the query: ?domain=...",
         ))
     }
-}
-
-/// The first column of every batch of the stream in `body`.
-pub(super) fn columns(body: &[u8]) -> Result<Vec<ArrayRef>, ApiError> {
-    let not_a_stream =
-        || ApiError::InvalidArgument("the body is not an Arrow IPC stream (uncompressed)");
-    let reader = StreamReader::try_new(Cursor::new(body), None).map_err(|_| not_a_stream())?;
-    let mut columns = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|_| not_a_stream())?;
-        let column = batch
-            .columns()
-            .first()
-            .ok_or(ApiError::InvalidArgument("the Arrow stream has no column"))?;
-        if !matches!(
-            column.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        ) {
-            return Err(ApiError::InvalidArgument(
-                "the Arrow stream's first column must be strings (Utf8, LargeUtf8 or Utf8View)",
-            ));
-        }
-        columns.push(column.clone());
-    }
-    Ok(columns)
-}
-
-/// The items of `columns`, at most `max` in all.
-pub(super) fn items(columns: &[ArrayRef], max: usize) -> Result<Vec<Option<Text<'_>>>, ApiError> {
-    let count: usize = columns.iter().map(|column| column.len()).sum();
-    if count > max {
-        return Err(ApiError::TooManyValues { max });
-    }
-    let mut items = Vec::with_capacity(count);
-    fn text(value: Option<&str>) -> Option<Text<'_>> {
-        value.map(Text::from)
-    }
-    for column in columns {
-        match column.data_type() {
-            DataType::Utf8 => items.extend(column.as_string::<i32>().iter().map(text)),
-            DataType::LargeUtf8 => items.extend(column.as_string::<i64>().iter().map(text)),
-            _ => items.extend(column.as_string_view().iter().map(text)),
-        }
-    }
-    Ok(items)
 }
 
 /// The strings of a batch as a string array: its text becomes the array's data as it is.

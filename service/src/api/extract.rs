@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use super::layers::AuditContext;
 use super::service::{AppState, Keyed};
+use crate::arrow_body;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::key_limits::{KeyPermit, Reservation};
@@ -141,65 +142,128 @@ pub(super) enum Items<'a> {
         /// The array.
         raw: &'a RawValue,
     },
-    /// The string columns of an Arrow IPC stream's batches.
-    Arrow(&'a [arrow_array::ArrayRef]),
+    /// The body, an Arrow IPC stream of one string column.
+    Arrow(&'a Body),
 }
 
-impl<'a> Items<'a> {
-    /// The items, at most `max`; one more is `too_many_values`, found before the rest is read.
-    pub(super) fn read(&self, max: usize) -> Result<Vec<Option<Text<'a>>>, ApiError> {
-        let (body, raw) = match self {
-            Items::Json { body, raw } => (*body, *raw),
-            Items::Arrow(columns) => return super::arrow::items(columns, max),
-        };
-        let exceeded = Cell::new(false);
-        let bounded = Bounded {
-            max,
-            exceeded: &exceeded,
-        };
-        let mut reader = serde_json::Deserializer::from_str(raw.get());
-        bounded.deserialize(&mut reader).map_err(|error| {
-            if exceeded.get() {
-                ApiError::TooManyValues { max }
-            } else {
-                Items::bad_json(body, raw, &error)
-            }
-        })
-    }
+/// Why a request's items could not be read, and how many were read before that.
+pub(super) struct Unread {
+    pub(super) error: ApiError,
+    /// Items read before the failure (what the request is charged).
+    pub(super) seen: usize,
+}
 
-    /// A JSON error inside the list, placed in the whole body.
-    fn bad_json(body: &Body, raw: &RawValue, error: &serde_json::Error) -> ApiError {
-        let body: &[u8] = &body.0;
-        let offset = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
-        let before = &body[..offset.min(body.len())];
-        let lines_before = before.iter().filter(|&&b| b == b'\n').count();
-        let column_before = before.len()
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
-        match ApiError::bad_json(error) {
-            ApiError::BadJson {
-                category,
-                line,
-                column,
-            } => ApiError::BadJson {
-                category,
-                line: lines_before + line,
-                column: if line == 1 {
-                    column_before + column
-                } else {
-                    column
-                },
-            },
-            other => other,
+/// Bytes of Arrow values read between two yields to the runtime: a big body is read a few
+/// batches at a time, so the small requests of others are not held up behind it.
+const ARROW_BYTES_PER_YIELD: usize = 256 * 1024;
+
+impl<'a> Items<'a> {
+    /// The items, at most `max_values`; one more is `too_many_values`, found before the rest
+    /// is read. Arrow values also count their bytes, at most `max_value_bytes` in all.
+    pub(super) async fn read(
+        &self,
+        max_values: usize,
+        max_value_bytes: usize,
+    ) -> Result<Vec<Option<Text<'a>>>, Unread> {
+        match self {
+            Items::Json { body, raw } => read_json(body, raw, max_values),
+            Items::Arrow(body) => read_arrow(body.bytes(), max_values, max_value_bytes).await,
         }
     }
 }
 
-/// Reads a JSON array of strings or nulls, refusing the item after `max`.
+fn read_json<'a>(
+    body: &Body,
+    raw: &'a RawValue,
+    max: usize,
+) -> Result<Vec<Option<Text<'a>>>, Unread> {
+    let seen = Cell::new(0);
+    let exceeded = Cell::new(false);
+    let bounded = Bounded {
+        max,
+        seen: &seen,
+        exceeded: &exceeded,
+    };
+    let mut reader = serde_json::Deserializer::from_str(raw.get());
+    bounded.deserialize(&mut reader).map_err(|error| Unread {
+        error: if exceeded.get() {
+            ApiError::TooManyValues { max }
+        } else {
+            bad_json(body, raw, &error)
+        },
+        seen: seen.get(),
+    })
+}
+
+/// The rows of an Arrow stream: every header checked and the rows counted first, then the
+/// values a batch at a time, yielding to the runtime between batches of a big body.
+async fn read_arrow(
+    body: &[u8],
+    max_values: usize,
+    max_value_bytes: usize,
+) -> Result<Vec<Option<Text<'_>>>, Unread> {
+    let bounds = arrow_body::Bounds {
+        max_values,
+        max_value_bytes,
+    };
+    let refused = |refusal, seen| Unread {
+        error: match refusal {
+            arrow_body::Refusal::TooManyValues => ApiError::TooManyValues { max: max_values },
+            arrow_body::Refusal::TooManyBytes => ApiError::BodyTooLarge {
+                max: max_value_bytes,
+            },
+            other => ApiError::InvalidArgument(other.message()),
+        },
+        seen,
+    };
+    let stream = arrow_body::Stream::frame(body, bounds).map_err(|r| refused(r, 0))?;
+    let mut items = Vec::with_capacity(stream.rows());
+    let (mut value_bytes, mut yielded_at) = (0, 0);
+    for batch in 0..stream.batches() {
+        stream
+            .read_batch(batch, bounds, &mut value_bytes, &mut items)
+            .map_err(|r| refused(r, items.len()))?;
+        if value_bytes - yielded_at > ARROW_BYTES_PER_YIELD {
+            yielded_at = value_bytes;
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(items)
+}
+
+/// A JSON error inside the list, placed in the whole body.
+fn bad_json(body: &Body, raw: &RawValue, error: &serde_json::Error) -> ApiError {
+    let body: &[u8] = &body.0;
+    let offset = (raw.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    let before = &body[..offset.min(body.len())];
+    let lines_before = before.iter().filter(|&&b| b == b'\n').count();
+    let column_before = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+    match ApiError::bad_json(error) {
+        ApiError::BadJson {
+            category,
+            line,
+            column,
+        } => ApiError::BadJson {
+            category,
+            line: lines_before + line,
+            column: if line == 1 {
+                column_before + column
+            } else {
+                column
+            },
+        },
+        other => other,
+    }
+}
+
+/// Reads a JSON array of strings or nulls, refusing the item after `max`, counting those read.
 struct Bounded<'c> {
     max: usize,
+    seen: &'c Cell<usize>,
     exceeded: &'c Cell<bool>,
 }
 
@@ -225,6 +289,7 @@ impl<'de> Visitor<'de> for Bounded<'_> {
                 Some(item) => read.push(item),
                 None => return Ok(read),
             }
+            self.seen.set(read.len());
         }
         // At the limit: one more item of any kind is one too many, and is not kept.
         match items.next_element::<IgnoredAny>()? {

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -41,7 +42,7 @@ use utoipa_axum::routes;
 
 use self::extract::{Authenticated, Body, Items};
 use self::json::JsonObject;
-use self::layers::{audit_refusals, drain_unread_bodies, layer_error, track};
+use self::layers::{audit_refusals, drain_unread_bodies, layer_error, panic_answer, track};
 pub use self::service::AppState;
 use crate::config::TokenFormat;
 use crate::error::ApiError;
@@ -55,7 +56,9 @@ pub fn router(state: AppState) -> Router {
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(
             limits.max_concurrent_requests,
-        ));
+        ))
+        // Inside the audit layer, so that a panic is answered, counted and audited.
+        .layer(CatchPanicLayer::custom(panic_answer));
     let pseudonymizing = pseudonymizing_routes()
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(guarded.clone());
@@ -73,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     routes
         .fallback(|| async { ApiError::NotFound })
+        // For the operations routes; the others catch their panics within their own layers.
+        .layer(CatchPanicLayer::custom(panic_answer))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         // Failures (5xx) at DEBUG: under overload every 503 would otherwise be an ERROR line.
         // Faults of the service itself are logged where they happen, at ERROR.
@@ -110,11 +115,15 @@ fn pseudonymizing_routes() -> OpenApiRouter<AppState> {
 }
 
 fn privileged_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let routes = OpenApiRouter::new()
         .routes(routes!(reidentify))
         .routes(routes!(rewrap))
         .routes(routes!(compat_reidentify))
-        .routes(routes!(compat_reidentify_staged))
+        .routes(routes!(compat_reidentify_staged));
+    // A privileged route that panics, with every layer of the others, for the test below.
+    #[cfg(test)]
+    let routes = routes.route(tests::PANICS, axum::routing::post(tests::panics));
+    routes
 }
 
 fn operations_routes() -> OpenApiRouter<AppState> {
@@ -147,14 +156,14 @@ async fn pseudonymize(
     body: Body,
 ) -> Result<Response, ApiError> {
     if arrow::is_arrow(&headers) {
-        let (query, columns) = arrow_request(query, &body)?;
+        let query = arrow_query(query)?;
         let mode = query.mode.unwrap_or_default();
         let pseudonyms = state
             .pseudonymize(
                 &caller,
                 query.domain()?,
                 mode,
-                &Items::Arrow(&columns),
+                &Items::Arrow(&body),
                 TokenFormat::Native,
             )
             .await?;
@@ -200,9 +209,9 @@ async fn reidentify(
     body: Body,
 ) -> Result<Response, ApiError> {
     if arrow::is_arrow(&headers) {
-        let (query, columns) = arrow_request(query, &body)?;
+        let query = arrow_query(query)?;
         let answer = state
-            .reidentify(&caller, query.domain()?, &Items::Arrow(&columns))
+            .reidentify(&caller, query.domain()?, &Items::Arrow(&body))
             .await?;
         return arrow::per_item("values", answer.values, &answer.errors);
     }
@@ -239,9 +248,9 @@ async fn rewrap(
     body: Body,
 ) -> Result<Response, ApiError> {
     if arrow::is_arrow(&headers) {
-        let (query, columns) = arrow_request(query, &body)?;
+        let query = arrow_query(query)?;
         let answer = state
-            .rewrap(&caller, query.domain()?, &Items::Arrow(&columns))
+            .rewrap(&caller, query.domain()?, &Items::Arrow(&body))
             .await?;
         return arrow::per_item("pseudonyms", answer.pseudonyms, &answer.errors);
     }
@@ -254,17 +263,16 @@ async fn rewrap(
         .into_response())
 }
 
-/// The query and the columns of an Arrow request, or why they cannot be read.
-fn arrow_request(
+/// The query of an Arrow request; its body is read only once the caller is authorized.
+fn arrow_query(
     query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
-    body: &Body,
-) -> Result<(arrow::ArrowQuery, Vec<arrow_array::ArrayRef>), ApiError> {
+) -> Result<arrow::ArrowQuery, ApiError> {
     let Query(query) = query.map_err(|_| {
         ApiError::InvalidArgument(
             "the query could not be read: give domain once, and mode as deterministic, randomized or hash",
         )
     })?;
-    Ok((query, arrow::columns(body.bytes())?))
+    Ok(query)
 }
 
 /// The query of the replaced service's `/pseudonymization`.
@@ -461,4 +469,74 @@ async fn openapi() -> Response {
         DOCUMENT.as_str(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use secrecy::ExposeSecret;
+    use tower::ServiceExt;
+
+    use crate::auth::{self, ApiKeys, Operation};
+    use crate::config::Config;
+    use crate::keyring::Keyring;
+    use crate::keys::Keys;
+    use crate::server::Service;
+
+    pub(super) const PANICS: &str = "/v1/test-panic";
+
+    pub(super) async fn panics(_: super::Authenticated) -> &'static str {
+        panic!("a panic in a handler")
+    }
+
+    /// A panic on the request path is an answer (500 `internal`, JSON, no word of the panic),
+    /// counted in the metrics and audited, never a reset connection.
+    #[tokio::test]
+    async fn a_panic_is_answered_500_counted_and_audited() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = dir.path().join("audit.jsonl");
+        let (key, entry) = auth::generate_key(
+            "ops",
+            [Operation::Reidentify].into(),
+            ["*".to_owned()].into(),
+        );
+        let config = Config {
+            audit_log: Some(audit.clone()),
+            ..Config::default()
+        };
+        let keys = Keys::in_memory(Keyring::generate(), ApiKeys::new(vec![entry]).expect("key"));
+        let service = Service::new(&config, &keys).expect("service");
+        let request = Request::post(PANICS)
+            .header("x-api-key", key.expose_secret())
+            .body(Body::empty())
+            .expect("request");
+        let answer = service.router().oneshot(request).await.expect("answered");
+        assert_eq!(answer.status().as_u16(), 500);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("a panic in a handler"), "{body}");
+        let metrics = service.state().metrics().render();
+        assert!(
+            metrics.contains("pseudonym_errors_total{code=\"internal\"} 1"),
+            "{metrics}"
+        );
+        // A refusal's line is queued, not waited for: give the writer a moment.
+        let mut lines = String::new();
+        for _ in 0..500 {
+            lines = std::fs::read_to_string(&audit).expect("audit file");
+            if !lines.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let line: serde_json::Value = serde_json::from_str(lines.trim()).expect("one line");
+        assert_eq!(
+            (&line["api_key"], &line["outcome"], &line["reason"]),
+            (&"ops".into(), &"refused".into(), &"internal".into())
+        );
+    }
 }

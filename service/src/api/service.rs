@@ -94,17 +94,22 @@ impl AppState {
 
     /// The items of a request, read now that the caller may proceed: at most
     /// `limits.max_values` of them, none longer than `max_len` bytes; counted against the
-    /// caller's budget of values per second.
-    fn read_batch<'a>(
+    /// caller's budget of values per second, those read before a failure included.
+    async fn read_batch<'a>(
         &self,
         request: &Authenticated,
         items: &Items<'a>,
         max_len: usize,
     ) -> Result<Vec<Option<Text<'a>>>, ApiError> {
-        let items = items.read(self.0.limits.max_values)?;
+        let limits = &self.0.limits;
+        let read = items.read(limits.max_values, limits.max_body_bytes).await;
         if let Some(budget) = &request.budget {
-            budget.settle(items.len());
+            budget.settle(match &read {
+                Ok(items) => items.len(),
+                Err(unread) => unread.seen,
+            });
         }
+        let items = read.map_err(|unread| unread.error)?;
         match items
             .iter()
             .position(|item| item.as_ref().is_some_and(|s| s.as_ref().len() > max_len))
@@ -130,7 +135,9 @@ impl AppState {
         let caller = &request.caller;
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
-        let values = &self.read_batch(request, values, self.0.limits.max_value_bytes)?;
+        let values = &self
+            .read_batch(request, values, self.0.limits.max_value_bytes)
+            .await?;
         let engine = &request.keyed.engine;
         let pseudonyms = match format {
             TokenFormat::Native => {
@@ -228,11 +235,17 @@ impl AppState {
         let mut record = AuditRecord::now(operation.as_str(), Outcome::Refused);
         record.api_key = Some(caller.name());
         record.domain = Domain::new(domain).ok().map(Domain::as_str);
-        let checked = parse_domain(domain).and_then(|d| {
+        let authorized = parse_domain(domain).and_then(|d| {
             caller.authorize(operation, d)?;
-            let tokens = self.read_batch(request, tokens, self.0.limits.max_token_bytes())?;
-            Ok((d, tokens))
+            Ok(d)
         });
+        let checked = match authorized {
+            Ok(d) => self
+                .read_batch(request, tokens, self.0.limits.max_token_bytes())
+                .await
+                .map(|tokens| (d, tokens)),
+            Err(error) => Err(error),
+        };
         let (domain_ok, tokens) = match checked {
             Ok(checked) => checked,
             Err(error) => {
