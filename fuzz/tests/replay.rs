@@ -35,3 +35,8 @@ fn request_inputs_pass() {
 fn siv_inputs_pass() {
     replay("siv", pseudonym_fuzz::check_siv);
 }
+
+#[test]
+fn arrow_inputs_pass() {
+    replay("arrow", pseudonym_fuzz::check_arrow);
+}
