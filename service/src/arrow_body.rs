@@ -408,3 +408,155 @@ fn offset(index: &[u8], at: usize, width: usize) -> Result<usize, Refusal> {
     };
     usize::try_from(value).map_err(|_| Refusal::Malformed)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use arrow_array::builder::StringViewBuilder;
+    use arrow_array::cast::AsArray;
+    use arrow_array::{ArrayRef, Int64Array, LargeStringArray, RecordBatch, StringArray};
+    use arrow_ipc::writer::StreamWriter;
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    const BOUNDS: Bounds = Bounds {
+        max_values: 100,
+        max_value_bytes: 10_000,
+    };
+
+    /// A stream as arrow-rs writes it, of one column per batch (with schema metadata, as
+    /// pyarrow's `pandas` entry).
+    fn written(batches: &[ArrayRef]) -> Vec<u8> {
+        let field = Field::new("values", batches[0].data_type().clone(), true);
+        let metadata = HashMap::from([("pandas".to_owned(), "{}".to_owned())]);
+        let schema = Arc::new(Schema::new_with_metadata(vec![field], metadata));
+        let mut body = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut body, &schema).expect("writer");
+        for column in batches {
+            let batch = RecordBatch::try_new(schema.clone(), vec![column.clone()]).expect("batch");
+            writer.write(&batch).expect("written");
+        }
+        writer.finish().expect("finished");
+        drop(writer);
+        body
+    }
+
+    fn values() -> Vec<Option<&'static str>> {
+        vec![
+            Some("WVWZZZ1JZXW000001"),
+            None,
+            Some(""),
+            Some("ünï ✓"),
+            Some("twelve bytes"),
+            Some("thirteen byte"),
+        ]
+    }
+
+    #[test]
+    fn reads_what_arrow_rs_writes_in_every_string_type() {
+        let mut views = StringViewBuilder::new().with_fixed_block_size(16);
+        for value in values() {
+            views.append_option(value);
+        }
+        let columns: [ArrayRef; 3] = [
+            Arc::new(StringArray::from(values())),
+            Arc::new(LargeStringArray::from(values())),
+            Arc::new(views.finish()),
+        ];
+        assert!(
+            columns[2].as_string_view().data_buffers().len() > 1,
+            "views in several buffers"
+        );
+        for column in columns {
+            let empty = column.slice(0, 0);
+            let tail = column.slice(2, 4);
+            let body = written(&[column, empty, tail]);
+            let mut expected = values();
+            expected.extend(&values()[2..]);
+            assert_eq!(Stream::read(&body, BOUNDS), Ok(expected));
+            assert_eq!(Stream::frame(&body, BOUNDS).expect("framed").batches(), 3);
+        }
+    }
+
+    #[test]
+    fn the_end_marker_may_be_missing_but_nothing_may_follow_it() {
+        let body = written(&[Arc::new(StringArray::from(values()))]);
+        let unmarked = &body[..body.len() - 8];
+        assert_eq!(Stream::read(unmarked, BOUNDS), Ok(values()));
+        let mut trailing = body.clone();
+        trailing.push(0);
+        assert_eq!(Stream::read(&trailing, BOUNDS), Err(Refusal::Malformed));
+        for cut in [1, 4, 7, 9, 100, body.len() - 9] {
+            assert!(Stream::read(&body[..cut], BOUNDS).is_err(), "cut at {cut}");
+        }
+        assert_eq!(Stream::read(&[], BOUNDS), Err(Refusal::Malformed));
+    }
+
+    #[test]
+    fn only_one_string_column_is_read() {
+        let numbers = written(&[Arc::new(Int64Array::from(vec![1, 2]))]);
+        assert_eq!(Stream::read(&numbers, BOUNDS), Err(Refusal::Schema));
+        let field = |name| Field::new(name, arrow_schema::DataType::Utf8, true);
+        let schema = Arc::new(Schema::new(vec![field("a"), field("b")]));
+        let column: ArrayRef = Arc::new(StringArray::from(vec!["x"]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![column.clone(), column]).expect("batch");
+        let mut body = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut body, &schema).expect("writer");
+        writer.write(&batch).expect("written");
+        writer.finish().expect("finished");
+        drop(writer);
+        assert_eq!(Stream::read(&body, BOUNDS), Err(Refusal::Schema));
+    }
+
+    #[test]
+    fn values_and_their_bytes_are_bounded() {
+        let column: ArrayRef = Arc::new(StringArray::from(vec!["abcd"; 10]));
+        let body = written(&[column.clone(), column]);
+        let exactly = Bounds {
+            max_values: 20,
+            max_value_bytes: 80,
+        };
+        assert_eq!(Stream::read(&body, exactly).map(|v| v.len()), Ok(20));
+        let fewer_values = Bounds {
+            max_values: 19,
+            ..exactly
+        };
+        assert_eq!(
+            Stream::read(&body, fewer_values),
+            Err(Refusal::TooManyValues)
+        );
+        let fewer_bytes = Bounds {
+            max_value_bytes: 79,
+            ..exactly
+        };
+        assert_eq!(Stream::read(&body, fewer_bytes), Err(Refusal::TooManyBytes));
+        let one_batch_at_most = Bounds {
+            max_values: 1,
+            ..exactly
+        };
+        let empty: ArrayRef = Arc::new(StringArray::from(Vec::<&str>::new()));
+        let two_empty_batches = written(&[empty.clone(), empty]);
+        assert_eq!(
+            Stream::read(&two_empty_batches, one_batch_at_most),
+            Err(Refusal::TooManyValues),
+            "no more batches than values"
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_refused() {
+        let column: ArrayRef = Arc::new(StringArray::from(vec!["ab", "é"]));
+        let mut body = written(&[column]);
+        // The data buffer ends with "abé": cut the two bytes of é into an invalid sequence.
+        let at = body
+            .windows(4)
+            .position(|w| w == "abé".as_bytes())
+            .expect("the values in the body");
+        body[at + 3] = 0xff;
+        assert_eq!(Stream::read(&body, BOUNDS), Err(Refusal::NotUtf8));
+    }
+}
