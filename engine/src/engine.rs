@@ -42,6 +42,9 @@ pub const INFO_DETERMINISTIC: &[u8] = b"pseudonym/1 deterministic aes-siv";
 pub const INFO_RANDOMIZED: &[u8] = b"pseudonym/1 randomized aes-siv";
 /// HKDF `info` of the hash mode's HMAC key.
 pub const INFO_HASH: &[u8] = b"pseudonym/1 hash hmac-sha256";
+/// HKDF `info` of a key version's fingerprint: 8 bytes that name the secret without revealing
+/// it (no other key is derived from them), so replicas can show they hold the same one.
+pub const INFO_FINGERPRINT: &[u8] = b"pseudonym/1 key fingerprint";
 
 const TAG_LEN: usize = 16;
 const NONCE_LEN: usize = 16;
@@ -67,6 +70,8 @@ struct VersionKeys {
     /// The HMAC key. The `hmac` crate's keyed state cannot be zeroized, so it is built per
     /// batch from these bytes and lives only as long as the batch (never re-keyed per value).
     hash: SecretBox<[u8; HASH_KEY_LEN]>,
+    /// The version's fingerprint, in hex (see [`INFO_FINGERPRINT`]).
+    fingerprint: String,
 }
 
 /// An AES-SIV key with its key schedules and CMAC subkeys, built once per key version and
@@ -88,10 +93,14 @@ impl VersionKeys {
         let mut hash_key = Box::new([0u8; HASH_KEY_LEN]);
         hkdf.expand(INFO_HASH, hash_key.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let mut fingerprint = [0u8; 8];
+        hkdf.expand(INFO_FINGERPRINT, &mut fingerprint)
+            .expect("8 bytes is a valid HKDF-SHA256 output length");
         VersionKeys {
             deterministic: SivKey::derive(&hkdf, INFO_DETERMINISTIC),
             randomized: SivKey::derive(&hkdf, INFO_RANDOMIZED),
             hash: SecretBox::new(hash_key),
+            fingerprint: hex::encode(fingerprint),
         }
     }
 }
@@ -156,6 +165,15 @@ impl Engine {
     /// Every key version whose tokens open here, in ascending order.
     pub fn versions(&self) -> Vec<u32> {
         self.versions.keys().copied().collect()
+    }
+
+    /// Every key version with its fingerprint (16 hex digits): equal fingerprints, same secret.
+    /// Not secret: derived with a label of its own, from which no other key is derived.
+    pub fn fingerprints(&self) -> BTreeMap<u32, String> {
+        self.versions
+            .iter()
+            .map(|(version, keys)| (*version, keys.fingerprint.clone()))
+            .collect()
     }
 
     /// Whether the replaced service's tokens open here (its key is in the keyring).
@@ -650,6 +668,19 @@ mod tests {
 
     fn vin() -> Domain<'static> {
         Domain::new("vin").expect("valid domain")
+    }
+
+    /// A fingerprint is HKDF-SHA256's first 8 bytes under its own label, pinned here (computed
+    /// apart with Python's `hmac`): replicas of different builds must show the same one.
+    #[test]
+    fn fingerprints_are_pinned_and_tell_secrets_apart() {
+        let ring = Keyring::from_toml(
+            "primary = 1\n[[keys]]\nversion = 1\nsecret = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"\n",
+            "test",
+        )
+        .expect("valid");
+        assert_eq!(Engine::new(&ring).fingerprints()[&1], "0305f5984ab7ef95");
+        assert_ne!(engine().fingerprints()[&1], "0305f5984ab7ef95");
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //!
 //! ```toml
 //! primary = 2
+//! # Optional: the highest version this ring ever held, when it retired it; a new version is
+//! # numbered after it, so a number never names two secrets.
+//! highest_version = 3
 //!
 //! [[keys]]
 //! version = 1
@@ -35,6 +38,10 @@ use zeroize::Zeroizing;
 
 use crate::private_file::{self, Access, FileError};
 use crate::seed::{SeedKey, SeedKeyEntry, SeedKeyError};
+
+/// The highest version number a keyring file may name: far below `u32::MAX`, so that versions
+/// added after it never wrap around to a number in use.
+pub const MAX_VERSION: u32 = 1 << 31;
 
 /// Bytes in one key version's secret.
 pub const KEY_BYTES: usize = 32;
@@ -81,6 +88,9 @@ impl std::fmt::Debug for SecretKey {
 pub struct Keyring {
     primary: u32,
     keys: BTreeMap<u32, SecretKey>,
+    /// The highest version the ring ever held (retired ones included): tokens of a retired
+    /// version must never open under a new secret of the same number.
+    highest: u32,
     seed: Option<SeedKey>,
 }
 
@@ -123,6 +133,9 @@ pub enum KeyringError {
     /// Version 0 is reserved.
     #[error("key version 0 is not allowed: versions start at 1")]
     VersionZero,
+    /// A version (or `highest_version`) above [`MAX_VERSION`].
+    #[error("key version {0} is above the highest allowed, {MAX_VERSION}")]
+    VersionTooHigh(u32),
     /// The same version twice.
     #[error("key version {0} appears more than once")]
     DuplicateVersion(u32),
@@ -160,6 +173,8 @@ pub enum KeyringError {
 #[serde(deny_unknown_fields)]
 struct KeyringFile {
     primary: u32,
+    #[serde(default)]
+    highest_version: u32,
     keys: Vec<KeyEntry>,
     #[serde(default)]
     seed_key: Option<SeedKeyEntry>,
@@ -178,6 +193,7 @@ impl Keyring {
         Keyring {
             primary: 1,
             keys: BTreeMap::from([(1, SecretKey::generate())]),
+            highest: 1,
             seed: None,
         }
     }
@@ -193,10 +209,16 @@ impl Keyring {
                 column: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
             }
         })?;
+        if file.highest_version > MAX_VERSION {
+            return Err(KeyringError::VersionTooHigh(file.highest_version));
+        }
         let mut keys = BTreeMap::new();
         for entry in file.keys {
             if entry.version == 0 {
                 return Err(KeyringError::VersionZero);
+            }
+            if entry.version > MAX_VERSION {
+                return Err(KeyringError::VersionTooHigh(entry.version));
             }
             let key = SecretKey::from_base64(entry.secret.expose_secret()).map_err(|len| {
                 KeyringError::BadSecret {
@@ -223,9 +245,11 @@ impl Keyring {
                 source_name: source_name.to_owned(),
                 error,
             })?;
+        let highest = keys.keys().next_back().map_or(0, |v| *v);
         Ok(Keyring {
             primary: file.primary,
             keys,
+            highest: highest.max(file.highest_version),
             seed,
         })
     }
@@ -253,6 +277,11 @@ impl Keyring {
              primary = {}\n",
             self.primary
         ));
+        // Written only once it says more than the keys do, so files stay as they were until
+        // the highest version is retired.
+        if self.keys.keys().next_back() != Some(&self.highest) {
+            text.push_str(&format!("highest_version = {}\n", self.highest));
+        }
         for (version, key) in &self.keys {
             text.push_str(&format!("\n[[keys]]\nversion = {version}\nsecret = \""));
             URL_SAFE_NO_PAD.encode_string(key.expose(), &mut text);
@@ -267,9 +296,11 @@ impl Keyring {
         text
     }
 
-    /// Adds a new random version after the highest one and returns its number.
+    /// Adds a new random version after the highest one the ring ever held (retired ones
+    /// included, so no number names two secrets) and returns its number.
     pub fn add_version(&mut self, make_primary: bool) -> u32 {
-        let version = self.keys.keys().next_back().map_or(1, |v| v + 1);
+        let version = self.highest + 1;
+        self.highest = version;
         self.keys.insert(version, SecretKey::generate());
         if make_primary {
             self.primary = version;
@@ -353,6 +384,33 @@ mod tests {
 
     fn ring(body: &str) -> Result<Keyring, KeyringError> {
         Keyring::from_toml(body, "test")
+    }
+
+    /// Found in review: `--add` after `--retire` of the highest version handed out its number
+    /// again with a new secret, so that version's old tokens failed forever.
+    #[test]
+    fn a_version_number_is_never_given_to_a_second_secret() {
+        let mut retired = Keyring::generate();
+        assert_eq!(retired.add_version(false), 2);
+        retired.retire(2).expect("not the primary");
+        let reloaded = Keyring::from_toml(&retired.to_toml(), "test").expect("own format");
+        assert!(reloaded.to_toml().contains("highest_version = 2"));
+        for mut again in [retired, reloaded] {
+            assert_eq!(again.add_version(false), 3, "2 is spent");
+            assert!(
+                !again.to_toml().contains("highest_version"),
+                "said by the keys again"
+            );
+        }
+        let file = format!(
+            "primary = 1\nhighest_version = 7\n[[keys]]\nversion = 1\nsecret = \"{KEY_A}\"\n"
+        );
+        assert_eq!(ring(&file).expect("valid").add_version(true), 8);
+        let too_high = file.replace("highest_version = 7", "highest_version = 4294967295");
+        assert!(matches!(
+            ring(&too_high),
+            Err(KeyringError::VersionTooHigh(_))
+        ));
     }
 
     #[test]

@@ -344,6 +344,23 @@ pub enum Error {
         /// The versions it holds.
         held: Vec<u32>,
     },
+    /// A replica holds the version under another secret (or does not say which one it holds).
+    #[error(
+        "replica {url} holds key version {version} with {}; it must be this keyring's \
+         ({expected}), or the replicas would make pseudonyms the others cannot open: \
+         give every replica the same keyring file",
+        found.as_deref().map_or("no fingerprint (an older pseudonymd: upgrade it first)".to_owned(), |f| format!("fingerprint {f}"))
+    )]
+    ReplicaKeyDiffers {
+        /// The replica.
+        url: String,
+        /// The version asked for.
+        version: u32,
+        /// This keyring's fingerprint of it.
+        expected: String,
+        /// The replica's, if it reports one.
+        found: Option<String>,
+    },
     /// A replica still makes pseudonyms with the version to retire.
     #[error(
         "replica {url} still makes pseudonyms with key version {version}: roll out the new \

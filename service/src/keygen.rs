@@ -6,8 +6,9 @@
 //! break a fleet (a new primary, a retirement) are checked against the replicas first when
 //! their URLs are given (see [`crate::rollout`]).
 
+use crate::Engine;
 use crate::error::Error;
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, KeyringError};
 use crate::kms::KeyringStore;
 use crate::rollout;
 use crate::seed::SeedKey;
@@ -95,10 +96,14 @@ pub fn apply(store: &KeyringStore, change: Change, replicas: &[String]) -> Resul
             (keyring, done)
         }
         Change::SetPrimary(version) => {
-            if !replicas.is_empty() {
-                rollout::check_set_primary(&rollout::fetch(replicas)?, version)?;
-            }
             let mut keyring = current()?;
+            if !replicas.is_empty() {
+                let fingerprints = Engine::new(&keyring).fingerprints();
+                let fingerprint = fingerprints
+                    .get(&version)
+                    .ok_or(KeyringError::MissingPrimary(version))?;
+                rollout::check_set_primary(&rollout::fetch(replicas)?, version, fingerprint)?;
+            }
             keyring.set_primary(version)?;
             (keyring, format!("primary of {path} is now {version}"))
         }

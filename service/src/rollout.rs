@@ -2,10 +2,12 @@
 //!
 //! Replicas share nothing but the keyring they load, so a fleet is in a safe state only if no
 //! replica makes pseudonyms of a version another replica cannot open yet. `keygen
-//! --check-replicas` asks every replica's `/readyz` which versions it holds and refuses
-//! `--set-primary N` unless all of them hold `N`, and `--retire N` while any of them still makes
-//! pseudonyms with `N`.
+//! --check-replicas` asks every replica's `/readyz` which versions it holds, with their
+//! fingerprints, and refuses `--set-primary N` unless all of them hold `N` under the secret of
+//! the keyring being changed (the same fingerprint: a number alone could name another secret),
+//! and `--retire N` while any of them still makes pseudonyms with `N`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -18,6 +20,9 @@ pub struct ReplicaKeys {
     pub primary_key_version: u32,
     /// Every version it can open.
     pub key_versions: Vec<u32>,
+    /// The fingerprint of each version it holds (none from a replica older than them).
+    #[serde(default)]
+    pub key_fingerprints: BTreeMap<u32, String>,
 }
 
 /// Asks each of `urls` (base URLs, `http://host:port`) what keys it holds.
@@ -52,19 +57,32 @@ fn unreachable(url: &str, error: reqwest::Error) -> Error {
     }
 }
 
-/// Whether every replica holds `version`, so it may become the primary.
-pub fn check_set_primary(replicas: &[(String, ReplicaKeys)], version: u32) -> Result<(), Error> {
-    match replicas
-        .iter()
-        .find(|(_, keys)| !keys.key_versions.contains(&version))
-    {
-        Some((url, keys)) => Err(Error::ReplicaLacksVersion {
-            url: url.clone(),
-            version,
-            held: keys.key_versions.clone(),
-        }),
-        None => Ok(()),
+/// Whether every replica holds `version` with the secret whose fingerprint is `fingerprint`,
+/// so it may become the primary.
+pub fn check_set_primary(
+    replicas: &[(String, ReplicaKeys)],
+    version: u32,
+    fingerprint: &str,
+) -> Result<(), Error> {
+    for (url, keys) in replicas {
+        if !keys.key_versions.contains(&version) {
+            return Err(Error::ReplicaLacksVersion {
+                url: url.clone(),
+                version,
+                held: keys.key_versions.clone(),
+            });
+        }
+        let found = keys.key_fingerprints.get(&version);
+        if found.map(String::as_str) != Some(fingerprint) {
+            return Err(Error::ReplicaKeyDiffers {
+                url: url.clone(),
+                version,
+                expected: fingerprint.to_owned(),
+                found: found.cloned(),
+            });
+        }
     }
+    Ok(())
 }
 
 /// Whether no replica makes pseudonyms with `version` any more, so it may be retired.
@@ -91,6 +109,7 @@ mod tests {
             ReplicaKeys {
                 primary_key_version: primary,
                 key_versions: versions.to_vec(),
+                key_fingerprints: versions.iter().map(|&v| (v, format!("f{v}"))).collect(),
             },
         )
     }
@@ -98,11 +117,32 @@ mod tests {
     #[test]
     fn a_version_becomes_primary_only_once_every_replica_holds_it() {
         let staging = [replica("a", 1, &[1, 2]), replica("b", 1, &[1])];
-        let refused = check_set_primary(&staging, 2).expect_err("b lacks 2");
+        let refused = check_set_primary(&staging, 2, "f2").expect_err("b lacks 2");
         assert!(matches!(&refused, Error::ReplicaLacksVersion { url, .. } if url == "b"));
         assert!(refused.to_string().contains("does not hold key version 2"));
         let staged = [replica("a", 1, &[1, 2]), replica("b", 1, &[1, 2])];
-        assert!(check_set_primary(&staged, 2).is_ok());
+        assert!(check_set_primary(&staged, 2, "f2").is_ok());
+    }
+
+    /// Found in review: replicas were compared by version number only, so two replicas with
+    /// different secrets under one number passed.
+    #[test]
+    fn a_replica_with_another_secret_under_the_number_is_refused() {
+        let mut other = replica("b", 1, &[1, 2]);
+        other.1.key_fingerprints.insert(2, "another".to_owned());
+        let fleet = [replica("a", 1, &[1, 2]), other];
+        let refused = check_set_primary(&fleet, 2, "f2").expect_err("b differs");
+        assert!(matches!(&refused, Error::ReplicaKeyDiffers { url, .. } if url == "b"));
+        let mut older = replica("c", 1, &[1, 2]);
+        older.1.key_fingerprints.clear();
+        let refused = check_set_primary(&[older], 2, "f2").expect_err("c does not say");
+        assert!(
+            refused.to_string().contains("older pseudonymd"),
+            "{refused}"
+        );
+        let answer = r#"{"primary_key_version":1,"key_versions":[1,2],"key_fingerprints":{"1":"f1","2":"f2"}}"#;
+        let parsed: ReplicaKeys = serde_json::from_str(answer).expect("what /readyz answers");
+        assert_eq!(parsed, replica("d", 1, &[1, 2]).1);
     }
 
     #[test]

@@ -346,7 +346,18 @@ async fn operations_routes_answer() {
     assert_eq!(server.get("/healthz").await.0, 200);
     let (status, ready) = server.get("/readyz").await;
     assert_eq!(status, 200);
-    let ready: Value = serde_json::from_str(&ready).expect("JSON");
+    let mut ready: Value = serde_json::from_str(&ready).expect("JSON");
+    let fingerprint = ready["key_fingerprints"]["1"]
+        .as_str()
+        .expect("a fingerprint");
+    assert!(
+        fingerprint.len() == 16 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fingerprint}"
+    );
+    ready
+        .as_object_mut()
+        .expect("object")
+        .remove("key_fingerprints");
     assert_eq!(
         ready,
         json!({"status": "ready", "primary_key_version": 1, "key_versions": [1], "seed_key": false})

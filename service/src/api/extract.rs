@@ -66,21 +66,11 @@ impl FromRequestParts<AppState> for Authenticated {
 
 impl Authenticated {
     pub(super) fn from_headers(headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        let presented = bearer
-            .or_else(|| {
-                headers
-                    .get("x-api-key")
-                    .and_then(|value| value.to_str().ok())
-            })
-            .ok_or(ApiError::Unauthorized)?;
+        let presented = presented_key(headers)?;
         let keyed = state.0.keyed.load_full();
         let caller = keyed
             .api_keys
-            .authenticate(presented.trim())
+            .authenticate(presented)
             .cloned()
             .ok_or(ApiError::Unauthorized)?;
         Ok(Authenticated {
@@ -90,6 +80,24 @@ impl Authenticated {
             _permit: None,
             budget: None,
         })
+    }
+}
+
+/// The API key a request presents: `Authorization: Bearer <key>` (the scheme in any letter case,
+/// RFC 9110) or `x-api-key: <key>`. Both are accepted only when they are the same key: a
+/// request that carries two different keys is refused, never resolved by guessing which one
+/// was meant. An `Authorization` of another scheme (a proxy's `Basic`) is not ours to read.
+fn presented_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
+    let bearer = text(header::AUTHORIZATION.as_str())
+        .and_then(|value| value.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
+    let api_key = text("x-api-key").map(str::trim);
+    match (bearer, api_key) {
+        (Some(bearer), Some(api_key)) if bearer != api_key => Err(ApiError::Unauthorized),
+        (Some(key), _) | (None, Some(key)) => Ok(key),
+        (None, None) => Err(ApiError::Unauthorized),
     }
 }
 
@@ -299,5 +307,44 @@ impl<'de> Visitor<'de> for Bounded<'_> {
                 Err(serde::de::Error::custom("too many items"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+
+    use super::presented_key;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|&(name, value)| (name.parse().expect("name"), value.parse().expect("value")))
+            .collect()
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_letter_case() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let value: &'static str = format!("{scheme} pk_one").leak();
+            let headers = headers(&[("authorization", value)]);
+            assert_eq!(presented_key(&headers).ok(), Some("pk_one"), "{scheme}");
+        }
+    }
+
+    /// Found in review: a Bearer key silently won over a different `x-api-key`.
+    #[test]
+    fn two_different_keys_are_refused_and_the_same_one_twice_is_not() {
+        let two = headers(&[("authorization", "Bearer pk_one"), ("x-api-key", "pk_two")]);
+        assert!(presented_key(&two).is_err());
+        let same = headers(&[("authorization", "Bearer pk_one"), ("x-api-key", "pk_one")]);
+        assert_eq!(presented_key(&same).ok(), Some("pk_one"));
+        let basic = headers(&[("authorization", "Basic dXNlcg=="), ("x-api-key", "pk_two")]);
+        assert_eq!(
+            presented_key(&basic).ok(),
+            Some("pk_two"),
+            "a proxy's scheme"
+        );
+        assert!(presented_key(&headers(&[])).is_err());
     }
 }

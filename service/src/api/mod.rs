@@ -403,6 +403,10 @@ struct Readiness {
     /// Every version this replica can open.
     #[schema(value_type = Vec<u32>)]
     key_versions: Vec<u32>,
+    /// The fingerprint of each version held (16 hex digits, not secret): replicas that hold a
+    /// version under the same secret show the same one (`keygen --check-replicas` compares them).
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    key_fingerprints: std::collections::BTreeMap<u32, String>,
     /// Whether the replaced AWS service's key is held.
     seed_key: bool,
 }
@@ -418,6 +422,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         status: if ready { "ready" } else { "shutting_down" },
         primary_key_version: keyed.engine.primary_version(),
         key_versions: keyed.engine.versions(),
+        key_fingerprints: keyed.engine.fingerprints(),
         seed_key: keyed.engine.has_seed_key(),
     };
     let status = if ready {
