@@ -4,18 +4,23 @@
 //! refusal, its code; never a value, a token or a key.
 //!
 //! One thread owns the sink and writes each line before the request that caused it is answered;
-//! request tasks wait for it without blocking a runtime thread. With `audit_fail_closed`, a line
-//! that cannot be written fails its request: no plaintext leaves without its audit line, and each
-//! line is synced to disk before the answer.
+//! request tasks wait for it without blocking a runtime thread, for at most [`ACK_WAIT`]: a line
+//! not written by then counts as a failed write (a sink that hangs, a full pipe, a dead network
+//! mount, must not hang every privileged request). With `audit_fail_closed`, a line that cannot
+//! be written fails its request: no plaintext leaves without its audit line, and each such line
+//! is synced to disk before the answer.
 //!
-//! Lines of requests refused before anything was read ([`AuditLog::record_refusal`]) never wait:
-//! they queue if there is room (at most [`QUEUE`] lines) and are otherwise counted as dropped,
-//! so a flood of requests without a key can neither stall the service nor push real lines back.
+//! Lines of refused requests ([`AuditLog::record_refusal`]: no or unknown key, a domain or
+//! operation the key may not use, an unreadable body) never wait, since nothing was released:
+//! they queue if fewer than [`REFUSALS_QUEUED`] refusals wait already and are otherwise counted
+//! as dropped, so a flood of refusals can neither stall the service nor take the queue's room
+//! from the lines of requests that release plaintext.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,12 +31,21 @@ use tokio::sync::oneshot;
 /// Lines that may wait for the writer at once.
 pub const QUEUE: usize = 4096;
 
+/// Refusal lines that may wait for the writer at once: a quarter of the queue, the rest kept for
+/// the lines of requests that release plaintext.
+pub const REFUSALS_QUEUED: usize = QUEUE / 4;
+
+/// How long a request waits for its line to be written.
+pub const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where audit lines go, and what a failed write means.
 #[derive(Debug)]
 pub struct AuditLog {
     writer: mpsc::SyncSender<Command>,
     fail_closed: bool,
     dropped: AtomicU64,
+    /// Refusal lines queued and not written yet (the writer counts them down).
+    refusals_queued: Arc<AtomicUsize>,
 }
 
 /// What happened to an audited request.
@@ -69,8 +83,10 @@ pub struct AuditRecord<'a> {
 }
 
 enum Command {
-    /// A line, and whom to tell once it is written (nobody for a refusal).
-    Line(Vec<u8>, Option<oneshot::Sender<io::Result<()>>>),
+    /// A line, and whom to tell once it is written.
+    Line(Vec<u8>, oneshot::Sender<io::Result<()>>),
+    /// A refusal's line: nobody waits for it.
+    Refusal(Vec<u8>),
     Reopen(oneshot::Sender<io::Result<()>>),
 }
 
@@ -98,13 +114,16 @@ impl AuditLog {
             },
         };
         let (writer, commands) = mpsc::sync_channel(QUEUE);
+        let refusals_queued = Arc::new(AtomicUsize::new(0));
+        let queued = refusals_queued.clone();
         std::thread::Builder::new()
             .name("pseudonym-audit".to_owned())
-            .spawn(move || write_lines(sink, commands, fail_closed))?;
+            .spawn(move || write_lines(sink, commands, &queued, fail_closed))?;
         Ok(AuditLog {
             writer,
             fail_closed,
             dropped: AtomicU64::new(0),
+            refusals_queued,
         })
     }
 
@@ -114,14 +133,22 @@ impl AuditLog {
     }
 
     /// Writes one line and waits until it is written (flushed to the file or stdout; synced to
-    /// disk with `fail_closed`).
+    /// disk with `fail_closed`), for at most [`ACK_WAIT`].
     pub async fn record(&self, record: &AuditRecord<'_>) -> Result<(), Error> {
-        self.write(record).await.map_err(Error::AuditWrite)
+        tokio::time::timeout(ACK_WAIT, self.write(record))
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the audit writer did not write the line within 2 s",
+                ))
+            })
+            .map_err(Error::AuditWrite)
     }
 
     async fn write(&self, record: &AuditRecord<'_>) -> io::Result<()> {
         let (done, written) = oneshot::channel();
-        let line = Command::Line(line_of(record)?, Some(done));
+        let line = Command::Line(line_of(record)?, done);
         let mut pending = Some(line);
         // The queue is bounded: wait for room without blocking a runtime thread.
         while let Some(command) = pending.take() {
@@ -142,12 +169,22 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Queues the line of a request refused before anything was read, without waiting; when
-    /// the queue is full the line is dropped and counted ([`AuditLog::dropped`]).
+    /// Queues the line of a refused request, without waiting; when [`REFUSALS_QUEUED`] wait
+    /// already (or the queue is full) the line is dropped and counted ([`AuditLog::dropped`]).
     pub fn record_refusal(&self, record: &AuditRecord<'_>) {
-        let queued = line_of(record)
-            .ok()
-            .is_some_and(|line| self.writer.try_send(Command::Line(line, None)).is_ok());
+        let room = self
+            .refusals_queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                (queued < REFUSALS_QUEUED).then_some(queued + 1)
+            })
+            .is_ok();
+        let queued = room
+            && line_of(record)
+                .ok()
+                .is_some_and(|line| self.writer.try_send(Command::Refusal(line)).is_ok());
+        if room && !queued {
+            self.refusals_queued.fetch_sub(1, Ordering::SeqCst);
+        }
         if !queued {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -204,31 +241,23 @@ fn open_append(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-/// The writer thread: one line at a time, each written whole (and with `sync`, synced to disk)
-/// before it is acknowledged. After a failed write the next line starts on a line of its own, so
-/// a fragment never corrupts the line after it. Ends when the log is dropped.
-fn write_lines(mut sink: Sink, commands: mpsc::Receiver<Command>, sync: bool) {
+/// The writer thread: one line at a time, each written whole before it is acknowledged (with
+/// `sync`, a line someone waits for is synced to disk first, and with it every refusal before
+/// it). After a failed write the next line starts on a line of its own, so a fragment never
+/// corrupts the line after it. Ends when the log is dropped.
+fn write_lines(
+    mut sink: Sink,
+    commands: mpsc::Receiver<Command>,
+    refusals_queued: &AtomicUsize,
+    sync: bool,
+) {
     let mut after_failure = false;
     for command in commands {
-        match command {
-            Command::Line(line, done) => {
-                let start = if after_failure { &b"\n"[..] } else { &b""[..] };
-                let written = match &mut sink {
-                    Sink::Stdout => {
-                        let mut out = io::stdout().lock();
-                        out.write_all(start)
-                            .and_then(|()| out.write_all(&line))
-                            .and_then(|()| out.flush())
-                    }
-                    Sink::File { file, .. } => file
-                        .write_all(start)
-                        .and_then(|()| file.write_all(&line))
-                        .and_then(|()| if sync { file.sync_data() } else { Ok(()) }),
-                };
-                after_failure = written.is_err();
-                if let Some(done) = done {
-                    let _ = done.send(written);
-                }
+        let (line, done) = match command {
+            Command::Line(line, done) => (line, Some(done)),
+            Command::Refusal(line) => {
+                refusals_queued.fetch_sub(1, Ordering::SeqCst);
+                (line, None)
             }
             Command::Reopen(done) => {
                 let reopened = match &mut sink {
@@ -236,7 +265,77 @@ fn write_lines(mut sink: Sink, commands: mpsc::Receiver<Command>, sync: bool) {
                     Sink::File { path, file } => open_append(path).map(|new| *file = new),
                 };
                 let _ = done.send(reopened);
+                continue;
             }
+        };
+        let start = if after_failure { &b"\n"[..] } else { &b""[..] };
+        let synced = sync && done.is_some();
+        let written = match &mut sink {
+            Sink::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(start)
+                    .and_then(|()| out.write_all(&line))
+                    .and_then(|()| out.flush())
+            }
+            Sink::File { file, .. } => file
+                .write_all(start)
+                .and_then(|()| file.write_all(&line))
+                .and_then(|()| if synced { file.sync_data() } else { Ok(()) }),
+        };
+        after_failure = written.is_err();
+        if let Some(done) = done {
+            let _ = done.send(written);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that takes lines until its pipe is full, then hangs: a FIFO whose reader never
+    /// reads. The reader is returned, to keep it open.
+    #[cfg(target_os = "linux")]
+    fn stalled_sink(dir: &Path) -> (PathBuf, File) {
+        let fifo = dir.join("audit.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // Read and write, so the open does not wait for a writer (Linux allows it on a FIFO).
+        let reader = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .expect("reader");
+        (fifo, reader)
+    }
+
+    /// Found in review: a request waited for its line with no bound, even fail-open, so a sink
+    /// that hangs hung every privileged request; and refusals shared the writer with them.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hanging_sink_holds_a_request_for_at_most_the_wait_and_refusals_keep_their_share() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (fifo, _reader) = stalled_sink(dir.path());
+        let log = AuditLog::open(Some(&fifo), false).expect("opened");
+        let record = AuditRecord::now("reidentify", Outcome::Ok);
+        for _ in 0..10 * QUEUE {
+            log.record_refusal(&record);
+        }
+        // The pipe took a few hundred lines and the writer hangs on the next; of the rest, no
+        // more than their share waits in the queue.
+        let dropped = log.dropped() as usize;
+        assert!(
+            dropped >= 10 * QUEUE - REFUSALS_QUEUED - 1_000,
+            "{dropped} dropped"
+        );
+        let started = std::time::Instant::now();
+        let written = tokio::time::timeout(ACK_WAIT * 5, log.record(&record))
+            .await
+            .expect("bounded by ACK_WAIT");
+        assert!(written.is_err(), "not written: the sink hangs");
+        assert!(started.elapsed() < ACK_WAIT * 2, "{:?}", started.elapsed());
     }
 }

@@ -8,6 +8,19 @@ mod common;
 use common::{Daemon, TestServer, post_json, start_daemon};
 use serde_json::{Value, json};
 
+/// The audit lines once there are `count` of them (refusals' lines are queued, not waited for),
+/// or those written within 5 s.
+async fn lines_when(path: &std::path::Path, count: usize) -> Vec<Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let written = lines(path);
+        if written.len() >= count || started.elapsed() > std::time::Duration::from_secs(5) {
+            return written;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 fn lines(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -61,7 +74,7 @@ async fn every_refused_reidentification_leaves_a_line_with_a_checked_domain() {
         let (got, _) = post_json(&server.url, path, *key, body.clone()).await;
         assert_eq!(got, *status, "{path} {body:.40}");
     }
-    let written = lines(&trail);
+    let written = lines_when(&trail, cases.len()).await;
     let summary: Vec<(&str, &str, Value, Value)> = written
         .iter()
         .map(|line| {
@@ -207,4 +220,45 @@ async fn a_reidentification_that_times_out_still_leaves_a_line() {
     }
     let written = lines(&trail);
     assert_eq!(written.len(), 5, "{written:?}");
+}
+
+/// Found in review: a key that may only pseudonymize, asking to re-identify, waited for the
+/// audit writer like a real re-identification; behind a sink that hangs, every such refusal
+/// held its request until the timeout. A refusal releases nothing: it is answered at once.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_do_not_wait_for_a_hanging_audit_sink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("audit.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.expect("mkfifo runs").success());
+    // A reader that never reads: the pipe fills, then the writer hangs.
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("reader");
+    let path = fifo.clone();
+    let server = TestServer::start(move |config| {
+        config.audit_log = Some(path);
+        config.audit_fail_closed = true;
+    })
+    .await;
+    let writer = Some(server.keys.writer.as_str());
+    let admin = Some(server.keys.admin.as_str());
+    let body = json!({"domain": "vin", "pseudonyms": ["d1.AAAA"]}).to_string();
+    // More than the pipe holds: the writer hangs long before the last.
+    for _ in 0..1_000 {
+        let (status, _) = post_json(&server.url, "/v1/reidentify", writer, body.clone()).await;
+        assert_eq!(
+            status, 403,
+            "answered at once, not after the request timeout"
+        );
+    }
+    // A real re-identification is refused (fail-closed) within the audit's wait.
+    let (status, answer) = post_json(&server.url, "/v1/reidentify", admin, body).await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (503, &json!("audit_unavailable"))
+    );
 }

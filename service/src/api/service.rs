@@ -218,8 +218,9 @@ impl AppState {
     }
 
     /// Checks and runs a privileged operation on `tokens`, leaving one audit line whatever
-    /// happens. The line is written before the answer leaves; with `audit_fail_closed`, an
-    /// answer whose line cannot be written is not given.
+    /// happens. The line of an answer is written before the answer leaves; with
+    /// `audit_fail_closed`, an answer whose line cannot be written is not given. The line of a
+    /// refusal is queued without waiting (see `audit`).
     async fn audited<T>(
         &self,
         operation: Operation,
@@ -249,8 +250,12 @@ impl AppState {
         let (domain_ok, tokens) = match checked {
             Ok(checked) => checked,
             Err(error) => {
+                // Nothing was released: the line is queued, not waited for.
                 record.reason = Some(error.code());
-                self.write_audit(request, &record).await?;
+                self.0.audit.record_refusal(&record);
+                if let Some(context) = &request.audit {
+                    context.recorded.store(true, Ordering::SeqCst);
+                }
                 return Err(error);
             }
         };
