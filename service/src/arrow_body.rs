@@ -344,7 +344,11 @@ impl<'a> Batch<'a> {
         let needed_index = index_entries
             .and_then(|entries| entries.checked_mul(index_width))
             .ok_or(Refusal::Malformed)?;
-        if validity.len() < needed_validity || index.len() < needed_index {
+        // Offsets and views come whole: a buffer that ends inside one is not a writer's.
+        if validity.len() < needed_validity
+            || index.len() < needed_index
+            || index.len() % index_width != 0
+        {
             return Err(Refusal::Malformed);
         }
         Ok(Batch {
