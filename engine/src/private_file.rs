@@ -90,7 +90,9 @@ pub fn read(path: &Path, access: Access) -> Result<Zeroizing<String>, FileError>
     }
     #[cfg(unix)]
     check_unix(path, &metadata, access)?;
-    let mut text = Zeroizing::new(String::new());
+    // Sized once: a string that grew while read would leave unwiped copies of the secret.
+    let size = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
+    let mut text = Zeroizing::new(String::with_capacity(size.saturating_add(1)));
     file.read_to_string(&mut text).map_err(io_error)?;
     Ok(text)
 }

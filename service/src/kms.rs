@@ -195,12 +195,7 @@ impl Transit {
                 problem: error.without_url().to_string(),
             })?;
         let status = response.status();
-        let bytes = Zeroizing::new(
-            response
-                .bytes()
-                .map_err(|_| Error::KmsBadAnswer(operation))?
-                .to_vec(),
-        );
+        let bytes = read_answer(response).map_err(|_| Error::KmsBadAnswer(operation))?;
         if !status.is_success() {
             let errors: Errors = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(Error::KmsRefused {
@@ -217,8 +212,9 @@ impl Transit {
 
     fn token(&self) -> Result<SecretString, Error> {
         let token = match &self.config.token_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map(SecretString::from)
+            // Checked as a keyring is: the token opens the keyring.
+            Some(path) => crate::private_file::read(path, crate::private_file::Access::OwnerOnly)
+                .map(|text| SecretString::from(text.as_str()))
                 .map_err(|error| Error::KmsFile {
                     path: path.clone(),
                     problem: error.to_string(),
@@ -340,9 +336,62 @@ fn is_sealed(path: &Path) -> bool {
         .is_some()
 }
 
+/// The most an answer of the KMS may hold: a decrypted keyring of hundreds of versions.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The body of a KMS answer (a decrypted keyring, in base64), read into one buffer sized once
+/// and wiped when dropped: growing a buffer as it fills would leave unwiped copies behind.
+fn read_answer(response: reqwest::blocking::Response) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_ANSWER_BYTES + 1));
+    response
+        .take(MAX_ANSWER_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_ANSWER_BYTES {
+        return Err(std::io::Error::other("the answer is too long"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn transit(token_file: &Path) -> Transit {
+        Transit::new(&KmsConfig {
+            address: "http://127.0.0.1:8200".to_owned(),
+            key: "pseudonym".to_owned(),
+            mount: default_mount(),
+            token_file: Some(token_file.to_owned()),
+            ca_file: None,
+            timeout_ms: default_timeout_ms(),
+        })
+        .expect("a client")
+    }
+
+    /// Found in review: the token file, which opens the keyring, was read without the checks
+    /// a keyring file gets (owner, mode, no symbolic link).
+    #[cfg(unix)]
+    #[test]
+    fn the_token_file_is_checked_as_a_keyring_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bao-token");
+        std::fs::write(&file, "s.token\n").expect("written");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let refused = transit(&file).token().expect_err("readable by others");
+        assert!(refused.to_string().contains("chmod 600"), "{refused}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let token = transit(&file).token().expect("private");
+        assert_eq!(token.expose_secret(), "s.token");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        let refused = transit(&link).token().expect_err("a link");
+        assert!(
+            refused.to_string().contains("not a regular file"),
+            "{refused}"
+        );
+    }
 
     /// Found in review: a plain-http KMS address sent the token across the network in clear.
     #[test]

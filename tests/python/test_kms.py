@@ -95,6 +95,8 @@ class Setup:
         self.keyring = folder / "keyring.sealed"
         self.token_file = folder / "bao-token"
         self.token_file.write_text(bao.token)
+        # The token opens the keyring: pseudonymd reads it only from a file of its own.
+        self.token_file.chmod(0o600)
         keys_file = folder / "api-keys.toml"
         self.admin = new_api_key(keys_file, "admin", "pseudonymize,reidentify", "*")
         self.config = folder / "pseudonymd.toml"
