@@ -140,7 +140,7 @@ fn operations_routes() -> OpenApiRouter<AppState> {
 /// operation in the domain.
 #[utoipa::path(post, path = "/v1/pseudonymize", tag = "v1",
     params(arrow::ArrowQuery),
-    request_body(description = "JSON, or an Arrow IPC stream with the values in its first column (domain and mode in the query)", content(
+    request_body(description = "JSON, or an Arrow IPC stream of one string column, the values (uncompressed, no dictionary; domain and mode in the query)", content(
         (PseudonymizeRequest = "application/json"),
         (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
     )),
@@ -193,7 +193,7 @@ async fn pseudonymize(
 /// cannot be opened is `null` and listed in `errors`; the others are answered.
 #[utoipa::path(post, path = "/v1/reidentify", tag = "v1",
     params(arrow::ArrowQuery),
-    request_body(description = "JSON, or an Arrow IPC stream with the pseudonyms in its first column (domain in the query)", content(
+    request_body(description = "JSON, or an Arrow IPC stream of one string column, the pseudonyms (uncompressed, no dictionary; domain in the query)", content(
         (ReidentifyRequest = "application/json"),
         (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
     )),
@@ -232,7 +232,7 @@ async fn reidentify(
 /// its mode; an item that cannot be opened is `null` and listed in `errors`.
 #[utoipa::path(post, path = "/v1/rewrap", tag = "v1",
     params(arrow::ArrowQuery),
-    request_body(description = "JSON, or an Arrow IPC stream with the pseudonyms in its first column (domain in the query)", content(
+    request_body(description = "JSON, or an Arrow IPC stream of one string column, the pseudonyms (uncompressed, no dictionary; domain in the query)", content(
         (RewrapRequest = "application/json"),
         (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
     )),
