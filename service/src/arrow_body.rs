@@ -351,12 +351,19 @@ impl<'a> Batch<'a> {
         {
             return Err(Refusal::Malformed);
         }
-        Ok(Batch {
+        let batch = Batch {
             rows,
             validity,
             index,
             data,
-        })
+        };
+        // The bitmap says which rows are null; a count that disagrees with it leaves readers to
+        // pick one (arrow-rs trusts a count of 0 over the bitmap): not a writer's stream.
+        let nulls = (0..rows).filter(|&row| !batch.is_valid(row)).count();
+        if i64::try_from(nulls) != Ok(null_count) {
+            return Err(Refusal::Malformed);
+        }
+        Ok(batch)
     }
 
     fn is_valid(&self, row: usize) -> bool {
