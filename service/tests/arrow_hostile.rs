@@ -193,8 +193,9 @@ async fn hostile_arrow_bodies_are_refused_in_json_within_bounds() {
     }
     let grown_mib = (peak_rss_kib(daemon.pid()) - before) / 1024;
     eprintln!("peak memory grew by {grown_mib} MiB");
-    // The largest body is 8 MiB (the schema of 100,000 fields); 2 GB and 264 MB before.
-    assert!(grown_mib < 64, "peak memory grew by {grown_mib} MiB");
+    // The bodies themselves, buffered while served (the largest, the schema of 100,000 fields,
+    // is 4 MB), grew it by 42 MiB here (2026-12-05); 2 GB and 264 MB before the fix.
+    assert!(grown_mib < 128, "peak memory grew by {grown_mib} MiB");
     let health = reqwest::get(format!("{}/healthz", daemon.url))
         .await
         .expect("still serving");
