@@ -24,7 +24,7 @@ use pseudonym_client::Mode;
 
 pub use report::{Percentiles, Report, RunReport, Schedule};
 use scenario::RunSettings;
-use send::{Sender, SenderSettings};
+use send::{Form, Sender, SenderSettings};
 use target::Spawned;
 
 /// Load generator for pseudonymd.
@@ -92,6 +92,9 @@ pub struct Common {
 pub enum Via {
     /// Pre-encoded requests of --batch-size values: measures the server alone.
     Raw,
+    /// As `raw`, in the API's Arrow form: each request an Arrow IPC stream of one `Utf8`
+    /// column, the domain and mode in the query.
+    Arrow,
     /// The client crate, one partition (--partition values) per send: what pipelines get.
     Client,
 }
@@ -174,7 +177,7 @@ impl Opts {
     pub fn peak_in_flight(&self) -> usize {
         // Through the client, one send is a partition, up to `concurrency` requests at once.
         let requests_per_send = |batch_size: usize, concurrency: usize| match self.common.via {
-            Via::Raw => 1,
+            Via::Raw | Via::Arrow => 1,
             Via::Client => {
                 let batches = self.common.partition.div_ceil(batch_size.max(1));
                 concurrency.min(batches).max(1)
@@ -325,12 +328,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
                 retries: common.retries,
             };
             let sender = match common.via {
-                Via::Raw => Sender::raw(&settings)?,
+                Via::Raw => Sender::raw(&settings, Form::Json)?,
+                Via::Arrow => Sender::raw(&settings, Form::Arrow)?,
                 Via::Client => Sender::client(&settings)?,
             };
             let run = RunSettings {
                 via: match common.via {
                     Via::Raw => "raw",
+                    Via::Arrow => "arrow",
                     Via::Client => "client",
                 },
                 mode: common.mode.as_str(),

@@ -1,9 +1,12 @@
-//! How values reach the service: `raw` fixed requests (to measure the server alone) or through
-//! the client crate (what pipelines get: dedup, batching, retries).
+//! How values reach the service: `raw` fixed requests (to measure the server alone), in JSON or
+//! in the API's Arrow form, or through the client crate (what pipelines get: dedup, batching,
+//! retries).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_ipc::writer::StreamWriter;
 use bytes::Bytes;
 use pseudonym_client::wire::{Items, PseudonymizeRequest, Text};
 use pseudonym_client::{Client, Mode, RetryPolicy};
@@ -47,8 +50,51 @@ pub struct RawSender {
     http: reqwest::Client,
     url: String,
     api_key: String,
+    content_type: &'static str,
     bodies: Vec<Bytes>,
     batch_size: usize,
+}
+
+/// The form of the raw sender's bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `{"domain", "mode", "values"}`.
+    Json,
+    /// An Arrow IPC stream of one `Utf8` column, the domain and mode in the query.
+    Arrow,
+}
+
+impl Form {
+    fn body(self, domain: &str, mode: Mode, values: &[String]) -> anyhow::Result<Bytes> {
+        match self {
+            Form::Json => {
+                let request: PseudonymizeRequest<'_, Items<'_>> = PseudonymizeRequest {
+                    domain: Text::from(domain),
+                    mode,
+                    values: values
+                        .iter()
+                        .map(|v| Some(Text::from(v.as_str())))
+                        .collect(),
+                };
+                Ok(serde_json::to_vec(&request).map(Bytes::from)?)
+            }
+            Form::Arrow => {
+                let column = StringArray::from_iter_values(values);
+                let batch = RecordBatch::try_from_iter([("values", Arc::new(column) as ArrayRef)])?;
+                let mut writer = StreamWriter::try_new(Vec::new(), &batch.schema())?;
+                writer.write(&batch)?;
+                writer.finish()?;
+                Ok(Bytes::from(writer.into_inner()?))
+            }
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Form::Json => "application/json",
+            Form::Arrow => pseudonym_client::wire::ARROW_STREAM,
+        }
+    }
 }
 
 /// Settings shared by both ways of sending.
@@ -76,8 +122,8 @@ pub struct SenderSettings<'a> {
 }
 
 impl Sender {
-    /// Raw fixed requests: 16 different bodies of `batch_size` values, cycled.
-    pub fn raw(settings: &SenderSettings<'_>) -> anyhow::Result<Sender> {
+    /// Raw fixed requests in `form`: 16 different bodies of `batch_size` values, cycled.
+    pub fn raw(settings: &SenderSettings<'_>, form: Form) -> anyhow::Result<Sender> {
         let bodies = (0..16u64)
             .map(|k| {
                 let values = data::vins(
@@ -85,17 +131,9 @@ impl Sender {
                     settings.batch_size,
                     settings.cardinality,
                 );
-                let request: PseudonymizeRequest<'_, Items<'_>> = PseudonymizeRequest {
-                    domain: Text::from(settings.domain),
-                    mode: settings.mode,
-                    values: values
-                        .iter()
-                        .map(|v| Some(Text::from(v.as_str())))
-                        .collect(),
-                };
-                serde_json::to_vec(&request).map(Bytes::from)
+                form.body(settings.domain, settings.mode, &values)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(1024)
@@ -107,10 +145,20 @@ impl Sender {
             http = http.add_root_certificate(certificate);
         }
         let http = http.build()?;
+        let mut url = format!("{}/v1/pseudonymize", settings.url.trim_end_matches('/'));
+        if form == Form::Arrow {
+            let query = format!(
+                "?domain={}&mode={}",
+                settings.domain,
+                settings.mode.as_str()
+            );
+            url.push_str(&query);
+        }
         Ok(Sender::Raw(Arc::new(RawSender {
             http,
-            url: format!("{}/v1/pseudonymize", settings.url.trim_end_matches('/')),
+            url,
             api_key: settings.api_key.to_owned(),
+            content_type: form.content_type(),
             bodies,
             batch_size: settings.batch_size,
         })))
@@ -156,7 +204,7 @@ impl Sender {
                 let response = raw
                     .http
                     .post(&raw.url)
-                    .header("content-type", "application/json")
+                    .header("content-type", raw.content_type)
                     .header("x-api-key", &raw.api_key)
                     .body(body)
                     .send()

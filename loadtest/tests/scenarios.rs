@@ -86,6 +86,29 @@ async fn batch_raw_and_client_send_everything_and_write_json() {
     .await;
     assert_eq!(report.runs[0].values, 20000);
     assert!(report.runs[0].errors.is_empty());
+
+    // The server's Arrow form: every request answered 2xx (an error kind per failure otherwise).
+    let report = run_with(
+        &fixture,
+        &replica,
+        &[
+            "batch",
+            "--via",
+            "arrow",
+            "--values",
+            "9000",
+            "--batch-size",
+            "900",
+            "--no-crypto-baseline",
+        ],
+    )
+    .await;
+    assert_eq!(report.runs[0].values, 9000);
+    assert!(
+        report.runs[0].errors.is_empty(),
+        "{:?}",
+        report.runs[0].errors
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
