@@ -297,15 +297,19 @@ impl Keyring {
     }
 
     /// Adds a new random version after the highest one the ring ever held (retired ones
-    /// included, so no number names two secrets) and returns its number.
-    pub fn add_version(&mut self, make_primary: bool) -> u32 {
+    /// included, so no number names two secrets) and returns its number; refused past
+    /// [`MAX_VERSION`], since the file would then no longer load.
+    pub fn add_version(&mut self, make_primary: bool) -> Result<u32, KeyringError> {
         let version = self.highest + 1;
+        if version > MAX_VERSION {
+            return Err(KeyringError::VersionTooHigh(version));
+        }
         self.highest = version;
         self.keys.insert(version, SecretKey::generate());
         if make_primary {
             self.primary = version;
         }
-        version
+        Ok(version)
     }
 
     /// Makes an existing version the primary.
@@ -391,12 +395,21 @@ mod tests {
     #[test]
     fn a_version_number_is_never_given_to_a_second_secret() {
         let mut retired = Keyring::generate();
-        assert_eq!(retired.add_version(false), 2);
+        assert_eq!(
+            retired
+                .add_version(false)
+                .expect("a version number is free"),
+            2
+        );
         retired.retire(2).expect("not the primary");
         let reloaded = Keyring::from_toml(&retired.to_toml(), "test").expect("own format");
         assert!(reloaded.to_toml().contains("highest_version = 2"));
         for mut again in [retired, reloaded] {
-            assert_eq!(again.add_version(false), 3, "2 is spent");
+            assert_eq!(
+                again.add_version(false).expect("a version number is free"),
+                3,
+                "2 is spent"
+            );
             assert!(
                 !again.to_toml().contains("highest_version"),
                 "said by the keys again"
@@ -405,7 +418,23 @@ mod tests {
         let file = format!(
             "primary = 1\nhighest_version = 7\n[[keys]]\nversion = 1\nsecret = \"{KEY_A}\"\n"
         );
-        assert_eq!(ring(&file).expect("valid").add_version(true), 8);
+        assert_eq!(
+            ring(&file)
+                .expect("valid")
+                .add_version(true)
+                .expect("a version number is free"),
+            8
+        );
+        let at_the_top = file.replace(
+            "highest_version = 7",
+            &format!("highest_version = {MAX_VERSION}"),
+        );
+        let mut full = ring(&at_the_top).expect("the highest version may be named");
+        assert!(matches!(
+            full.add_version(true),
+            Err(KeyringError::VersionTooHigh(_))
+        ));
+        assert_eq!(full.primary(), 1, "a refused version changes nothing");
         let too_high = file.replace("highest_version = 7", "highest_version = 4294967295");
         assert!(matches!(
             ring(&too_high),
@@ -416,7 +445,12 @@ mod tests {
     #[test]
     fn a_generated_ring_survives_its_own_format() {
         let mut original = Keyring::generate();
-        assert_eq!(original.add_version(true), 2);
+        assert_eq!(
+            original
+                .add_version(true)
+                .expect("a version number is free"),
+            2
+        );
         let reloaded = ring(&original.to_toml()).expect("own format parses");
         assert_eq!(reloaded.primary(), 2);
         let versions: Vec<u32> = reloaded.keys().map(|(v, _)| v).collect();

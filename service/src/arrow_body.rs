@@ -102,6 +102,17 @@ enum Column {
     Utf8View,
 }
 
+impl Column {
+    /// The width of an offsets column's offsets; `None` for a view column.
+    fn offset_width(self) -> Option<usize> {
+        match self {
+            Column::Utf8 => Some(4),
+            Column::LargeUtf8 => Some(8),
+            Column::Utf8View => None,
+        }
+    }
+}
+
 /// One record batch: its rows and its buffers, each a slice of the body.
 #[derive(Debug)]
 struct Batch<'a> {
@@ -357,6 +368,19 @@ impl<'a> Batch<'a> {
             index,
             data,
         };
+        // Offsets must never go back: values that overlap would let a small body name the same
+        // bytes again and again, and make reading cost more than the body's size.
+        if let Some(width) = column.offset_width() {
+            let data_len = batch.data.first().map_or(0, |data| data.len());
+            let mut previous = 0;
+            for at in 0..index_entries.unwrap_or(0) {
+                let current = offset(batch.index, at, width)?;
+                if (at > 0 && current < previous) || current > data_len {
+                    return Err(Refusal::Malformed);
+                }
+                previous = current;
+            }
+        }
         // The bitmap says which rows are null; a count that disagrees with it leaves readers to
         // pick one (arrow-rs trusts a count of 0 over the bitmap): not a writer's stream.
         let nulls = (0..rows).filter(|&row| !batch.is_valid(row)).count();
@@ -504,6 +528,33 @@ mod tests {
             assert!(Stream::read(&body[..cut], BOUNDS).is_err(), "cut at {cut}");
         }
         assert_eq!(Stream::read(&[], BOUNDS), Err(Refusal::Malformed));
+    }
+
+    #[test]
+    fn offsets_that_go_back_are_refused() {
+        let column: ArrayRef = Arc::new(StringArray::from(vec![Some("abcd"), None, Some("abcd")]));
+        let body = written(&[column]);
+        let words = |offsets: [i32; 4]| offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+        let honest: Vec<u8> = words([0, 4, 4, 8]);
+        let at = body
+            .windows(honest.len())
+            .position(|window| window == honest)
+            .expect("the offsets are in the body");
+        let mut overlapping = body.clone();
+        overlapping[at..at + 16].copy_from_slice(&words([0, 4, 0, 4]));
+        assert_eq!(Stream::read(&overlapping, BOUNDS), Err(Refusal::Malformed));
+        let mut past_the_data = body.clone();
+        past_the_data[at..at + 16].copy_from_slice(&words([0, 4, 4, 9]));
+        assert_eq!(
+            Stream::read(&past_the_data, BOUNDS),
+            Err(Refusal::Malformed)
+        );
+        let mut shifted = body;
+        shifted[at..at + 16].copy_from_slice(&words([4, 4, 4, 8]));
+        assert_eq!(
+            Stream::read(&shifted, BOUNDS),
+            Ok(vec![Some(""), None, Some("abcd")])
+        );
     }
 
     #[test]

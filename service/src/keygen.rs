@@ -90,7 +90,7 @@ pub fn apply(store: &KeyringStore, change: Change, replicas: &[String]) -> Resul
         }
         Change::Add { stage } => {
             let mut keyring = current()?;
-            let version = keyring.add_version(!stage);
+            let version = keyring.add_version(!stage)?;
             let primary = keyring.primary();
             let done = format!("added key version {version} to {path}; primary is {primary}");
             (keyring, done)
@@ -183,7 +183,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = KeyringStore::new(&dir.path().join("keyring.toml"), None).expect("store");
         let mut plain = Keyring::generate();
-        plain.add_version(true);
+        plain.add_version(true).expect("a version number is free");
         let expected = plain.to_toml();
         apply(&store, Change::Import(plain), &[]).expect("imported");
         assert_eq!(store.load().expect("loads").to_toml(), expected);

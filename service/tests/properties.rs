@@ -8,7 +8,7 @@ use pseudonym_service::{Domain, Engine, Keyring};
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
     let mut keyring = Keyring::generate();
-    keyring.add_version(true);
+    keyring.add_version(true).expect("a version number is free");
     Engine::new(&keyring)
 });
 
@@ -84,7 +84,7 @@ fn values_pseudonymize_under_the_primary_and_older_versions_still_open() {
     let mut keyring = Keyring::generate();
     let old = Engine::new(&keyring);
     let v1_token = old.pseudonymize(vin, Mode::Deterministic, &[Some("WVWZZZ1JZXW000001")]);
-    keyring.add_version(true);
+    keyring.add_version(true).expect("a version number is free");
     let new = Engine::new(&keyring);
     let v2_token = new.pseudonymize(vin, Mode::Deterministic, &[Some("WVWZZZ1JZXW000001")]);
     assert!(v2_token[0].as_deref().is_some_and(|t| t.starts_with("d2.")));

@@ -55,7 +55,7 @@ async fn a_reload_during_a_request_does_not_change_its_keys() {
     }
 
     let mut ring = Keyring::load(&keyring).expect("keyring");
-    ring.add_version(true);
+    ring.add_version(true).expect("a version number is free");
     ring.save(&keyring).expect("save");
     daemon.hangup();
     daemon.wait_for_output("reloaded keys");

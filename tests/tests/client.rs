@@ -416,7 +416,7 @@ async fn rewrap_moves_a_partition_to_the_new_primary_sending_each_token_once() {
     let aws_randomized = old
         .pseudonymize_seed(SeedMode::Randomized, &[Some("d")])
         .expect("seed key");
-    keyring.add_version(true);
+    keyring.add_version(true).expect("a version number is free");
     let fixture = Fixture::with_keyring(&keyring);
     let replica = Replica::start(&fixture, Fault::None);
     let client = builder(&[&replica.url], &fixture.api_key)

@@ -451,7 +451,7 @@ fn the_command_line_rewraps_a_lake_into_the_primary_key_version() {
         .pseudonymize_seed(SeedMode::Deterministic, aws)
         .expect("seed key");
     tokens.extend(old.pseudonymize(default, Mode::Deterministic, ours));
-    keyring.add_version(true);
+    keyring.add_version(true).expect("a version number is free");
 
     let fixture = Fixture::with_keyring(&keyring);
     let replica = Replica::start(&fixture, Fault::None);

@@ -84,21 +84,33 @@ impl Authenticated {
 }
 
 /// The API key a request presents: `Authorization: Bearer <key>` (the scheme in any letter case,
-/// RFC 9110) or `x-api-key: <key>`. Both are accepted only when they are the same key: a
-/// request that carries two different keys is refused, never resolved by guessing which one
+/// RFC 9110) or `x-api-key: <key>`. Both, and repeats of either, are accepted only when they are
+/// the same key: a request that carries two different keys is refused, never resolved by guessing which one
 /// was meant. An `Authorization` of another scheme (a proxy's `Basic`) is not ours to read.
 fn presented_key(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
-    let bearer = text(header::AUTHORIZATION.as_str())
-        .and_then(|value| value.trim_start().split_once(' '))
+    let bearers = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| value.trim_start().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim());
-    let api_key = text("x-api-key").map(str::trim);
-    match (bearer, api_key) {
-        (Some(bearer), Some(api_key)) if bearer != api_key => Err(ApiError::Unauthorized),
-        (Some(key), _) | (None, Some(key)) => Ok(key),
-        (None, None) => Err(ApiError::Unauthorized),
+        .map(|(_, key)| Ok(key.trim()));
+    // A header that is not text cannot carry a key we could match: it refuses the request.
+    let api_keys = headers.get_all("x-api-key").iter().map(|value| {
+        value
+            .to_str()
+            .map(str::trim)
+            .map_err(|_| ApiError::Unauthorized)
+    });
+    let mut presented = None;
+    for key in bearers.chain(api_keys) {
+        let key = key?;
+        match presented {
+            Some(earlier) if earlier != key => return Err(ApiError::Unauthorized),
+            _ => presented = Some(key),
+        }
     }
+    presented.ok_or(ApiError::Unauthorized)
 }
 
 /// A request body read whole, within `limits.max_body_bytes`, parsed in place so strings
@@ -230,7 +242,9 @@ async fn read_arrow(
     for batch in 0..stream.batches() {
         stream
             .read_batch(batch, bounds, &mut value_bytes, &mut items)
-            .map_err(|r| refused(r, items.len()))?;
+            // The rows were framed, and so admitted: a stream that fails while its values are
+            // read costs all of them.
+            .map_err(|r| refused(r, stream.rows()))?;
         if value_bytes - yielded_at > ARROW_BYTES_PER_YIELD {
             yielded_at = value_bytes;
             tokio::task::yield_now().await;
@@ -346,5 +360,21 @@ mod tests {
             "a proxy's scheme"
         );
         assert!(presented_key(&headers(&[])).is_err());
+    }
+
+    /// Found in review: only the first of repeated headers was read.
+    #[test]
+    fn a_repeated_header_must_repeat_the_same_key() {
+        for name in ["x-api-key", "authorization"] {
+            let [one, two] = match name {
+                "x-api-key" => ["pk_one", "pk_two"],
+                _ => ["Bearer pk_one", "Bearer pk_two"],
+            };
+            let differ = headers(&[(name, one), (name, two)]);
+            assert_eq!(differ.get_all(name).iter().count(), 2);
+            assert!(presented_key(&differ).is_err(), "{name}");
+            let repeated = headers(&[(name, one), (name, one)]);
+            assert_eq!(presented_key(&repeated).ok(), Some("pk_one"), "{name}");
+        }
     }
 }
