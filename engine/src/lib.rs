@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod ff1;
 pub mod keyring;
 pub mod private_file;
 pub mod seed;
