@@ -125,9 +125,9 @@ impl<'a> Plan<'a> {
     where
         I: ExactSizeIterator<Item = Option<&'a str>> + Clone,
     {
-        match mode {
-            Mode::Randomized => Plan::every_row(rows),
-            Mode::Deterministic | Mode::Hash => Plan::deduplicated_if_it_pays(rows),
+        match mode.is_deterministic() {
+            false => Plan::every_row(rows),
+            true => Plan::deduplicated_if_it_pays(rows),
         }
     }
 

@@ -24,11 +24,26 @@ pub enum Mode {
     Randomized,
     /// Irreversible keyed hash; the same value gives the same pseudonym.
     Hash,
+    /// Reversible and deterministic, written in the value's own characters and length (FF1):
+    /// only in domains the service gives a format.
+    #[serde(rename = "format-preserving")]
+    FormatPreserving,
 }
 
 impl Mode {
     /// Every mode, in the order of the table in the README.
-    pub const ALL: [Mode; 3] = [Mode::Deterministic, Mode::Randomized, Mode::Hash];
+    pub const ALL: [Mode; 4] = [
+        Mode::Deterministic,
+        Mode::Randomized,
+        Mode::Hash,
+        Mode::FormatPreserving,
+    ];
+
+    /// Whether a value always gets the same pseudonym (in one domain, with one key version):
+    /// every mode but `randomized`. Equal values can then be sent once and answers cached.
+    pub fn is_deterministic(self) -> bool {
+        self != Mode::Randomized
+    }
 
     /// The name used on the wire and in SQL (`"deterministic"`, ...).
     pub fn as_str(self) -> &'static str {
@@ -36,6 +51,7 @@ impl Mode {
             Mode::Deterministic => "deterministic",
             Mode::Randomized => "randomized",
             Mode::Hash => "hash",
+            Mode::FormatPreserving => "format-preserving",
         }
     }
 }
@@ -51,13 +67,13 @@ impl std::str::FromStr for Mode {
     }
 }
 
-/// A mode name that is none of `deterministic`, `randomized`, `hash`.
+/// A mode name that is none of `deterministic`, `randomized`, `hash`, `format-preserving`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnknownMode;
 
 impl std::fmt::Display for UnknownMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("mode must be one of deterministic, randomized, hash")
+        f.write_str("mode must be one of deterministic, randomized, hash, format-preserving")
     }
 }
 
@@ -170,9 +186,14 @@ pub struct PseudonymizeRequest<'a, L = Items<'a>> {
 pub struct PseudonymizeResponse {
     /// The pseudonyms, index for index.
     pub pseudonyms: Vec<Option<String>>,
-    /// The key version that made them (the keyring's primary).
+    /// The key version that made them: the keyring's primary, or in a format-preserving
+    /// domain the version its format names.
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub key_version: u32,
+    /// Format-preserving only: the values that have no pseudonym (`null` in `pseudonyms`), by
+    /// index, with the reason. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ItemError>,
 }
 
 /// `POST /v1/reidentify`
@@ -241,7 +262,7 @@ pub struct ItemError {
     pub code: ItemErrorCode,
 }
 
-/// Per-item failure codes of re-identification.
+/// Per-item failure codes.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -252,6 +273,13 @@ pub enum ItemErrorCode {
     UnknownKeyVersion,
     /// A `hash` pseudonym: it cannot be turned back.
     NotReversible,
+    /// Format-preserving: a character outside the domain's alphabet, in a domain that refuses
+    /// them.
+    OutsideAlphabet,
+    /// Format-preserving: too few characters of the alphabet for a million possible values.
+    FormatTooShort,
+    /// Format-preserving: more characters of the alphabet than the mode takes.
+    FormatTooLong,
     /// A code this version of the client does not know.
     #[serde(other)]
     Unknown,
@@ -264,6 +292,9 @@ impl ItemErrorCode {
             ItemErrorCode::InvalidToken => "invalid_token",
             ItemErrorCode::UnknownKeyVersion => "unknown_key_version",
             ItemErrorCode::NotReversible => "not_reversible",
+            ItemErrorCode::OutsideAlphabet => "outside_alphabet",
+            ItemErrorCode::FormatTooShort => "format_too_short",
+            ItemErrorCode::FormatTooLong => "format_too_long",
             ItemErrorCode::Unknown => "unknown",
         }
     }
@@ -274,7 +305,14 @@ impl From<&str> for ItemErrorCode {
     /// the client does not know).
     fn from(code: &str) -> Self {
         use ItemErrorCode::*;
-        let known = [InvalidToken, UnknownKeyVersion, NotReversible];
+        let known = [
+            InvalidToken,
+            UnknownKeyVersion,
+            NotReversible,
+            OutsideAlphabet,
+            FormatTooShort,
+            FormatTooLong,
+        ];
         known
             .into_iter()
             .find(|k| k.as_str() == code)

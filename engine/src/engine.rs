@@ -8,6 +8,7 @@
 //! | deterministic | 64 bytes, `pseudonym/1 deterministic aes-siv` | AES-SIV(ad = \[domain\]) as `tag ‖ ciphertext` |
 //! | randomized | 64 bytes, `pseudonym/1 randomized aes-siv` | `nonce ‖ tag ‖ ciphertext`, AES-SIV(ad = \[domain, nonce\]) |
 //! | hash | 32 bytes, `pseudonym/1 hash hmac-sha256` | HMAC-SHA256(len(domain) as u16 BE ‖ domain ‖ value) |
+//! | format-preserving | 32 bytes, `pseudonym/1 format-preserving ff1-aes256` | no token: FF1 of the value's characters ([`crate::preserving`]) |
 //!
 //! Changing any of this changes every pseudonym: it needs a new token format version.
 //!
@@ -26,6 +27,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 
+use crate::ff1::Ff1;
 use crate::keyring::{Keyring, SecretKey};
 use crate::seed::{self, SeedCipher, SeedMode};
 use crate::short_copy;
@@ -42,6 +44,8 @@ pub const INFO_DETERMINISTIC: &[u8] = b"pseudonym/1 deterministic aes-siv";
 pub const INFO_RANDOMIZED: &[u8] = b"pseudonym/1 randomized aes-siv";
 /// HKDF `info` of the hash mode's HMAC key.
 pub const INFO_HASH: &[u8] = b"pseudonym/1 hash hmac-sha256";
+/// HKDF `info` of the format-preserving mode's FF1 (AES-256) key.
+pub const INFO_FORMAT_PRESERVING: &[u8] = b"pseudonym/1 format-preserving ff1-aes256";
 /// HKDF `info` of a key version's fingerprint: 8 bytes that name the secret without revealing
 /// it (no other key is derived from them), so replicas can show they hold the same one.
 pub const INFO_FINGERPRINT: &[u8] = b"pseudonym/1 key fingerprint";
@@ -70,6 +74,8 @@ struct VersionKeys {
     /// The HMAC key. The `hmac` crate's keyed state cannot be zeroized, so it is built per
     /// batch from these bytes and lives only as long as the batch (never re-keyed per value).
     hash: SecretBox<[u8; HASH_KEY_LEN]>,
+    /// The FF1 key, its AES key schedule built once.
+    format_preserving: Ff1,
     /// The version's fingerprint, in hex (see [`INFO_FINGERPRINT`]).
     fingerprint: String,
 }
@@ -93,6 +99,9 @@ impl VersionKeys {
         let mut hash_key = Box::new([0u8; HASH_KEY_LEN]);
         hkdf.expand(INFO_HASH, hash_key.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let mut ff1_key = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf.expand(INFO_FORMAT_PRESERVING, ff1_key.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
         let mut fingerprint = [0u8; 8];
         hkdf.expand(INFO_FINGERPRINT, &mut fingerprint)
             .expect("8 bytes is a valid HKDF-SHA256 output length");
@@ -100,6 +109,7 @@ impl VersionKeys {
             deterministic: SivKey::derive(&hkdf, INFO_DETERMINISTIC),
             randomized: SivKey::derive(&hkdf, INFO_RANDOMIZED),
             hash: SecretBox::new(hash_key),
+            format_preserving: Ff1::new(&ff1_key),
             fingerprint: hex::encode(fingerprint),
         }
     }
@@ -162,6 +172,13 @@ impl Engine {
         self.primary
     }
 
+    /// The FF1 key of `version`, if the keyring holds it.
+    pub(crate) fn ff1_key(&self, version: u32) -> Option<&Ff1> {
+        self.versions
+            .get(&version)
+            .map(|keys| &keys.format_preserving)
+    }
+
     /// Every key version whose tokens open here, in ascending order.
     pub fn versions(&self) -> Vec<u32> {
         self.versions.keys().copied().collect()
@@ -182,6 +199,10 @@ impl Engine {
     }
 
     /// One token per value under the primary key version: same order, `None` stays `None`.
+    ///
+    /// # Panics
+    /// With `format-preserving`, which needs a domain's format:
+    /// [`Engine::pseudonymize_preserving`].
     pub fn pseudonymize<S: AsRef<str>>(
         &self,
         domain: Domain<'_>,
@@ -333,6 +354,7 @@ impl Engine {
             Mode::Deterministic => &keys.deterministic.0,
             Mode::Randomized => &keys.randomized.0,
             Mode::Hash => return seal_hash(keys, &header, domain, values),
+            Mode::FormatPreserving => unreachable!("the header above refused it"),
         };
         // One buffer holds every payload: `[nonce ‖] tag ‖ value`, sealed in place.
         let nonce_len = if mode == Mode::Randomized {
@@ -485,6 +507,8 @@ impl Engine {
             Mode::Deterministic => false,
             Mode::Randomized => true,
             Mode::Hash => return Err(ItemErrorCode::NotReversible),
+            // No token header names it.
+            Mode::FormatPreserving => return Err(ItemErrorCode::InvalidToken),
         };
         let nonce_len = if randomized { NONCE_LEN } else { 0 };
         if payload_len < nonce_len + TAG_LEN {
@@ -596,10 +620,10 @@ struct Payloads {
 }
 
 /// Slices of `buffer` at `ranges`, which must be in ascending order and not overlap.
-fn disjoint_mut(
-    mut buffer: &mut [u8],
+pub(crate) fn disjoint_mut<T>(
+    mut buffer: &mut [T],
     ranges: impl Iterator<Item = std::ops::Range<usize>>,
-) -> Vec<&mut [u8]> {
+) -> Vec<&mut [T]> {
     let mut slices = Vec::with_capacity(ranges.size_hint().0);
     let mut consumed = 0;
     for range in ranges {

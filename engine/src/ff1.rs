@@ -38,34 +38,55 @@ pub enum Ff1Error {
     /// A half of the string above 96 bits.
     #[error("too long for format-preserving encryption")]
     TooLong,
-    /// A radix outside `2..=65536`.
-    #[error("the radix must be from 2 to 65536")]
-    Radix,
 }
 
-/// The longest numeral string of `radix` that [`Ff1`] accepts.
-pub fn max_len(radix: u32) -> usize {
-    let mut half = 0;
-    let mut domain = 1u128;
-    while let Some(next) = domain
-        .checked_mul(u128::from(radix))
-        .filter(|&d| d <= MAX_HALF)
-    {
-        domain = next;
-        half += 1;
-    }
-    2 * half
-}
+/// A radix FF1 takes: 2 to 65,536.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Radix(u32);
 
-/// The shortest numeral string of `radix` that [`Ff1`] accepts.
-pub fn min_len(radix: u32) -> usize {
-    let mut len = 0;
-    let mut domain = 1u128;
-    while domain < MIN_DOMAIN {
-        domain *= u128::from(radix.max(2));
-        len += 1;
+/// A radix outside `2..=65536`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the radix must be from 2 to 65536")]
+pub struct InvalidRadix;
+
+impl Radix {
+    /// `radix`, checked.
+    pub fn new(radix: u32) -> Result<Self, InvalidRadix> {
+        match (2..=MAX_RADIX).contains(&radix) {
+            true => Ok(Radix(radix)),
+            false => Err(InvalidRadix),
+        }
     }
-    len.max(2)
+
+    /// The radix.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The shortest numeral string [`Ff1`] accepts: `radix^length` at least a million.
+    pub fn min_len(self) -> usize {
+        let mut len = 0;
+        let mut domain = 1u128;
+        while domain < MIN_DOMAIN {
+            domain *= u128::from(self.0);
+            len += 1;
+        }
+        len.max(2)
+    }
+
+    /// The longest numeral string [`Ff1`] accepts: each half at most 96 bits.
+    pub fn max_len(self) -> usize {
+        let mut half = 0;
+        let mut domain = 1u128;
+        while let Some(next) = domain
+            .checked_mul(u128::from(self.0))
+            .filter(|&d| d <= MAX_HALF)
+        {
+            domain = next;
+            half += 1;
+        }
+        2 * half
+    }
 }
 
 /// An FF1 key: its AES-256 key schedule, built once.
@@ -85,7 +106,7 @@ impl Ff1 {
     /// enciphered, the error of one that cannot be. `numerals` and `tweaks` pair up.
     pub fn encrypt(
         &self,
-        radix: u32,
+        radix: Radix,
         numerals: &mut [&mut [u16]],
         tweaks: &[&[u8]],
     ) -> Vec<Option<Ff1Error>> {
@@ -95,7 +116,7 @@ impl Ff1 {
     /// Deciphers each numeral string in place: the inverse of [`Ff1::encrypt`].
     pub fn decrypt(
         &self,
-        radix: u32,
+        radix: Radix,
         numerals: &mut [&mut [u16]],
         tweaks: &[&[u8]],
     ) -> Vec<Option<Ff1Error>> {
@@ -104,7 +125,7 @@ impl Ff1 {
 
     fn run(
         &self,
-        radix: u32,
+        radix: Radix,
         numerals: &mut [&mut [u16]],
         tweaks: &[&[u8]],
         direction: Direction,
@@ -210,14 +231,12 @@ struct Lane {
 
 impl Lane {
     fn new(
-        radix: u32,
+        radix: Radix,
         string: &[u16],
         tweak: &[u8],
         direction: Direction,
     ) -> Result<Self, Ff1Error> {
-        if !(2..=MAX_RADIX).contains(&radix) {
-            return Err(Ff1Error::Radix);
-        }
+        let radix = radix.get();
         let n = string.len();
         let (u, v) = (n / 2, n - n / 2);
         let power =
@@ -320,8 +339,8 @@ impl Lane {
     }
 
     /// Writes the halves back as numerals.
-    fn write(&self, radix: u32, string: &mut [u16]) {
-        let radix = u128::from(radix);
+    fn write(&self, radix: Radix, string: &mut [u16]) {
+        let radix = u128::from(radix.get());
         let (first, second) = match self.direction {
             Direction::Encrypt => (self.a, self.b),
             Direction::Decrypt => (self.b, self.a),

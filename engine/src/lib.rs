@@ -3,6 +3,9 @@
 //! - [`engine`]: AES-SIV (RFC 5297) and HMAC-SHA256 over batches of values, per key version and
 //!   domain; the [`Engine`] the service, the benchmarks and the load generator's baseline share.
 //! - [`siv`]: AES-SIV (RFC 5297) for batches, checked against the `aes-siv` crate.
+//! - [`ff1`]: FF1 (NIST SP 800-38G) with AES-256 for batches, checked against the `fpe` crate.
+//! - [`format`]: the alphabets of format-preserving domains, and values split into numerals.
+//! - [`preserving`]: format-preserving pseudonyms, per domain format and key version.
 //! - [`keyring`]: numbered key versions and the primary one; file format, generation.
 //! - [`token`]: the printable, self-describing form of a pseudonym.
 //! - [`texts`]: the strings of a batch in one buffer: its tokens, or its values.
@@ -13,7 +16,9 @@
 
 pub mod engine;
 pub mod ff1;
+pub mod format;
 pub mod keyring;
+pub mod preserving;
 pub mod private_file;
 pub mod seed;
 mod short_copy;

@@ -248,14 +248,16 @@ impl TryFrom<Mode> for SeedMode {
         match mode {
             Mode::Deterministic => Ok(SeedMode::Deterministic),
             Mode::Randomized => Ok(SeedMode::Randomized),
-            Mode::Hash => Err(NoSuchSeedMode),
+            Mode::Hash | Mode::FormatPreserving => Err(NoSuchSeedMode),
         }
     }
 }
 
-/// `hash`, which the replaced service did not have.
+/// `hash` or `format-preserving`, which the replaced service did not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the replaced service's tokens have no hash mode")]
+#[error(
+    "the replaced service's tokens are deterministic or randomized, never hash or format-preserving"
+)]
 pub struct NoSuchSeedMode;
 
 /// The cipher and nonce MAC of a [`SeedKey`], set up once and used through `&self`.

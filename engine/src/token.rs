@@ -18,11 +18,15 @@ use pseudonym_client::Mode;
 use crate::short_copy;
 
 /// The letter that stands for `mode` in a token.
+///
+/// # Panics
+/// For `format-preserving`, whose pseudonyms are no tokens (see [`crate::preserving`]).
 pub fn mode_letter(mode: Mode) -> char {
     match mode {
         Mode::Deterministic => 'd',
         Mode::Randomized => 'r',
         Mode::Hash => 'h',
+        Mode::FormatPreserving => panic!("format-preserving pseudonyms are not tokens"),
     }
 }
 

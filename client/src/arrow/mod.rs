@@ -72,9 +72,9 @@ fn string_output_type(input: &DataType, mode: Mode) -> Result<DataType, ()> {
     match input {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(input.clone()),
         DataType::Dictionary(key, value) if is_string(value) && key.is_dictionary_key_type() => {
-            Ok(match mode {
-                Mode::Randomized => value.as_ref().clone(),
-                Mode::Deterministic | Mode::Hash => input.clone(),
+            Ok(match mode.is_deterministic() {
+                false => value.as_ref().clone(),
+                true => input.clone(),
             })
         }
         _ => Err(()),
