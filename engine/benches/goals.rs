@@ -11,15 +11,22 @@
 //! held, and the ratio of each side's fastest single batch over all rounds (which the host's
 //! noise, since it only ever adds time, disturbs least). `benches/modes.rs` has every mode's
 //! time on its own (criterion).
+//!
+//! The format-preserving goals compare FF1 with our own deterministic mode (the goal:
+//! within 4x, so a ratio of at least 0.25) and with the `fpe` crate's FF1, the reference it is
+//! checked against, on the same VINs in the `vin` alphabet.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use aes::Aes256;
 use aes_siv::aead::KeyInit;
 use aes_siv::aead::generic_array::GenericArray;
 use aes_siv::siv::Aes256Siv;
+use fpe::ff1::{FF1, FlexibleNumeralString};
 use pseudonym_client::Mode;
+use pseudonym_engine::format::{Format, Outside};
 use pseudonym_engine::{Domain, Engine, Keyring};
 
 /// Both sides run on the allocator the engine ships with in `pseudonymd`, `pseudonym-sql` and the
@@ -70,6 +77,18 @@ fn main() {
         .map(|value| siv.encrypt([b"vin"], value).expect("encrypts"))
         .collect();
     let tokens = engine.pseudonymize(vin, Mode::Deterministic, &values);
+    let vin_format = Format::new(Some("vin"), None, Outside::Refuse).expect("a named alphabet");
+    let vin_alphabet = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ";
+    let vin_numerals: Vec<Vec<u16>> = plain
+        .iter()
+        .map(|value| {
+            value
+                .iter()
+                .map(|&b| vin_alphabet.find(char::from(b)).expect("a VIN character") as u16)
+                .collect()
+        })
+        .collect();
+    let fpe = FF1::<Aes256>::new(&[7u8; 32], 33).expect("a valid radix");
 
     // Each side gets its own reference cipher: they are `&mut` in their closures.
     let encrypt = || {
@@ -108,6 +127,29 @@ fn main() {
             }),
             ours: Box::new(|| {
                 black_box(engine.reidentify_texts(vin, &tokens));
+            }),
+        },
+        Goal {
+            name: "format-preserving pseudonymize / deterministic",
+            at_least: 0.25,
+            reference: Box::new(|| {
+                black_box(engine.pseudonymize_tokens(vin, Mode::Deterministic, &values));
+            }),
+            ours: Box::new(|| {
+                black_box(engine.pseudonymize_preserving(vin, &vin_format, 1, &values));
+            }),
+        },
+        Goal {
+            name: "format-preserving pseudonymize / fpe crate",
+            at_least: 1.0,
+            reference: Box::new(|| {
+                for numerals in &vin_numerals {
+                    let string = FlexibleNumeralString::from(numerals.clone());
+                    black_box(fpe.encrypt(b"vin", &string).expect("a VIN"));
+                }
+            }),
+            ours: Box::new(|| {
+                black_box(engine.pseudonymize_preserving(vin, &vin_format, 1, &values));
             }),
         },
     ];

@@ -22,7 +22,7 @@ pub const MAX_RADIX: u32 = 1 << 16;
 /// The largest `radix^ceil(length / 2)` accepted: a half of at most 96 bits.
 const MAX_HALF: u128 = 1 << 96;
 /// Strings encrypted in lockstep.
-pub const LANES: usize = 8;
+pub const LANES: usize = 16;
 /// Feistel rounds of FF1.
 const ROUNDS: u8 = 10;
 
@@ -131,34 +131,50 @@ impl Ff1 {
         direction: Direction,
     ) -> Vec<Option<Ff1Error>> {
         let mut errors = vec![None; numerals.len()];
-        let mut members = Vec::with_capacity(numerals.len());
-        let mut lanes = Vec::with_capacity(numerals.len());
-        for (index, (string, tweak)) in numerals.iter().zip(tweaks).enumerate() {
-            match Lane::new(radix, string, tweak, direction) {
-                Ok(lane) => {
-                    lanes.push(lane);
+        let divisor = Divisor::new(radix);
+        // Lanes go through the rounds LANES at a time, so no batch-sized list of them is made.
+        let mut lanes = Vec::with_capacity(LANES);
+        let mut members = Vec::with_capacity(LANES);
+        let mut lane_tweaks = Vec::with_capacity(LANES);
+        // Strings of a batch mostly share their length and their tweak's: their shape is made
+        // once for a run of them.
+        let mut shape: Option<Shape> = None;
+        for index in 0..numerals.len() {
+            let (string, tweak) = (&*numerals[index], tweaks[index]);
+            let (n, t) = (string.len(), tweak.len());
+            let current = match shape {
+                Some(known) if known.n == n && known.t == t => Ok(known),
+                _ => Shape::new(radix, n, t, &self.aes),
+            };
+            match current {
+                Ok(current) => {
+                    shape = Some(current);
+                    lanes.push(Lane::new(current, radix, string, tweak, direction));
                     members.push(index);
+                    lane_tweaks.push(tweak);
                 }
                 Err(error) => errors[index] = Some(error),
             }
-        }
-        for (lanes, members) in lanes.chunks_mut(LANES).zip(members.chunks(LANES)) {
-            let tweaks: Vec<&[u8]> = members.iter().map(|&index| tweaks[index]).collect();
-            self.rounds(lanes, &tweaks);
-            for (lane, &index) in lanes.iter().zip(members) {
-                lane.write(radix, numerals[index]);
+            if lanes.len() == LANES || (index + 1 == numerals.len() && !lanes.is_empty()) {
+                self.rounds(&mut lanes, &lane_tweaks, direction);
+                for (lane, &member) in lanes.iter().zip(&members) {
+                    lane.write(&divisor, direction, numerals[member]);
+                }
+                lanes.clear();
+                members.clear();
+                lane_tweaks.clear();
             }
         }
         errors
     }
 
     /// The ten Feistel rounds of every lane, in lockstep.
-    fn rounds(&self, lanes: &mut [Lane], tweaks: &[&[u8]]) {
-        self.absorb_constant_prefix(lanes, tweaks);
+    fn rounds(&self, lanes: &mut [Lane], tweaks: &[&[u8]], direction: Direction) {
+        self.absorb_tweak_blocks(lanes, tweaks);
         let mut blocks = [Block::default(); LANES];
         let blocks = &mut blocks[..lanes.len()];
         for step in 0..ROUNDS {
-            let round = match lanes[0].direction {
+            let round = match direction {
                 Direction::Encrypt => step,
                 Direction::Decrypt => ROUNDS - 1 - step,
             };
@@ -167,17 +183,17 @@ impl Ff1 {
             }
             self.aes.encrypt_blocks(blocks);
             for (lane, block) in lanes.iter_mut().zip(blocks.iter()) {
-                lane.step(round, block);
+                lane.step(round, block, direction);
             }
         }
     }
 
-    /// Each lane's CBC-MAC over `P` and the blocks of `Q` that hold only the tweak and its
-    /// padding: the same in all ten rounds, so absorbed once.
-    fn absorb_constant_prefix(&self, lanes: &mut [Lane], tweaks: &[&[u8]]) {
+    /// Chains each lane's CBC-MAC through the blocks of `Q` before its last, which hold only
+    /// the tweak and its padding: the same in all ten rounds, so absorbed once.
+    fn absorb_tweak_blocks(&self, lanes: &mut [Lane], tweaks: &[&[u8]]) {
         let most = lanes
             .iter()
-            .map(|lane| lane.prefix_blocks)
+            .map(|lane| lane.shape.tweak_blocks)
             .max()
             .unwrap_or(0);
         let mut blocks = [Block::default(); LANES];
@@ -185,16 +201,23 @@ impl Ff1 {
             let mut active = 0;
             let mut which = [0usize; LANES];
             for (lane_index, lane) in lanes.iter().enumerate() {
-                if at < lane.prefix_blocks {
-                    let input = lane.prefix_block(at, tweaks[lane_index]);
-                    blocks[active] = xor(&lane.mac, &input);
+                if at < lane.shape.tweak_blocks {
+                    let mut input = [0u8; 16];
+                    for (offset, byte) in input.iter_mut().enumerate() {
+                        *byte = tweaks[lane_index]
+                            .get(at * 16 + offset)
+                            .copied()
+                            .unwrap_or(0);
+                    }
+                    blocks[active] =
+                        Block::from((u128::from_be_bytes(input) ^ lane.mac).to_be_bytes());
                     which[active] = lane_index;
                     active += 1;
                 }
             }
             self.aes.encrypt_blocks(&mut blocks[..active]);
             for (block, &lane_index) in blocks[..active].iter().zip(&which[..active]) {
-                lanes[lane_index].mac = *block;
+                lanes[lane_index].mac = u128::from_be_bytes((*block).into());
             }
         }
     }
@@ -206,38 +229,28 @@ enum Direction {
     Decrypt,
 }
 
-/// One numeral string on its way through the rounds: its halves as integers.
-struct Lane {
-    /// `radix^u` and `radix^v`, the moduli of the even and odd rounds.
-    modulus: [u128; 2],
-    /// The halves: `A` and `B` of the standard.
-    a: u128,
-    b: u128,
+/// What the strings of one length `n` with tweaks of one length `t` share.
+#[derive(Clone, Copy)]
+struct Shape {
+    n: usize,
+    t: usize,
     /// `u`, the length of the first half.
     u: usize,
-    direction: Direction,
+    /// `radix^u` and `radix^v`, the moduli of the even and odd rounds.
+    modulus: [Modulus; 2],
     /// `b` of the standard: bytes of `NUM(B)` in `Q`.
     num_bytes: usize,
     /// `d` of the standard: bytes of `S` taken as `y`.
     d: usize,
-    /// Blocks of `P ‖ Q` before `Q`'s last, and the CBC-MAC state after them.
-    prefix_blocks: usize,
-    mac: Block,
-    /// `Q`'s last block before `i` and `NUM(B)` are written in.
-    last: Block,
-    /// `P`, kept for the prefix.
-    p: Block,
+    /// Blocks of `Q` before its last: tweak and padding only.
+    tweak_blocks: usize,
+    /// The CBC-MAC state after `P` (which depends on nothing else), as a big-endian integer.
+    mac_after_p: u128,
 }
 
-impl Lane {
-    fn new(
-        radix: Radix,
-        string: &[u16],
-        tweak: &[u8],
-        direction: Direction,
-    ) -> Result<Self, Ff1Error> {
+impl Shape {
+    fn new(radix: Radix, n: usize, t: usize, aes: &Aes256) -> Result<Self, Ff1Error> {
         let radix = radix.get();
-        let n = string.len();
         let (u, v) = (n / 2, n - n / 2);
         let power =
             |len: usize| (0..len).try_fold(1u128, |acc, _| acc.checked_mul(u128::from(radix)));
@@ -257,7 +270,6 @@ impl Lane {
         let bits = 128 - (modulus_v - 1).leading_zeros() as usize;
         let num_bytes = bits.div_ceil(8);
         let d = 4 * num_bytes.div_ceil(4) + 4;
-        let t = tweak.len();
         let n32 = u32::try_from(n).map_err(|_| Ff1Error::TooLong)?;
         let t32 = u32::try_from(t).map_err(|_| Ff1Error::TooLong)?;
         let mut p = Block::default();
@@ -267,99 +279,222 @@ impl Lane {
         p[7] = (u % 256) as u8;
         p[8..12].copy_from_slice(&n32.to_be_bytes());
         p[12..16].copy_from_slice(&t32.to_be_bytes());
+        aes.encrypt_block(&mut p);
         // Q = T ‖ 0^((-t-b-1) mod 16) ‖ [i] ‖ [NUM(B)]^b: only its last block changes by round.
-        let pad = (16 - (t + num_bytes + 1) % 16) % 16;
-        let q_len = t + pad + 1 + num_bytes;
-        let mut last = Block::default();
-        let last_start = q_len - 16;
-        for (at, byte) in last.iter_mut().enumerate().take(16 - 1 - num_bytes) {
-            *byte = tweak.get(last_start + at).copied().unwrap_or(0);
-        }
+        let q_len = (t + 1 + num_bytes).next_multiple_of(16);
+        Ok(Shape {
+            n,
+            t,
+            u,
+            modulus: [Modulus::new(modulus_u), Modulus::new(modulus_v)],
+            num_bytes,
+            d,
+            tweak_blocks: q_len / 16 - 1,
+            mac_after_p: u128::from_be_bytes(p.into()),
+        })
+    }
+}
+
+/// One numeral string on its way through the rounds: its halves as integers.
+struct Lane {
+    shape: Shape,
+    /// The half the round changes, and the one that feeds the round's PRF: `A` and `B`
+    /// enciphering, `B` and `A` deciphering. Then both directions move the halves alike.
+    a: u128,
+    b: u128,
+    /// The CBC-MAC state before `Q`'s last block, and that block before `i` and `NUM(B)` are
+    /// added in, as big-endian integers: the round's block is then made by arithmetic, not by
+    /// byte copies (whose stalls were a third of a round's time).
+    mac: u128,
+    last: u128,
+}
+
+impl Lane {
+    fn new(shape: Shape, radix: Radix, string: &[u16], tweak: &[u8], direction: Direction) -> Self {
+        let radix = u128::from(radix.get());
         let num = |digits: &[u16]| {
-            digits.iter().fold(0u128, |acc, &digit| {
-                acc * u128::from(radix) + u128::from(digit)
-            })
+            digits
+                .iter()
+                .fold(0u128, |acc, &digit| acc * radix + u128::from(digit))
         };
-        let (first, second) = (num(&string[..u]), num(&string[u..]));
-        // `b` always holds the half that feeds the round's PRF, `a` the one it changes: `B`
-        // and `A` enciphering, `A` and `B` deciphering. Then both directions move the halves
-        // alike.
+        let (first, second) = (num(&string[..shape.u]), num(&string[shape.u..]));
         let (a, b) = match direction {
             Direction::Encrypt => (first, second),
             Direction::Decrypt => (second, first),
         };
-        Ok(Lane {
-            modulus: [modulus_u, modulus_v],
+        // The tweak's bytes that fall in `Q`'s last block, before its padding.
+        let last_start = shape.tweak_blocks * 16;
+        let mut last = [0u8; 16];
+        for (at, byte) in last.iter_mut().enumerate().take(16 - 1 - shape.num_bytes) {
+            *byte = tweak.get(last_start + at).copied().unwrap_or(0);
+        }
+        Lane {
+            shape,
             a,
             b,
-            u,
-            direction,
-            num_bytes,
-            d,
-            prefix_blocks: 1 + last_start / 16,
-            mac: Block::default(),
-            last,
-            p,
-        })
-    }
-
-    /// Block `at` of `P ‖ Q` before `Q`'s last.
-    fn prefix_block(&self, at: usize, tweak: &[u8]) -> Block {
-        if at == 0 {
-            return self.p;
+            mac: shape.mac_after_p,
+            last: u128::from_be_bytes(last),
         }
-        let mut block = Block::default();
-        let start = (at - 1) * 16;
-        for (offset, byte) in block.iter_mut().enumerate() {
-            *byte = tweak.get(start + offset).copied().unwrap_or(0);
-        }
-        block
     }
 
     /// The CBC-MAC's input for `Q`'s last block in round `i`, chained with the prefix's state.
     fn last_block(&self, round: u8) -> Block {
-        let mut block = self.last;
-        block[15 - self.num_bytes] = round;
-        block[16 - self.num_bytes..].copy_from_slice(&self.b.to_be_bytes()[16 - self.num_bytes..]);
-        xor(&self.mac, &block)
+        // `NUM(B)` fills the last `b` bytes (it is below `radix^v <= 2^(8b)`), `i` the byte
+        // before them.
+        let block = self.last | u128::from(round) << (8 * self.shape.num_bytes) | self.b;
+        Block::from((block ^ self.mac).to_be_bytes())
     }
 
     /// Applies round `round`, whose PRF output is `r`.
-    fn step(&mut self, round: u8, r: &Block) {
-        let mut s = [0u8; 16];
-        s[16 - self.d..].copy_from_slice(&r[..self.d]);
-        let modulus = self.modulus[usize::from(round % 2)];
-        let y = u128::from_be_bytes(s) % modulus;
-        let c = match self.direction {
-            Direction::Encrypt => (self.a + y) % modulus,
-            Direction::Decrypt => (self.a + modulus - y) % modulus,
+    fn step(&mut self, round: u8, r: &Block, direction: Direction) {
+        // `y`: the first `d` bytes of `R` (`d` is 8, 12 or 16).
+        let y = u128::from_be_bytes((*r).into()) >> (8 * (16 - self.shape.d));
+        let modulus = &self.shape.modulus[usize::from(round % 2)];
+        let y = modulus.reduce(y);
+        // `a` and `y` are below the modulus, at most 2^96: no sum overflows.
+        let m = modulus.value;
+        let c = match direction {
+            Direction::Encrypt => self.a + y,
+            Direction::Decrypt => self.a + m - y,
         };
         self.a = self.b;
-        self.b = c;
+        self.b = c.checked_sub(m).unwrap_or(c);
     }
 
     /// Writes the halves back as numerals.
-    fn write(&self, radix: Radix, string: &mut [u16]) {
-        let radix = u128::from(radix.get());
-        let (first, second) = match self.direction {
+    fn write(&self, divisor: &Divisor, direction: Direction, string: &mut [u16]) {
+        let (first, second) = match direction {
             Direction::Encrypt => (self.a, self.b),
             Direction::Decrypt => (self.b, self.a),
         };
-        let (first_half, second_half) = string.split_at_mut(self.u);
+        let (first_half, second_half) = string.split_at_mut(self.shape.u);
         for (half, mut value) in [(first_half, first), (second_half, second)] {
             for digit in half.iter_mut().rev() {
+                let (quotient, remainder) = divisor.div_rem(value);
                 // Below the radix, at most 2^16: the cast keeps every bit.
-                *digit = (value % radix) as u16;
-                value /= radix;
+                *digit = remainder as u16;
+                value = quotient;
             }
         }
     }
 }
 
-fn xor(a: &Block, b: &Block) -> Block {
-    let mut out = *a;
-    for (o, x) in out.iter_mut().zip(b.iter()) {
-        *o ^= x;
+/// A modulus with its Barrett reciprocal, so that reducing by it costs a few multiplications
+/// instead of a 128-bit division (which was most of a round's time).
+#[derive(Clone, Copy)]
+struct Modulus {
+    value: u128,
+    /// `floor((2^128 - 1) / value)`.
+    reciprocal: u128,
+}
+
+impl Modulus {
+    fn new(value: u128) -> Self {
+        Modulus {
+            value,
+            reciprocal: u128::MAX / value,
+        }
     }
-    out
+
+    /// `y mod value`.
+    fn reduce(&self, y: u128) -> u128 {
+        // The estimate `floor(y * reciprocal / 2^128)` is at most 2 below `floor(y / value)`,
+        // so the remainder is below 3 values: at most 3 * 2^96, no overflow.
+        let estimate = mul_high(y, self.reciprocal);
+        let mut remainder = y.wrapping_sub(estimate.wrapping_mul(self.value));
+        while remainder >= self.value {
+            remainder -= self.value;
+        }
+        remainder
+    }
+}
+
+/// Division by a radix with a multiplication (a 128-bit division per numeral was a seventh of
+/// the mode's time).
+struct Divisor {
+    radix: u64,
+    /// `floor((2^64 - 1) / radix) + 1`: at least `2^64 / radix`, and at most 1 above it.
+    magic: u64,
+}
+
+impl Divisor {
+    fn new(radix: Radix) -> Self {
+        let radix = u64::from(radix.get());
+        Divisor {
+            radix,
+            magic: u64::MAX / radix + 1,
+        }
+    }
+
+    /// `(value / radix, value % radix)`.
+    fn div_rem(&self, value: u128) -> (u128, u64) {
+        let Ok(small) = u64::try_from(value) else {
+            let radix = u128::from(self.radix);
+            return (value / radix, (value % radix) as u64);
+        };
+        // The estimate is the quotient or one above it: `magic` exceeds 2^64 / radix by at most
+        // 1, so the product exceeds small / radix by at most small / 2^64 < 1.
+        let estimate = ((u128::from(small) * u128::from(self.magic)) >> 64) as u64;
+        // From -radix to radix - 1, wrapped: a "remainder" of radix or more is negative.
+        let remainder = small.wrapping_sub(estimate.wrapping_mul(self.radix));
+        match remainder < self.radix {
+            true => (u128::from(estimate), remainder),
+            false => (u128::from(estimate - 1), remainder.wrapping_add(self.radix)),
+        }
+    }
+}
+
+/// The high 128 bits of the 256-bit product `a * b`.
+fn mul_high(a: u128, b: u128) -> u128 {
+    let (a0, a1) = (a as u64 as u128, a >> 64);
+    let (b0, b1) = (b as u64 as u128, b >> 64);
+    let (low, cross_a, cross_b, high) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    let middle = (low >> 64) + (cross_a as u64 as u128) + (cross_b as u64 as u128);
+    high + (cross_a >> 64) + (cross_b >> 64) + (middle >> 64)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{Divisor, MAX_HALF, Modulus, Radix};
+
+    const EDGES: [u128; 6] = [
+        0,
+        1,
+        u64::MAX as u128 - 1,
+        u64::MAX as u128,
+        1 << 64,
+        MAX_HALF,
+    ];
+
+    #[test]
+    fn division_by_multiplication_is_exact_at_the_edges() {
+        for radix in [2, 3, 10, 33, 36, 62, 255, 256, 65535, 65536] {
+            let divisor = Divisor::new(Radix::new(radix).expect("valid"));
+            let r = u128::from(radix);
+            for value in EDGES.into_iter().chain(EDGES.map(|e| e.saturating_sub(r))) {
+                let (q, m) = divisor.div_rem(value);
+                assert_eq!(
+                    (q, u128::from(m)),
+                    (value / r, value % r),
+                    "{value} / {radix}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn barrett_reduction_and_division_match_the_operators(
+            y in any::<u128>(),
+            modulus in 2..=MAX_HALF,
+            value in 0..=MAX_HALF,
+            radix in 2u32..=65536,
+        ) {
+            prop_assert_eq!(Modulus::new(modulus).reduce(y), y % modulus);
+            let (q, m) = Divisor::new(Radix::new(radix).expect("valid")).div_rem(value);
+            prop_assert_eq!((q, u128::from(m)), (value / u128::from(radix), value % u128::from(radix)));
+        }
+    }
 }

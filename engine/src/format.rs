@@ -24,6 +24,8 @@ pub struct Alphabet {
     ascii: [u16; 128],
     /// Numerals of the other characters, sorted by character.
     others: Vec<(char, u16)>,
+    /// The characters as bytes, when all are ASCII: ASCII values then take a byte path.
+    ascii_characters: Option<Vec<u8>>,
 }
 
 const NOT_IN: u16 = u16::MAX;
@@ -90,11 +92,16 @@ impl Alphabet {
         if others.windows(2).any(|pair| pair[0].0 == pair[1].0) {
             return Err(FormatError::Repeated);
         }
+        let ascii_characters = characters
+            .iter()
+            .map(|&c| u8::try_from(c).ok().filter(u8::is_ascii))
+            .collect();
         Ok(Alphabet {
             characters,
             radix,
             ascii,
             others,
+            ascii_characters,
         })
     }
 
@@ -199,24 +206,12 @@ impl Format {
             let (numerals_at, tweak_at) = (split.numerals.len(), split.tweaks.len());
             split.tweaks.extend_from_slice(domain.as_bytes());
             split.tweaks.push(0);
-            let mut refused = false;
-            for (position, c) in value.as_ref().chars().enumerate() {
-                match (self.alphabet.numeral(c), self.outside) {
-                    (Some(numeral), _) => split.numerals.push(numeral),
-                    (None, Outside::Keep) => {
-                        let position = u32::try_from(position).unwrap_or(u32::MAX);
-                        split.tweaks.extend_from_slice(&position.to_be_bytes());
-                        let mut utf8 = [0; 4];
-                        split
-                            .tweaks
-                            .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-                    }
-                    (None, Outside::Refuse) => {
-                        refused = true;
-                        break;
-                    }
-                }
-            }
+            let value = value.as_ref();
+            // An ASCII value's characters are its bytes, and their positions the bytes'.
+            let refused = match value.is_ascii() {
+                true => self.split_one(value.bytes().map(char::from), &mut split),
+                false => self.split_one(value.chars(), &mut split),
+            };
             let item = match refused {
                 true => {
                     split.numerals.truncate(numerals_at);
@@ -233,17 +228,48 @@ impl Format {
         split
     }
 
-    /// `value` with its characters of the alphabet replaced, in order, by `numerals`'
-    /// characters, written to `out`.
-    pub(crate) fn join(&self, value: &str, numerals: &[u16], out: &mut String) {
-        out.clear();
+    /// Adds the numerals of `characters` to `split`, and the kept ones to its last tweak;
+    /// whether one was refused.
+    fn split_one(&self, characters: impl Iterator<Item = char>, split: &mut Split) -> bool {
+        for (position, c) in characters.enumerate() {
+            match (self.alphabet.numeral(c), self.outside) {
+                (Some(numeral), _) => split.numerals.push(numeral),
+                (None, Outside::Keep) => {
+                    let position = u32::try_from(position).unwrap_or(u32::MAX);
+                    split.tweaks.extend_from_slice(&position.to_be_bytes());
+                    let mut utf8 = [0; 4];
+                    split
+                        .tweaks
+                        .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                }
+                (None, Outside::Refuse) => return true,
+            }
+        }
+        false
+    }
+
+    /// Appends to `out` the UTF-8 of `value` with its characters of the alphabet replaced, in
+    /// order, by the characters of `numerals`.
+    pub(crate) fn join(&self, value: &str, numerals: &[u16], out: &mut Vec<u8>) {
         let mut numerals = numerals.iter();
+        if let (true, Some(characters)) = (value.is_ascii(), &self.alphabet.ascii_characters) {
+            out.extend(
+                value
+                    .bytes()
+                    .map(|b| match self.alphabet.ascii[usize::from(b)] {
+                        NOT_IN => b,
+                        _ => numerals.next().map_or(b, |&n| characters[usize::from(n)]),
+                    }),
+            );
+            return;
+        }
+        let mut utf8 = [0; 4];
         for c in value.chars() {
             let written = match self.alphabet.numeral(c) {
                 Some(_) => numerals.next().map_or(c, |&n| self.alphabet.character(n)),
                 None => c,
             };
-            out.push(written);
+            out.extend_from_slice(written.encode_utf8(&mut utf8).as_bytes());
         }
     }
 }

@@ -11,7 +11,7 @@ use pseudonym_client::wire::{Domain, ItemError};
 use crate::engine::{Engine, disjoint_mut};
 use crate::ff1::{Ff1, Ff1Error};
 use crate::format::{Format, Split};
-use crate::texts::Texts;
+use crate::texts::{Texts, TextsBuilder};
 
 /// One answer per input: a pseudonym or value, `None` for a null or an item that failed; the
 /// items that failed, by index, in order.
@@ -120,8 +120,8 @@ impl Engine {
                 }
             }
         }
-        let mut answer = Preserved::default();
-        let mut text = String::new();
+        let mut texts = TextsBuilder::with_capacity(items.len(), 24);
+        let mut errors = Vec::new();
         let mut ready = ready.iter().peekable();
         for (index, item) in items.iter().enumerate() {
             let numerals_of = ready
@@ -129,16 +129,19 @@ impl Engine {
                 .map(|(_, split)| &numerals[split.numerals.clone()]);
             match (item, codes[index], numerals_of) {
                 (Some(item), None, Some(numerals)) => {
-                    format.join(item.as_ref(), numerals, &mut text);
-                    answer.texts.push(Some(&text));
+                    texts.push_with(|out| format.join(item.as_ref(), numerals, out));
                 }
                 (_, Some(code), _) => {
-                    answer.errors.push(ItemError { index, code });
-                    answer.texts.push(None);
+                    errors.push(ItemError { index, code });
+                    texts.push_none();
                 }
-                _ => answer.texts.push(None),
+                _ => texts.push_none(),
             }
         }
+        // Characters of a `str` replaced by characters: UTF-8 in, UTF-8 out.
+        let (texts, not_utf8) = texts.finish();
+        debug_assert!(not_utf8.is_empty());
+        let answer = Preserved { texts, errors };
         answer
     }
 }
