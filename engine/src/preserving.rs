@@ -141,8 +141,7 @@ impl Engine {
         // Characters of a `str` replaced by characters: UTF-8 in, UTF-8 out.
         let (texts, not_utf8) = texts.finish();
         debug_assert!(not_utf8.is_empty());
-        let answer = Preserved { texts, errors };
-        answer
+        Preserved { texts, errors }
     }
 }
 
