@@ -1,6 +1,7 @@
 //! The service's configuration: one typed struct, defaults written once, layered from an optional
 //! TOML file and then flags or `PSEUDONYM_*` environment variables (see `pseudonymd --help`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::formats::{FormatConfig, Formats};
 use crate::kms::KmsConfig;
 use crate::tls::TlsConfig;
 use pseudonym_client::wire::{Domain, InvalidDomain};
@@ -49,6 +51,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The OpenBao/Vault transit key that seals `keyring_file`. Without it, the file is plain.
     pub kms: Option<KmsConfig>,
+    /// Format-preserving domains, by domain: `[format_preserving.vin]` with `alphabet` (or
+    /// `characters`), `outside` and `key_version`.
+    pub format_preserving: BTreeMap<String, FormatConfig>,
 }
 
 /// How log lines are written.
@@ -121,6 +126,7 @@ impl Default for Config {
             limits: Limits::default(),
             tls: TlsConfig::default(),
             kms: None,
+            format_preserving: BTreeMap::new(),
         }
     }
 }
@@ -188,10 +194,16 @@ impl Config {
         })
     }
 
+    /// The format-preserving domains, each checked.
+    pub fn formats(&self) -> Result<Formats, Error> {
+        Formats::from_config(&self.format_preserving)
+    }
+
     /// Checks the values that parse but cannot work.
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |field, problem| Err(Error::ConfigInvalid { field, problem });
         self.compat_domain()?;
+        self.formats()?;
         if self.kms.is_some() && self.keyring_file.is_none() {
             return invalid("kms", "seals a keyring file: set keyring_file too");
         }

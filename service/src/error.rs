@@ -191,6 +191,14 @@ pub enum Error {
         /// What is wrong.
         problem: &'static str,
     },
+    /// A `[format_preserving.<domain>]` table that cannot work.
+    #[error("configuration: format_preserving.{domain}: {problem}")]
+    FormatInvalid {
+        /// The table's domain.
+        domain: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The keyring is unusable.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),

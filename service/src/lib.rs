@@ -5,6 +5,7 @@
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
 //! - [`key_limits`]: requests in flight per API key.
 //! - [`config`]: the typed configuration, its defaults and its limits.
+//! - [`formats`]: format-preserving domains: their formats and pinned key versions.
 //! - [`api`]: the HTTP routes, thin handlers and the tower layers around them.
 //! - [`arrow_body`]: the Arrow IPC stream of a request body, read within bounds checked first.
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod formats;
 pub mod key_limits;
 pub mod keygen;
 pub mod keys;

@@ -165,6 +165,7 @@ fn state(config: &Config, keys: &Keys) -> Result<AppState, Error> {
         engine(config, &keys.keyring)?,
         keys.api_keys.clone(),
         config,
+        config.formats()?,
         audit,
     ))
 }
@@ -174,5 +175,6 @@ pub(crate) fn engine(config: &Config, keyring: &Keyring) -> Result<Engine, Error
     if config.compat_tokens == TokenFormat::Seed && keyring.seed_key().is_none() {
         return Err(Error::SeedKeyMissing);
     }
+    config.formats()?.check(keyring)?;
     Ok(Engine::new(keyring).with_compat_domain(config.compat_domain()?))
 }

@@ -24,6 +24,7 @@ use pseudonym_client::Mode;
 use pseudonym_client::wire::ItemError;
 use serde::Deserialize;
 
+use super::service::Pseudonyms;
 use crate::error::ApiError;
 use crate::texts::Texts;
 
@@ -89,13 +90,19 @@ fn string_array(texts: Texts) -> Result<StringArray, ApiError> {
     .map_err(|_| ApiError::Internal)
 }
 
-/// The answer to an Arrow request for pseudonyms: `pseudonyms`, made with `key_version`.
-pub(super) fn pseudonyms(tokens: Texts, key_version: Option<u32>) -> Result<Response, ApiError> {
-    let metadata = key_version
-        .map(|version| HashMap::from([("key_version".to_owned(), version.to_string())]))
-        .unwrap_or_default();
-    let column = Arc::new(string_array(tokens)?) as ArrayRef;
-    stream(metadata, vec![("pseudonyms", column)])
+/// The answer to an Arrow request for pseudonyms: `pseudonyms`, with the key version that made
+/// them in the schema's metadata, and with `with_errors` (format-preserving requests) the
+/// `error` column of [`per_item`].
+pub(super) fn pseudonyms(answer: Pseudonyms, with_errors: bool) -> Result<Response, ApiError> {
+    let metadata = HashMap::from([("key_version".to_owned(), answer.key_version.to_string())]);
+    let mut columns = vec![(
+        "pseudonyms",
+        Arc::new(string_array(answer.texts)?) as ArrayRef,
+    )];
+    if with_errors {
+        columns.push(("error", error_codes(columns[0].1.len(), &answer.errors)));
+    }
+    stream(metadata, columns)
 }
 
 /// The answer to an Arrow request with per-item failures: `name` (the answers, null where an
@@ -105,15 +112,20 @@ pub(super) fn per_item(
     answers: Texts,
     errors: &[ItemError],
 ) -> Result<Response, ApiError> {
-    let mut codes: Vec<Option<&str>> = vec![None; answers.len()];
+    let codes = error_codes(answers.len(), errors);
+    let answers = Arc::new(string_array(answers)?) as ArrayRef;
+    stream(HashMap::new(), vec![(name, answers), ("error", codes)])
+}
+
+/// The `error` column of `len` items: each failed item's code, null for the others.
+fn error_codes(len: usize, errors: &[ItemError]) -> ArrayRef {
+    let mut codes: Vec<Option<&str>> = vec![None; len];
     for error in errors {
         if let Some(code) = codes.get_mut(error.index) {
             *code = Some(error.code.as_str());
         }
     }
-    let answers = Arc::new(string_array(answers)?) as ArrayRef;
-    let codes = Arc::new(StringArray::from(codes)) as ArrayRef;
-    stream(HashMap::new(), vec![(name, answers), ("error", codes)])
+    Arc::new(StringArray::from(codes))
 }
 
 /// One batch of `columns` as an Arrow IPC stream answer.

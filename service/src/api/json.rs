@@ -84,12 +84,24 @@ mod tests {
         let pseudonymized = PseudonymizeResponse {
             pseudonyms: items.clone(),
             key_version: 3,
+            errors: Vec::new(),
         };
         same(
             JsonObject::sized_for(&texts)
                 .texts("pseudonyms", &texts)
                 .field("key_version", &3),
             serde_json::to_vec(&pseudonymized).expect("serializes"),
+        );
+        let with_errors = PseudonymizeResponse {
+            errors: errors.clone(),
+            ..pseudonymized.clone()
+        };
+        same(
+            JsonObject::sized_for(&texts)
+                .texts("pseudonyms", &texts)
+                .field("key_version", &3)
+                .field("errors", &errors),
+            serde_json::to_vec(&with_errors).expect("serializes"),
         );
         let reidentified = ReidentifyResponse {
             values: items.clone(),

@@ -158,33 +158,30 @@ async fn pseudonymize(
     if arrow::is_arrow(&headers) {
         let query = arrow_query(query)?;
         let mode = query.mode.unwrap_or_default();
-        let pseudonyms = state
-            .pseudonymize(
-                &caller,
-                query.domain()?,
-                mode,
-                &Items::Arrow(&body),
-                TokenFormat::Native,
-            )
+        let values = Items::Arrow(&body);
+        let answer = state
+            .pseudonymize(&caller, query.domain()?, mode, &values, TokenFormat::Native)
             .await?;
-        let key_version = caller.keyed.engine.primary_version();
-        return arrow::pseudonyms(pseudonyms, Some(key_version));
+        return arrow::pseudonyms(answer, mode == Mode::FormatPreserving);
     }
     let request: PseudonymizeRequest<&RawValue> = body.parse()?;
-    let pseudonyms = state
+    let values = body.items(request.values);
+    let answer = state
         .pseudonymize(
             &caller,
             &request.domain.0,
             request.mode,
-            &body.items(request.values),
+            &values,
             TokenFormat::Native,
         )
         .await?;
-    let key_version = caller.keyed.engine.primary_version();
-    Ok(JsonObject::sized_for(&pseudonyms)
-        .texts("pseudonyms", &pseudonyms)
-        .field("key_version", &key_version)
-        .into_response())
+    let object = JsonObject::sized_for(&answer.texts)
+        .texts("pseudonyms", &answer.texts)
+        .field("key_version", &answer.key_version);
+    match answer.errors.is_empty() {
+        true => Ok(object.into_response()),
+        false => Ok(object.field("errors", &answer.errors).into_response()),
+    }
 }
 
 /// Pseudonyms back to values (privileged)
@@ -269,7 +266,7 @@ fn arrow_query(
 ) -> Result<arrow::ArrowQuery, ApiError> {
     let Query(query) = query.map_err(|_| {
         ApiError::InvalidArgument(
-            "the query could not be read: give domain once, and mode as deterministic, randomized or hash",
+            "the query could not be read: give domain once, and mode as deterministic, randomized, hash or format-preserving",
         )
     })?;
     Ok(query)
@@ -332,7 +329,7 @@ async fn compat_pseudonymize(
             state.0.compat_tokens,
         )
         .await?;
-    Ok(JsonObject::sized_for(&pseudonyms).texts("pseudonyms", &pseudonyms))
+    Ok(JsonObject::sized_for(&pseudonyms.texts).texts("pseudonyms", &pseudonyms.texts))
 }
 
 /// Compatible with the replaced service; `null` where an item fails

@@ -15,11 +15,13 @@ use crate::auth::{ApiKeys, Caller, Operation};
 use crate::config::{Config, Limits, TokenFormat};
 use crate::engine::Engine;
 use crate::error::ApiError;
+use crate::formats::Formats;
 use crate::key_limits::KeyLimits;
 use crate::metrics::Metrics;
 use crate::seed::SeedMode;
 use crate::texts::Texts;
 use pseudonym_client::wire::{Domain, InvalidDomain};
+use pseudonym_engine::preserving::Preserved;
 
 /// What every handler shares: cheap to clone.
 #[derive(Clone)]
@@ -30,6 +32,7 @@ pub(super) struct Shared {
     pub(super) limits: Limits,
     pub(super) compat_domain: String,
     pub(super) compat_tokens: TokenFormat,
+    pub(super) formats: Formats,
     pub(super) metrics_require_api_key: bool,
     pub(super) key_limits: Arc<KeyLimits>,
     pub(super) metrics: Metrics,
@@ -45,12 +48,19 @@ pub(super) struct Keyed {
 
 impl AppState {
     /// State for a service with these keys, serving as `config` says.
-    pub fn new(engine: Engine, api_keys: ApiKeys, config: &Config, audit: AuditLog) -> Self {
+    pub fn new(
+        engine: Engine,
+        api_keys: ApiKeys,
+        config: &Config,
+        formats: Formats,
+        audit: AuditLog,
+    ) -> Self {
         AppState(Arc::new(Shared {
             keyed: ArcSwap::from_pointee(Keyed { engine, api_keys }),
             limits: config.limits.clone(),
             compat_domain: config.compat_domain.clone(),
             compat_tokens: config.compat_tokens,
+            formats,
             metrics_require_api_key: config.metrics_require_api_key,
             key_limits: KeyLimits::new(
                 config.limits.max_concurrent_requests_per_key,
@@ -122,8 +132,9 @@ impl AppState {
         }
     }
 
-    /// Tokens of `format` for `values`; the replaced service's (`TokenFormat::Seed`) only in
-    /// its modes, and only when its key is in the keyring (start-up and reload check that).
+    /// Pseudonyms of `values`: tokens of `format` (the replaced service's, `TokenFormat::Seed`,
+    /// only in its modes and only when its key is in the keyring, which start-up and reload
+    /// check), or in a format-preserving domain, FF1 under the domain's pinned version.
     pub(super) async fn pseudonymize(
         &self,
         request: &Authenticated,
@@ -131,22 +142,56 @@ impl AppState {
         mode: Mode,
         values: &Items<'_>,
         format: TokenFormat,
-    ) -> Result<Texts, ApiError> {
+    ) -> Result<Pseudonyms, ApiError> {
         let caller = &request.caller;
         let domain = parse_domain(domain)?;
         caller.authorize(Operation::Pseudonymize, domain)?;
+        let pinned = self.0.formats.get(domain);
+        match (mode, pinned) {
+            (Mode::FormatPreserving, None) => {
+                return Err(ApiError::InvalidArgument(
+                    "this domain has no format: format-preserving pseudonyms need a \
+                     [format_preserving.<domain>] table in the service's configuration",
+                ));
+            }
+            (Mode::Deterministic | Mode::Randomized | Mode::Hash, Some(_)) => {
+                return Err(ApiError::InvalidArgument(
+                    "this domain is format-preserving: its only mode is format-preserving",
+                ));
+            }
+            _ => {}
+        }
         let values = &self
             .read_batch(request, values, self.0.limits.max_value_bytes)
             .await?;
         let engine = &request.keyed.engine;
-        let pseudonyms = match format {
-            TokenFormat::Native => {
-                in_slices(values, |slice| {
+        let pseudonyms = match (pinned, format) {
+            (Some(pinned), _) => {
+                let preserved = in_slices(values, |slice| {
+                    engine.pseudonymize_preserving(
+                        domain,
+                        &pinned.format,
+                        pinned.key_version,
+                        slice,
+                    )
+                })
+                .await;
+                self.count_item_errors(&preserved.errors);
+                Pseudonyms {
+                    texts: preserved.texts,
+                    errors: preserved.errors,
+                    key_version: pinned.key_version,
+                }
+            }
+            (None, TokenFormat::Native) => Pseudonyms {
+                texts: in_slices(values, |slice| {
                     engine.pseudonymize_tokens(domain, mode, slice)
                 })
-                .await
-            }
-            TokenFormat::Seed => {
+                .await,
+                errors: Vec::new(),
+                key_version: engine.primary_version(),
+            },
+            (None, TokenFormat::Seed) => {
                 let mode = SeedMode::try_from(mode).map_err(|_| {
                     ApiError::InvalidArgument("the replaced service's tokens have no hash mode")
                 })?;
@@ -154,11 +199,16 @@ impl AppState {
                     tracing::error!("compat_tokens = \"seed\" but the keyring holds no seed key");
                     return Err(ApiError::Internal);
                 }
-                in_slices(values, |slice| {
+                let texts = in_slices(values, |slice| {
                     let tokens = engine.pseudonymize_seed(mode, slice).unwrap_or_default();
                     tokens.into_iter().collect::<Texts>()
                 })
-                .await
+                .await;
+                Pseudonyms {
+                    texts,
+                    errors: Vec::new(),
+                    key_version: engine.primary_version(),
+                }
             }
         };
         self.count_pseudonymized(caller, domain, mode, values);
@@ -185,34 +235,59 @@ impl AppState {
         );
     }
 
+    /// The value of each pseudonym; in a format-preserving domain, opened with its pinned
+    /// version.
     pub(super) async fn reidentify(
         &self,
         request: &Authenticated,
         domain: &str,
         tokens: &Items<'_>,
     ) -> Result<ReidentifyResponse<Texts>, ApiError> {
+        let formats = &self.0.formats;
         self.audited(
             Operation::Reidentify,
             request,
             domain,
             tokens,
-            |engine, d, tokens| engine.reidentify_texts(d, tokens),
+            |engine, d, tokens| match formats.get(d) {
+                Some(p) => {
+                    let opened = engine.reidentify_preserving(d, &p.format, p.key_version, tokens);
+                    ReidentifyResponse {
+                        values: opened.texts,
+                        errors: opened.errors,
+                    }
+                }
+                None => engine.reidentify_texts(d, tokens),
+            },
         )
         .await
     }
 
+    /// Each pseudonym made again under the primary version; in a format-preserving domain,
+    /// from its pinned version (see `formats`).
     pub(super) async fn rewrap(
         &self,
         request: &Authenticated,
         domain: &str,
         tokens: &Items<'_>,
     ) -> Result<RewrapResponse<Texts>, ApiError> {
+        let formats = &self.0.formats;
         self.audited(
             Operation::Rewrap,
             request,
             domain,
             tokens,
-            |engine, d, tokens| engine.rewrap_texts(d, tokens),
+            |engine, d, tokens| match formats.get(d) {
+                Some(p) => {
+                    let to = engine.primary_version();
+                    let moved = engine.rewrap_preserving(d, &p.format, p.key_version, to, tokens);
+                    RewrapResponse {
+                        pseudonyms: moved.texts,
+                        errors: moved.errors,
+                    }
+                }
+                None => engine.rewrap_texts(d, tokens),
+            },
         )
         .await
     }
@@ -327,6 +402,16 @@ async fn in_slices<I, T: InSlices>(items: &[I], work: impl Fn(&[I]) -> T) -> T {
     answer
 }
 
+/// The answer to a request for pseudonyms.
+pub(super) struct Pseudonyms {
+    /// One per value; `None` for a null or a value that failed.
+    pub(super) texts: Texts,
+    /// The values that failed (format-preserving only).
+    pub(super) errors: Vec<ItemError>,
+    /// The key version that made them.
+    pub(super) key_version: u32,
+}
+
 /// An answer of one item per input, made a slice at a time.
 trait InSlices {
     /// Adds the answer of the next slice, whose first item is input `offset`.
@@ -354,6 +439,13 @@ impl InSlices for ReidentifyResponse<Texts> {
 impl InSlices for RewrapResponse<Texts> {
     fn append(&mut self, next: Self, offset: usize) {
         self.pseudonyms.append(next.pseudonyms);
+        self.errors.extend(shifted(next.errors, offset));
+    }
+}
+
+impl InSlices for Preserved {
+    fn append(&mut self, next: Self, offset: usize) {
+        self.texts.append(next.texts);
         self.errors.extend(shifted(next.errors, offset));
     }
 }
