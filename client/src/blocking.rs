@@ -1,7 +1,7 @@
 //! A blocking face of [`Client`] for callers without an async runtime.
 
 use crate::builder::ClientBuilder;
-use crate::client::Client;
+use crate::client::{Client, Pseudonymized};
 use crate::error::Error;
 use crate::wire::{Mode, ReidentifyResponse, RewrapResponse};
 
@@ -42,6 +42,17 @@ impl BlockingClient {
             .block_on(self.client.pseudonymize(domain, mode, values))
     }
 
+    /// See [`Client::pseudonymize_with_errors`].
+    pub fn pseudonymize_with_errors<S: AsRef<str>>(
+        &self,
+        domain: &str,
+        mode: Mode,
+        values: &[Option<S>],
+    ) -> Result<Pseudonymized, Error> {
+        self.runtime
+            .block_on(self.client.pseudonymize_with_errors(domain, mode, values))
+    }
+
     /// See [`Client::reidentify`].
     pub fn reidentify<S: AsRef<str>>(
         &self,
@@ -72,6 +83,20 @@ impl BlockingClient {
     ) -> Result<arrow_array::ArrayRef, Error> {
         self.runtime
             .block_on(self.client.pseudonymize_array(domain, mode, array))
+    }
+
+    /// See [`Client::pseudonymize_array_with_errors`].
+    #[cfg(feature = "arrow")]
+    pub fn pseudonymize_array_with_errors(
+        &self,
+        domain: &str,
+        mode: Mode,
+        array: &dyn arrow_array::Array,
+    ) -> Result<crate::arrow::ArrayWithErrors, Error> {
+        self.runtime.block_on(
+            self.client
+                .pseudonymize_array_with_errors(domain, mode, array),
+        )
     }
 
     /// See [`Client::reidentify_array`].

@@ -22,6 +22,16 @@ use crate::wire::{
     Text,
 };
 
+/// The answer to [`Client::pseudonymize_with_errors`]: one pseudonym per value, `None` for a
+/// null or a value that failed; the rows that failed, with their codes, in row order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pseudonymized {
+    /// The pseudonyms, row for row.
+    pub pseudonyms: Vec<Option<String>>,
+    /// The rows that have no pseudonym.
+    pub errors: Vec<ItemError>,
+}
+
 /// A client of the pseudonym service: cheap to clone, one connection pool for all clones.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -70,6 +80,12 @@ trait PerItemAnswer: DeserializeOwned {
     fn into_parts(self) -> (Vec<Option<String>>, Vec<ItemError>);
 }
 
+impl PerItemAnswer for PseudonymizeResponse {
+    fn into_parts(self) -> (Vec<Option<String>>, Vec<ItemError>) {
+        (self.pseudonyms, self.errors)
+    }
+}
+
 impl PerItemAnswer for ReidentifyResponse {
     fn into_parts(self) -> (Vec<Option<String>>, Vec<ItemError>) {
         (self.values, self.errors)
@@ -91,17 +107,45 @@ impl Client {
     /// Pseudonymizes a whole partition: one pseudonym per value, same order, `None` stays
     /// `None`. Equal values are sent once (except in `randomized` mode, where each row must get
     /// its own pseudonym); batches go out concurrently and are retried per the retry policy.
-    /// Fails as a whole if any batch fails.
+    /// Fails as a whole if any batch fails, or if any value has no pseudonym
+    /// ([`Error::Unpseudonymized`], format-preserving mode only).
     pub async fn pseudonymize<S: AsRef<str>>(
         &self,
         domain: &str,
         mode: Mode,
         values: &[Option<S>],
     ) -> Result<Vec<Option<String>>, Error> {
+        let answer = self.pseudonymize_with_errors(domain, mode, values).await?;
+        match answer.errors.is_empty() {
+            true => Ok(answer.pseudonyms),
+            false => Err(Error::Unpseudonymized {
+                errors: answer.errors,
+            }),
+        }
+    }
+
+    /// [`Client::pseudonymize`], where a value without a pseudonym is `None` and listed in
+    /// `errors` with its row index and code instead of failing the call.
+    pub async fn pseudonymize_with_errors<S: AsRef<str>>(
+        &self,
+        domain: &str,
+        mode: Mode,
+        values: &[Option<S>],
+    ) -> Result<Pseudonymized, Error> {
         let rows = values.iter().map(|v| v.as_ref().map(AsRef::as_ref));
         let plan = Plan::for_mode(mode, rows);
-        let answers = self.pseudonymize_unique(domain, mode, &plan.unique).await?;
-        Ok(plan.spread(&answers))
+        let (answers, codes) = match mode {
+            Mode::FormatPreserving => self.pseudonymize_per_item(domain, &plan.unique).await?,
+            _ => {
+                let answers = self.pseudonymize_unique(domain, mode, &plan.unique).await?;
+                let codes = vec![None; answers.len()];
+                (answers, codes)
+            }
+        };
+        Ok(Pseudonymized {
+            errors: plan.row_errors(&codes),
+            pseudonyms: plan.spread(&answers),
+        })
     }
 
     /// Re-identifies a whole partition: one value per pseudonym, same order, `None` stays
@@ -214,6 +258,24 @@ impl Client {
             )
             .await?;
         Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// The format-preserving pseudonym of each of `unique` and, where one failed, its code.
+    /// Never cached: a domain's pinned key version can change, and its pseudonyms with it.
+    pub(crate) async fn pseudonymize_per_item(
+        &self,
+        domain: &str,
+        unique: &[&str],
+    ) -> Result<(Vec<Option<String>>, Vec<Option<ItemErrorCode>>), Error> {
+        let encode = |chunk: &[&str]| {
+            serde_json::to_vec(&PseudonymizeRequest {
+                domain: Text::from(domain),
+                mode: Mode::FormatPreserving,
+                values: texts(chunk),
+            })
+        };
+        self.per_item_unique::<PseudonymizeResponse>(Route::Pseudonymize, unique, encode)
+            .await
     }
 
     /// The value of each of `unique` and, where one failed, its code.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::wire::ItemError;
+
 /// Why a call failed. The whole partition fails: the client never fills in nulls or empty
 /// strings for values it could not get.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,25 @@ pub enum Error {
         /// What does not fit.
         problem: &'static str,
     },
+    /// Values that have no pseudonym (format-preserving mode: a character outside the
+    /// domain's alphabet, too few or too many characters). The `_with_errors` calls answer the
+    /// other rows instead.
+    #[error("{}", unpseudonymized(errors))]
+    Unpseudonymized {
+        /// The rows that failed, with their codes, in row order.
+        errors: Vec<ItemError>,
+    },
+}
+
+/// How many values have no pseudonym, the first row and the codes.
+fn unpseudonymized(errors: &[ItemError]) -> String {
+    let codes: std::collections::BTreeSet<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+    let first = errors.first().map_or(0, |e| e.index);
+    format!(
+        "{} value(s) have no pseudonym (first row {first}; codes: {})",
+        errors.len(),
+        codes.into_iter().collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// One attempt's retryable failure.

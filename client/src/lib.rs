@@ -57,7 +57,7 @@ pub use blocking::BlockingClient;
 #[cfg(feature = "http")]
 pub use builder::{ClientBuilder, DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT};
 #[cfg(feature = "http")]
-pub use client::Client;
+pub use client::{Client, Pseudonymized};
 #[cfg(feature = "http")]
 pub use error::{Error, Failure};
 #[cfg(feature = "http")]

@@ -1,5 +1,5 @@
 //! `pseudonym-service`: the stateless pseudonymization service behind `pseudonymd`, over the
-//! keyed crypto of `pseudonym-engine` (re-exported here: [`engine`], [`keyring`], [`token`],
+//! keyed crypto of `pseudonym-engine` (re-exported here: [`engine`], [`format`], [`keyring`], [`token`],
 //! [`seed`], [`private_file`]).
 //!
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
@@ -24,7 +24,7 @@
 
 // The keyed crypto is its own crate (no HTTP in it); its modules are the service's too.
 pub use pseudonym_engine::{
-    Domain, Engine, Keyring, Texts, engine, keyring, private_file, seed, texts, token,
+    Domain, Engine, Keyring, Texts, engine, format, keyring, private_file, seed, texts, token,
 };
 
 pub mod api;

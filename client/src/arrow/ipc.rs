@@ -25,9 +25,11 @@ use crate::endpoints::Route;
 use crate::error::Error;
 use crate::wire::{ItemErrorCode, Mode};
 
-/// The operations that answer each pseudonym with a string or a per-item error.
+/// The operations that answer each item with a string or a per-item error.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum PerItem {
+    /// Format-preserving pseudonyms, which a value can fail to have.
+    Pseudonymize,
     Reidentify,
     Rewrap,
 }
@@ -35,6 +37,7 @@ pub(super) enum PerItem {
 impl PerItem {
     fn route(self) -> Route {
         match self {
+            PerItem::Pseudonymize => Route::Pseudonymize,
             PerItem::Reidentify => Route::Reidentify,
             PerItem::Rewrap => Route::Rewrap,
         }
@@ -44,7 +47,15 @@ impl PerItem {
     fn column(self) -> &'static str {
         match self {
             PerItem::Reidentify => "values",
-            PerItem::Rewrap => "pseudonyms",
+            PerItem::Pseudonymize | PerItem::Rewrap => "pseudonyms",
+        }
+    }
+
+    /// The mode the query names.
+    fn mode(self) -> Option<Mode> {
+        match self {
+            PerItem::Pseudonymize => Some(Mode::FormatPreserving),
+            PerItem::Reidentify | PerItem::Rewrap => None,
         }
     }
 }
@@ -127,7 +138,10 @@ impl Client {
         domain: &str,
         unique: &[&str],
     ) -> Result<PerItemAnswers, Error> {
-        let form = Form::Arrow { domain, mode: None };
+        let form = Form::Arrow {
+            domain,
+            mode: operation.mode(),
+        };
         let in_arrow = async {
             let batches = self
                 .run_batches(operation.route(), form, unique, encode, |id, n, body| {
@@ -149,6 +163,7 @@ impl Client {
         };
         let in_json = async {
             let (values, codes) = match operation {
+                PerItem::Pseudonymize => self.pseudonymize_per_item(domain, unique).await?,
                 PerItem::Reidentify => self.reidentify_unique(domain, unique).await?,
                 PerItem::Rewrap => self.rewrap_unique(domain, unique).await?,
             };

@@ -105,13 +105,24 @@ fn is_string(data_type: &DataType) -> bool {
 }
 
 impl Client {
-    /// Pseudonymizes an Arrow array; see the [module](self) for types and dictionaries.
+    /// Pseudonymizes an Arrow array; see the [module](self) for types and dictionaries. Fails
+    /// as a whole if a value has no pseudonym ([`Error::Unpseudonymized`], format-preserving
+    /// mode only).
     pub async fn pseudonymize_array(
         &self,
         domain: &str,
         mode: Mode,
         array: &dyn Array,
     ) -> Result<ArrayRef, Error> {
+        if mode == Mode::FormatPreserving {
+            let answer = Box::pin(self.pseudonymize_array_with_errors(domain, mode, array)).await?;
+            return match answer.errors.is_empty() {
+                true => Ok(answer.values),
+                false => Err(Error::Unpseudonymized {
+                    errors: answer.errors,
+                }),
+            };
+        }
         output_type(array.data_type(), mode)?;
         if has_canonical_text(array.data_type()) {
             let text = canonical_text(array)?;
@@ -126,6 +137,32 @@ impl Client {
         let plan = Plan::for_mode(mode, rows.iter().copied());
         let answers = self.pseudonyms(domain, mode, &plan.unique).await?;
         rows_of(&plan, answers, &output_type(array.data_type(), mode)?)
+    }
+
+    /// [`Client::pseudonymize_array`], where a value without a pseudonym is null and listed in
+    /// `errors` instead of failing the call.
+    pub async fn pseudonymize_array_with_errors(
+        &self,
+        domain: &str,
+        mode: Mode,
+        array: &dyn Array,
+    ) -> Result<ArrayWithErrors, Error> {
+        if mode != Mode::FormatPreserving {
+            let values = Box::pin(self.pseudonymize_array(domain, mode, array)).await?;
+            return Ok(ArrayWithErrors {
+                values,
+                errors: Vec::new(),
+            });
+        }
+        output_type(array.data_type(), mode)?;
+        if has_canonical_text(array.data_type()) {
+            let text = canonical_text(array)?;
+            return self
+                .per_item_array(PerItem::Pseudonymize, domain, text.as_ref())
+                .await;
+        }
+        self.per_item_array(PerItem::Pseudonymize, domain, array)
+            .await
     }
 
     /// Re-identifies an Arrow string array of pseudonyms; failed rows are null in `values` and
