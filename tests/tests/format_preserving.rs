@@ -140,7 +140,7 @@ async fn arrow_arrays_of_strings_dictionaries_and_integers_round_trip() {
         .expect("back");
     assert_eq!(back.values.as_string::<i32>(), &phones);
 
-    let keys = vec![0, 1, 0, 1];
+    let keys = [0, 1, 0, 1];
     let dictionary: DictionaryArray<Int32Type> = keys
         .iter()
         .map(|&k| ["5551234567", "5559876543"][k])
