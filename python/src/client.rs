@@ -101,17 +101,20 @@ impl Client {
         })
     }
 
-    /// Pseudonyms of a list of optional strings, in order.
+    /// Pseudonyms of a list of optional strings, in order, and the rows that have none
+    /// (format-preserving mode only).
     fn pseudonymize_list(
         &self,
         py: Python<'_>,
         domain: String,
         mode: &str,
         values: Vec<Option<String>>,
-    ) -> PyResult<Vec<Option<String>>> {
+    ) -> PyResult<(Vec<Option<String>>, ItemErrors)> {
         let (mode, native) = (parse_mode(mode)?, self.native()?);
-        py.detach(|| native.pseudonymize(&domain, mode, &values))
-            .map_err(to_py)
+        let answer = py
+            .detach(|| native.pseudonymize_with_errors(&domain, mode, &values))
+            .map_err(to_py)?;
+        Ok((answer.pseudonyms, item_errors(&answer.errors)))
     }
 
     /// Values of a list of optional pseudonyms, and the rows that failed.
@@ -143,20 +146,20 @@ impl Client {
         Ok((answer.pseudonyms, item_errors(&answer.errors)))
     }
 
-    /// Pseudonyms of a pyarrow string array (read through the C data interface, no copy).
+    /// Pseudonyms of a pyarrow string array (read through the C data interface, no copy),
+    /// and the rows that have none (format-preserving mode only).
     fn pseudonymize_arrow(
         &self,
         py: Python<'_>,
         domain: String,
         mode: &str,
         array: PyArrowType<ArrayData>,
-    ) -> PyResult<PyArrowType<ArrayData>> {
+    ) -> PyResult<(PyArrowType<ArrayData>, ItemErrors)> {
         let (mode, native) = (parse_mode(mode)?, self.native()?);
         let input = make_array(array.0);
-        let output = py
-            .detach(|| native.pseudonymize_array(&domain, mode, input.as_ref()))
-            .map_err(to_py)?;
-        Ok(PyArrowType(output.to_data()))
+        py.detach(|| native.pseudonymize_array_with_errors(&domain, mode, input.as_ref()))
+            .map(arrow_answer)
+            .map_err(to_py)
     }
 
     /// Values of a pyarrow array of pseudonyms, and the rows that failed.

@@ -29,6 +29,12 @@ fn build(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
             kwargs.set_item("attempts", attempts)?;
             "ServiceUnavailableError"
         }
+        Error::Unpseudonymized { errors: failed } => {
+            let rows: Vec<(usize, &str)> =
+                failed.iter().map(|e| (e.index, e.code.as_str())).collect();
+            let instance = errors.getattr("PseudonymizationError")?.call1((rows,))?;
+            return Ok(PyErr::from_value(instance));
+        }
         _ => "ProtocolError",
     };
     let instance = errors.getattr(class)?.call((message,), Some(&kwargs))?;

@@ -70,7 +70,7 @@ def test_a_failed_row_names_the_count_and_code_but_no_value(con) -> None:
     assert "user1@example.com" not in message
     kept = con.execute("SELECT reidentify(t, 'crm.email', 'null') FROM (VALUES ('nope'), (NULL)) v(t)").fetchall()
     assert kept == [(None,), (None,)]
-    with pytest.raises(duckdb.Error, match="pseudonymize takes 2 or 3 arguments"):
+    with pytest.raises(duckdb.Error, match="pseudonymize takes 2 to 4 arguments"):
         con.execute("SELECT pseudonymize(email) FROM people").fetchall()
     # A column where a literal belongs: refused without quoting what it held.
     with pytest.raises(duckdb.Error, match="on_error must be 'error' or 'null'") as raised:

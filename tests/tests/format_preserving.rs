@@ -132,7 +132,11 @@ async fn arrow_arrays_of_strings_dictionaries_and_integers_round_trip() {
         .expect("pseudonymized");
     let made_strings = made.as_string::<i32>();
     let kept = |text: &str| text.replace(|c: char| c.is_ascii_digit(), "_");
-    assert_eq!(kept(made_strings.value(0)), "+__ __ _______", "kept in place");
+    assert_eq!(
+        kept(made_strings.value(0)),
+        "+__ __ _______",
+        "kept in place"
+    );
     assert!(made_strings.is_null(1));
     let back = client
         .reidentify_array("phone", made.as_ref())

@@ -1,4 +1,4 @@
-//! The SQL functions `pseudonymize(value, domain [, mode])`,
+//! The SQL functions `pseudonymize(value, domain [, mode [, on_error]])`,
 //! `reidentify(token, domain [, on_error])` and `rewrap(token, domain [, on_error])`, as
 //! DataFusion async scalar UDFs.
 //!
@@ -76,11 +76,15 @@ impl Service {
     }
 
     fn function(&self, operation: Operation) -> ServiceFunction {
+        let arities = match operation {
+            Operation::Pseudonymize => 2..=4,
+            Operation::Reidentify | Operation::Rewrap => 2..=3,
+        };
         ServiceFunction {
             operation,
             service: self.clone(),
             signature: Signature::one_of(
-                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                arities.map(TypeSignature::Any).collect(),
                 // The answer comes from outside the engine: never fold it into a constant.
                 Volatility::Volatile,
             ),
@@ -193,7 +197,8 @@ impl Operation {
     }
 }
 
-/// What to do with a pseudonym that cannot be re-identified or rewrapped.
+/// What to do with an item that fails: a pseudonym that cannot be re-identified or rewrapped,
+/// a value without a format-preserving pseudonym.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnError {
     Fail,
@@ -229,8 +234,8 @@ impl Hash for ServiceFunction {
 }
 
 impl ServiceFunction {
-    /// Checks the literal arguments: the domain always, then the mode (`pseudonymize`) or what
-    /// to do on failure (`reidentify`, `rewrap`).
+    /// Checks the literal arguments: the domain always, then the mode and what to do on
+    /// failure (`pseudonymize`) or only the latter (`reidentify`, `rewrap`).
     fn literals<'a>(&self, scalars: &[Option<&'a ScalarValue>]) -> Result<Literals<'a>> {
         let name = self.operation.name();
         let text = |index: usize, what: &str| -> Result<&'a str> {
@@ -253,21 +258,21 @@ impl ServiceFunction {
             mode: Mode::Deterministic,
             on_error: OnError::Fail,
         };
-        if scalars.len() == 3 {
-            match self.operation {
-                Operation::Pseudonymize => {
-                    literals.mode = text(2, "mode")?
-                        .parse()
-                        .map_err(|e| DataFusionError::Plan(format!("{name}: {e}")))?;
-                }
-                Operation::Reidentify | Operation::Rewrap => {
-                    literals.on_error = match text(2, "on_error")? {
-                        "error" => OnError::Fail,
-                        "null" => OnError::Null,
-                        _ => return plan_err!("{name}: on_error must be 'error' or 'null'"),
-                    };
-                }
-            }
+        let on_error_at = match self.operation {
+            Operation::Pseudonymize => 3,
+            Operation::Reidentify | Operation::Rewrap => 2,
+        };
+        if self.operation == Operation::Pseudonymize && scalars.len() > 2 {
+            literals.mode = text(2, "mode")?
+                .parse()
+                .map_err(|e| DataFusionError::Plan(format!("{name}: {e}")))?;
+        }
+        if scalars.len() > on_error_at {
+            literals.on_error = match text(on_error_at, "on_error")? {
+                "error" => OnError::Fail,
+                "null" => OnError::Null,
+                _ => return plan_err!("{name}: on_error must be 'error' or 'null'"),
+            };
         }
         Ok(literals)
     }
@@ -338,9 +343,9 @@ impl AsyncScalarUDFImpl for ServiceFunction {
         let call = self.service.io.spawn(async move {
             match operation {
                 Operation::Pseudonymize => client
-                    .pseudonymize_array(&domain, mode, input.as_ref())
+                    .pseudonymize_array_with_errors(&domain, mode, input.as_ref())
                     .await
-                    .map(|array| (array, Vec::new())),
+                    .map(|answer| (answer.values, answer.errors)),
                 Operation::Reidentify => client
                     .reidentify_array(&domain, input.as_ref())
                     .await
@@ -358,7 +363,7 @@ impl AsyncScalarUDFImpl for ServiceFunction {
         if let (Some(first), OnError::Fail) = (errors.first(), on_error) {
             return exec_err!(
                 "{name}: {} value(s) could not be {} (first at row {} of the batch: {}); \
-                 pass 'null' as the third argument to keep them as NULL",
+                 pass 'null' as on_error to keep them as NULL",
                 errors.len(),
                 operation.failed(),
                 first.index,

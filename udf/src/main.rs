@@ -34,7 +34,10 @@ Examples:
   pseudonym-sql generate --rows 1000000 --cardinality 100000 cars.parquet
 
 Functions:
-  pseudonymize(value, domain [, mode])   mode: 'deterministic' (default), 'randomized', 'hash'
+  pseudonymize(value, domain [, mode [, on_error]])
+                                         mode: 'deterministic' (default), 'randomized', 'hash',
+                                         'format-preserving' (a domain the service gives a
+                                         format; on_error as for reidentify)
   reidentify(token, domain [, on_error]) on_error: 'error' (default: fail the query) or 'null'
   rewrap(token, domain [, on_error])     the token again under the primary key version (also
                                          turns the replaced AWS service's tokens into ours)

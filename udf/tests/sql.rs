@@ -398,7 +398,9 @@ fn the_command_line_pseudonymizes_a_parquet_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |args: &[&str]| run_cli(&replica.url, &fixture.api_key, args);
     let help = run(&["--help"]);
-    assert!(help.contains("pseudonymize(value, domain [, mode])") && help.contains("COPY"));
+    assert!(
+        help.contains("pseudonymize(value, domain [, mode [, on_error]])") && help.contains("COPY")
+    );
 
     let cars = dir.path().join("cars.parquet");
     run(&[

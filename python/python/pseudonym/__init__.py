@@ -27,6 +27,7 @@ from .errors import (
     ConfigurationError,
     ProtocolError,
     PseudonymError,
+    PseudonymizationError,
     ReidentificationError,
     RewrapError,
     ServiceRejectedError,
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigurationError",
     "ProtocolError",
     "PseudonymError",
+    "PseudonymizationError",
     "ReidentificationError",
     "RewrapError",
     "ServiceRejectedError",
@@ -48,7 +50,7 @@ __all__ = [
 ]
 __version__: str = _internal.__version__
 
-Mode = Literal["deterministic", "randomized", "hash"]
+Mode = Literal["deterministic", "randomized", "hash", "format-preserving"]
 OnError = Literal["raise", "null"]
 ArrowInput = TypeVar("ArrowInput", pa.Array, pa.ChunkedArray)
 Values = Union[Sequence[Union[str, None]], pa.Array, pa.ChunkedArray]
@@ -137,11 +139,25 @@ class Client:
 
     @overload
     def pseudonymize(
-        self, domain: str, values: Sequence[str | None], mode: Mode = ...
+        self,
+        domain: str,
+        values: Sequence[str | None],
+        mode: Mode = ...,
+        *,
+        on_error: OnError = ...,
     ) -> list[str | None]: ...
     @overload
-    def pseudonymize(self, domain: str, values: ArrowInput, mode: Mode = ...) -> ArrowInput: ...
-    def pseudonymize(self, domain: str, values: Values, mode: Mode = "deterministic") -> Answers:
+    def pseudonymize(
+        self, domain: str, values: ArrowInput, mode: Mode = ..., *, on_error: OnError = ...
+    ) -> ArrowInput: ...
+    def pseudonymize(
+        self,
+        domain: str,
+        values: Values,
+        mode: Mode = "deterministic",
+        *,
+        on_error: OnError = "raise",
+    ) -> Answers:
         """Pseudonyms of `values` (a list or a pyarrow string array) in `domain`.
 
         Arrow input gives Arrow output of the same type (dictionaries keep their keys and go
@@ -149,15 +165,27 @@ class Client:
         `Series` gives a `Series` with its index and name. Arrow and pandas input may also hold
         integers, decimals or dates, pseudonymized by their canonical text: decimal digits
         (`-42`), the column's scale (`12.50`), `YYYY-MM-DD`; the output is then strings.
+
+        Only `format-preserving` pseudonyms can fail per value (a character outside the
+        domain's alphabet, too few or too many characters): with `on_error="raise"` (the
+        default) that raises `PseudonymizationError` (rows and codes, no value), with
+        `on_error="null"` the row is `None`.
         """
-        if _is_pandas_series(values):
-            return _as_series(self.pseudonymize(domain, pa.Array.from_pandas(values), mode), values)
-        if isinstance(values, pa.ChunkedArray):
-            chunks = [self._native.pseudonymize_arrow(domain, mode, c) for c in values.chunks]
-            return pa.chunked_array(chunks, type=chunks[0].type if chunks else values.type)
-        if isinstance(values, pa.Array):
-            return self._native.pseudonymize_arrow(domain, mode, values)
-        return self._native.pseudonymize_list(domain, mode, _as_list(values))
+        pseudonyms, errors = self.pseudonymize_with_errors(domain, values, mode)
+        if errors and on_error == "raise":
+            raise PseudonymizationError(errors, pseudonyms)
+        return pseudonyms
+
+    def pseudonymize_with_errors(
+        self, domain: str, values: Values, mode: Mode = "deterministic"
+    ) -> tuple[Answers, ItemErrors]:
+        """Pseudonyms of `values`, and the `(row, code)` pairs of the rows that have none."""
+        return _per_item(
+            lambda d, v: self._native.pseudonymize_list(d, mode, v),
+            lambda d, v: self._native.pseudonymize_arrow(d, mode, v),
+            domain,
+            values,
+        )
 
     @overload
     def reidentify(
@@ -214,10 +242,14 @@ class Client:
         batch: pa.RecordBatch,
         domains: Mapping[str, str],
         mode: Mode = "deterministic",
+        *,
+        on_error: OnError = "raise",
     ) -> pa.RecordBatch:
         """`batch` with each column named in `domains` pseudonymized in that column's domain."""
         return _replace_columns(
-            batch, domains, lambda domain, column: self.pseudonymize(domain, column, mode)
+            batch,
+            domains,
+            lambda domain, column: self.pseudonymize(domain, column, mode, on_error=on_error),
         )
 
     def reidentify_batch(

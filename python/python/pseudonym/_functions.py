@@ -73,16 +73,26 @@ _clients: dict[Settings, Client] = {}
 
 
 def pseudonymize(
-    client: Client, column: pa.Array, domain: pa.Array, mode: pa.Array | None = None
+    client: Client,
+    column: pa.Array,
+    domain: pa.Array,
+    mode: pa.Array | None = None,
+    on_error: pa.Array | None = None,
 ) -> pa.Array:
     """Pseudonyms of `column` (strings, integers, decimals or dates) in the literal `domain`,
-    in the literal `mode` (default `deterministic`)."""
+    in the literal `mode` (default `deterministic`). A value without a pseudonym (only in
+    `format-preserving` mode) raises `PseudonymizationError` unless `on_error` is `'null'`."""
     if len(column) == 0 or column.type == pa.null():
         return pa.nulls(len(column), pa.string())
     chosen = _literal(mode, "pseudonymize", "mode") if mode is not None else "deterministic"
     if chosen not in get_args(Mode):  # never quoted: it could be a value passed by mistake
         raise ConfigurationError(f"pseudonymize: mode must be one of {', '.join(get_args(Mode))}")
-    answer = client.pseudonymize(_literal(domain, "pseudonymize", "domain"), column, cast(Mode, chosen))
+    answer = client.pseudonymize(
+        _literal(domain, "pseudonymize", "domain"),
+        column,
+        cast(Mode, chosen),
+        on_error=_on_error(on_error, "pseudonymize"),
+    )
     return _plain_strings(answer)
 
 
@@ -116,10 +126,10 @@ def _per_item(
     return _plain_strings(operation(domain_name, column, on_error=_on_error(on_error, function)))
 
 
-_OPERATIONS: dict[str, tuple[Callable[..., pa.Array], str]] = {
-    "pseudonymize": (pseudonymize, "mode"),
-    "reidentify": (reidentify, "on_error"),
-    "rewrap": (rewrap, "on_error"),
+_OPERATIONS: dict[str, tuple[Callable[..., pa.Array], tuple[str, ...]]] = {
+    "pseudonymize": (pseudonymize, ("mode", "on_error")),
+    "reidentify": (reidentify, ("on_error",)),
+    "rewrap": (rewrap, ("on_error",)),
 }
 
 NAMES = tuple(_OPERATIONS)
@@ -128,10 +138,12 @@ NAMES = tuple(_OPERATIONS)
 
 def call(name: str, client: Client, arguments: Sequence[pa.Array]) -> pa.Array:
     """The answer of the function `name` for one batch of its `arguments`."""
-    operation, option = _OPERATIONS[name]
-    if len(arguments) not in (2, 3):
+    operation, options = _OPERATIONS[name]
+    if not 2 <= len(arguments) <= 2 + len(options):
+        spelled = "".join(f" [, {option}" for option in options) + "]" * len(options)
         raise ConfigurationError(
-            f"{name} takes 2 or 3 arguments: (column, domain [, {option}]), not {len(arguments)}"
+            f"{name} takes 2 to {2 + len(options)} arguments: (column, domain{spelled}), "
+            f"not {len(arguments)}"
         )
     return operation(client, *arguments)
 

@@ -9,7 +9,7 @@
 
 They are Arrow functions: DuckDB hands each a vector of rows (2,048) as Arrow arrays, which go
 to the service deduplicated, through one client for the connection. Arguments and results are
-those of `pseudonym.spark.register`: `pseudonymize(col, domain [, mode])`,
+those of `pseudonym.spark.register`: `pseudonymize(col, domain [, mode [, on_error]])`,
 `reidentify(col, domain [, on_error])`, `rewrap(col, domain [, on_error])`, literals after the
 column; columns of strings, integers, decimals and dates; a `VARCHAR` result, nulls kept.
 """

@@ -41,6 +41,20 @@ class ProtocolError(PseudonymError):
     """The service's answer did not fit the request."""
 
 
+class PseudonymizationError(PseudonymError):
+    """Some values have no pseudonym (format-preserving mode only).
+
+    `errors` lists `(row index, code)` pairs; codes are `outside_alphabet` (a character outside
+    the domain's alphabet, in a domain that refuses them), `format_too_short` and
+    `format_too_long`. `pseudonyms` holds the result with the failed rows as `None`.
+    """
+
+    def __init__(self, errors: list[tuple[int, str]] | str, pseudonyms: object = None) -> None:
+        super().__init__(_per_item_message(errors, "pseudonymized", "value"))
+        self.errors = [] if isinstance(errors, str) else errors
+        self.pseudonyms = pseudonyms
+
+
 class ReidentificationError(PseudonymError):
     """Some pseudonyms could not be re-identified.
 
@@ -67,12 +81,12 @@ class RewrapError(PseudonymError):
         self.pseudonyms = pseudonyms
 
 
-def _per_item_message(errors: list[tuple[int, str]] | str, done: str) -> str:
-    """How many pseudonyms could not be `done`, the first row and the codes; or the message."""
+def _per_item_message(errors: list[tuple[int, str]] | str, done: str, item: str = "pseudonym") -> str:
+    """How many items could not be `done`, the first row and the codes; or the message."""
     if isinstance(errors, str):
         return errors
     codes = sorted({code for _, code in errors})
     return (
-        f"{len(errors)} pseudonym(s) could not be {done} "
+        f"{len(errors)} {item}(s) could not be {done} "
         f"(first row {errors[0][0]}; codes: {', '.join(codes)})"
     )

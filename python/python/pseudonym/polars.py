@@ -37,6 +37,7 @@ class PseudonymExpr:
         self,
         domain: str,
         mode: Mode = "deterministic",
+        on_error: str = "error",
         *,
         url: str | Sequence[str] | None = None,
         api_key: str | None = None,
@@ -46,11 +47,13 @@ class PseudonymExpr:
         retries: int = 7,
         cache_size: int = 0,
     ) -> pl.Expr:
-        """The pseudonyms of the expression's values in `domain`."""
+        """The pseudonyms of the expression's values in `domain`; a value without one
+        (`format-preserving` mode only) raises `PseudonymizationError`, or is null with
+        `on_error="null"`."""
         settings = Settings(
             Settings.urls(url), api_key, batch_size, concurrency, timeout, retries, cache_size
         )
-        return self._map("pseudonymize", settings, domain, mode)
+        return self._map("pseudonymize", settings, domain, mode, on_error)
 
     def reidentify(
         self,

@@ -3,7 +3,7 @@
 Two ways in, with the same client underneath:
 
 - **SQL and Column functions** (Spark 4.1+): `register(spark)` adds `pseudonymize(col, domain
-  [, mode])`, `reidentify(col, domain [, on_error])` and `rewrap(col, domain [, on_error])` to
+  [, mode [, on_error]])`, `reidentify(col, domain [, on_error])` and `rewrap(col, domain [, on_error])` to
   Spark SQL; `pseudonym.spark.functions` offers them as Column functions for `select` and
   `withColumn`. They are Arrow UDFs of the iterator form: each Python worker keeps one client
   for all the batches of a task. Columns of strings, integers, decimals and dates are taken
@@ -65,7 +65,7 @@ def register(
     """Registers `pseudonymize`, `reidentify` and `rewrap` (each name after `prefix`) as SQL
     functions of `spark`, calling the service at `url` with `api_key`.
 
-    `pseudonymize(col, domain [, mode])`; `reidentify(col, domain [, on_error])` and
+    `pseudonymize(col, domain [, mode [, on_error]])`; `reidentify(col, domain [, on_error])` and
     `rewrap(col, domain [, on_error])`, where `on_error` is `'error'` (the default: a pseudonym
     that fails fails the query, naming rows and codes but no value) or `'null'`. Domain, mode
     and on_error are literals. `cache_size` keeps that many answers per worker process across
@@ -105,6 +105,7 @@ def pseudonymize(
     *,
     domain: str | Mapping[str, str],
     mode: Mode = "deterministic",
+    on_error: OnError = "raise",
     url: str | Sequence[str] | None = None,
     api_key: str | None = None,
     batch_size: int = 2000,
@@ -116,11 +117,16 @@ def pseudonymize(
 
     `domain` is one domain for all columns or a mapping column -> domain. Same schema, same row
     order within each partition, nulls kept. A batch the service cannot answer fails the Spark
-    task with `ServiceUnavailableError` or `ServiceRejectedError`.
+    task with `ServiceUnavailableError` or `ServiceRejectedError`; a value without a pseudonym
+    (`format-preserving` mode only) with `PseudonymizationError`, unless `on_error="null"`.
     """
     domains = _domains(df, columns, domain)
     settings = Settings(Settings.urls(url), api_key, batch_size, concurrency, timeout, retries)
-    return _map_batches(df, settings, lambda client, batch: client.pseudonymize_batch(batch, domains, mode))
+    return _map_batches(
+        df,
+        settings,
+        lambda client, batch: client.pseudonymize_batch(batch, domains, mode, on_error=on_error),
+    )
 
 
 def reidentify(

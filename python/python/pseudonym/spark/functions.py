@@ -34,6 +34,7 @@ def pseudonymize(
     col: ColumnOrName,
     domain: str,
     mode: Mode = "deterministic",
+    on_error: SqlOnError = "error",
     *,
     url: str | Sequence[str] | None = None,
     api_key: str | None = None,
@@ -43,11 +44,12 @@ def pseudonymize(
     retries: int = 7,
     cache_size: int = 0,
 ) -> Column:
-    """The pseudonyms of `col` in `domain`."""
+    """The pseudonyms of `col` in `domain`; a value without one (`format-preserving` mode only)
+    fails the query with `PseudonymizationError`, or is null with `on_error="null"`."""
     settings = Settings(
         Settings.urls(url), api_key, batch_size, concurrency, timeout, retries, cache_size
     )
-    return _call("pseudonymize", settings, col, domain, mode)
+    return _call("pseudonymize", settings, col, domain, mode, on_error)
 
 
 def reidentify(
