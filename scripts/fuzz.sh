@@ -21,7 +21,7 @@ fi
 # cargo fuzz passes -Z sanitizer flags; this lets the installed stable toolchain take them.
 export RUSTC_BOOTSTRAP=1
 
-for target in token request siv arrow; do
+for target in token request siv arrow preserving; do
   corpus="target/fuzz-corpus/$target"
   mkdir -p "$corpus"
   printf '\n== fuzz %s for %ss\n' "$target" "$seconds"

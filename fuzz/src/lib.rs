@@ -14,6 +14,8 @@ use pseudonym_client::Mode;
 use pseudonym_client::wire::ARROW_STREAM;
 use pseudonym_service::auth::{self, ApiKeys, Operation};
 use pseudonym_service::config::{Config, Limits};
+use pseudonym_service::format::Outside;
+use pseudonym_service::formats::FormatConfig;
 use pseudonym_service::keys::Keys;
 use pseudonym_service::seed::{self, SeedKey, SeedMode};
 use pseudonym_service::server::Service;
@@ -82,10 +84,21 @@ fn fixture() -> &'static Fixture {
             max_value_bytes: 256,
             ..Limits::default()
         };
+        let table = |alphabet: &str, outside| FormatConfig {
+            alphabet: Some(alphabet.to_owned()),
+            characters: None,
+            outside,
+            key_version: 1,
+        };
         let config = Config {
             limits: limits.clone(),
             compat_domain: COMPAT_DOMAIN.to_owned(),
             audit_log: Some("/dev/null".into()),
+            format_preserving: [
+                ("fp.digits".to_owned(), table("digits", Outside::Keep)),
+                ("fp.vin".to_owned(), table("vin", Outside::Refuse)),
+            ]
+            .into(),
             ..Config::default()
         };
         let engine = Engine::new(&keyring)
@@ -193,10 +206,12 @@ pub fn check_token(data: &[u8]) {
 }
 
 /// The Arrow routes, with the query an Arrow body needs.
-const ARROW_ROUTES: [&str; 3] = [
+const ARROW_ROUTES: [&str; 5] = [
     "/v1/pseudonymize?domain=vin&mode=deterministic",
     "/v1/reidentify?domain=vin",
     "/v1/rewrap?domain=vin",
+    "/v1/pseudonymize?domain=fp.digits&mode=format-preserving",
+    "/v1/reidentify?domain=fp.vin",
 ];
 
 /// An Arrow body, from the rest of the input after its first byte: raw bytes when that byte is
@@ -384,5 +399,117 @@ pub fn check_siv(data: &[u8]) {
         let authentic = siv.open(|_| state, &tags, &mut slices);
         assert!(authentic.iter().all(|&ok| ok), "every item opens");
         assert_eq!(sealed, values, "to its value");
+    }
+}
+
+/// What a format-preserving input describes: a format (a named alphabet, or custom characters
+/// made distinct), whether it refuses other characters, a domain and the values of a batch.
+#[derive(Debug, arbitrary::Arbitrary)]
+pub struct PreservingSpec {
+    alphabet: u8,
+    characters: String,
+    refuse: bool,
+    domain: u8,
+    values: Vec<Option<String>>,
+}
+
+/// Format-preserving pseudonyms of any batch, with the fuzz keyring's versions 1 and 2:
+/// never a panic; an item fails exactly when the rules say (a refused character, too few or too
+/// many of the alphabet's) and with that code; any other keeps its length, its kept characters
+/// in place and its alphabet, re-identifies to its value, and rewraps to what the other version
+/// makes.
+pub fn check_format_preserving(data: &[u8]) {
+    use pseudonym_client::ItemErrorCode;
+    use pseudonym_service::format::{Format, NAMED, Outside};
+
+    let Ok(spec) = arbitrary::Unstructured::new(data).arbitrary::<PreservingSpec>() else {
+        return;
+    };
+    let outside = if spec.refuse {
+        Outside::Refuse
+    } else {
+        Outside::Keep
+    };
+    let mut distinct: Vec<char> = Vec::new();
+    for c in spec.characters.chars() {
+        if !distinct.contains(&c) {
+            distinct.push(c);
+        }
+    }
+    let custom: String = distinct.iter().collect();
+    let named = NAMED[usize::from(spec.alphabet) % NAMED.len()];
+    let (format, alphabet) = match (
+        spec.alphabet >= 128,
+        Format::new(None, Some(&custom), outside),
+    ) {
+        (true, Ok(format)) => (format, custom),
+        _ => (
+            Format::new(Some(named.0), None, outside).expect("a named alphabet"),
+            named.1.to_owned(),
+        ),
+    };
+    let domain = ["vin", "phone", "a.b-c_d"][usize::from(spec.domain) % 3];
+    let domain = Domain::new(domain).expect("valid domain");
+    let engine = &fixture().engine;
+    let values = &spec.values;
+    let made = engine.pseudonymize_preserving(domain, &format, 1, values);
+    let radix = format.alphabet.radix();
+    let codes: std::collections::HashMap<usize, ItemErrorCode> =
+        made.errors.iter().map(|e| (e.index, e.code)).collect();
+    for (index, value) in values.iter().enumerate() {
+        let Some(value) = value else {
+            assert!(made.texts.get(index).is_none() && !codes.contains_key(&index));
+            continue;
+        };
+        let inside = value.chars().filter(|&c| alphabet.contains(c)).count();
+        let expected = if spec.refuse && inside < value.chars().count() {
+            Some(ItemErrorCode::OutsideAlphabet)
+        } else if inside < radix.min_len() {
+            Some(ItemErrorCode::FormatTooShort)
+        } else if inside > radix.max_len() {
+            Some(ItemErrorCode::FormatTooLong)
+        } else {
+            None
+        };
+        assert_eq!(codes.get(&index).copied(), expected, "item {index}");
+        let Some(pseudonym) = made.texts.get(index) else {
+            assert!(expected.is_some(), "a value without a pseudonym has a code");
+            continue;
+        };
+        assert_eq!(pseudonym.chars().count(), value.chars().count());
+        for (ours, theirs) in pseudonym.chars().zip(value.chars()) {
+            assert_eq!(alphabet.contains(ours), alphabet.contains(theirs));
+            if !alphabet.contains(theirs) {
+                assert_eq!(ours, theirs, "kept in place");
+            }
+        }
+    }
+    let back =
+        engine.reidentify_preserving(domain, &format, 1, &made.texts.iter().collect::<Vec<_>>());
+    for (index, value) in values.iter().enumerate() {
+        if made.texts.get(index).is_some() {
+            assert_eq!(
+                back.texts.get(index),
+                value.as_deref(),
+                "item {index} opens"
+            );
+        }
+    }
+    let moved = engine.rewrap_preserving(
+        domain,
+        &format,
+        1,
+        2,
+        &made.texts.iter().collect::<Vec<_>>(),
+    );
+    let again = engine.pseudonymize_preserving(domain, &format, 2, values);
+    for index in 0..values.len() {
+        if made.texts.get(index).is_some() {
+            assert_eq!(
+                moved.texts.get(index),
+                again.texts.get(index),
+                "item {index} rewraps"
+            );
+        }
     }
 }

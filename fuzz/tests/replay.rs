@@ -40,3 +40,8 @@ fn siv_inputs_pass() {
 fn arrow_inputs_pass() {
     replay("arrow", pseudonym_fuzz::check_arrow);
 }
+
+#[test]
+fn preserving_inputs_pass() {
+    replay("preserving", pseudonym_fuzz::check_format_preserving);
+}

@@ -126,6 +126,42 @@ def golden_keyring_text() -> str:
     )
 
 
+class FormatPreservingService:
+    """A service with the golden native keyring (primary 2) whose domains of
+    `engine/tests/data/golden-format-preserving.json` are format-preserving, pinned to key
+    version 1, as a configuration file declares them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.golden = json.loads(
+            (ROOT / "engine/tests/data/golden-format-preserving.json").read_text(encoding="utf-8")
+        )
+        keyring = folder / "keyring.toml"
+        keyring.write_text(golden_keyring_text(), encoding="utf-8")
+        keyring.chmod(0o600)
+        keys_file = folder / "api-keys.toml"
+        self.admin = new_api_key(keys_file, "admin", "pseudonymize,reidentify,rewrap", "*")
+        tables = []
+        for domain, spec in self.golden["formats"].items():
+            lines = [f"[format_preserving.{json.dumps(domain)}]", "key_version = 1"]
+            lines += [f"{name} = {json.dumps(value, ensure_ascii=False)}" for name, value in spec.items()]
+            tables.append("\n".join(lines))
+        config = folder / "pseudonymd.toml"
+        config.write_text(
+            f'keyring_file = "{keyring}"\napi_keys_file = "{keys_file}"\n\n' + "\n\n".join(tables) + "\n",
+            encoding="utf-8",
+        )
+        self.daemon = Daemon(["--config", str(config)])
+        self.url = self.daemon.url
+
+
+@pytest.fixture(scope="session")
+def fp_service(tmp_path_factory):
+    """One format-preserving service for the whole session."""
+    running = FormatPreservingService(tmp_path_factory.mktemp("format-preserving"))
+    yield running
+    running.daemon.stop()
+
+
 class MigrationService:
     """A service in the middle of a migration from the AWS sample: the golden native keyring plus
     the replaced service's golden secret `number` (0: a 32-byte key, 1: a 16-byte one), imported

@@ -297,7 +297,8 @@ def _per_item(
             chunks.append(answers)
             errors.extend((offset + row, code) for row, code in chunk_errors)
             offset += len(chunk)
-        return pa.chunked_array(chunks, type=pseudonyms.type), errors
+        # Numbers and dates come back as strings: the answers' type, not the input's.
+        return pa.chunked_array(chunks, type=chunks[0].type if chunks else pseudonyms.type), errors
     if isinstance(pseudonyms, pa.Array):
         return on_arrow(domain, pseudonyms)
     return on_list(domain, _as_list(pseudonyms))
