@@ -34,7 +34,7 @@ cargo check --locked -p pseudonym-client --features arrow
 step "cargo test"
 cargo test --workspace --locked
 
-step "fuzz: token parsing, request decoding, AES-SIV against aes-siv, Arrow bodies; 20 s each, quick build (real runs: scripts/fuzz.sh 600)"
+step "fuzz: token parsing, request decoding, AES-SIV against aes-siv, Arrow bodies, format-preserving pseudonyms; 20 s each, quick build (real runs: scripts/fuzz.sh 600)"
 ./scripts/fuzz.sh 20 --quick
 
 # The whole workspace, as `cargo test` just built it: the same features, so nothing but the

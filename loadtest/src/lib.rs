@@ -280,7 +280,15 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
                 true => vec!["--max-connections".to_owned(), room.to_string()],
                 false => Vec::new(),
             };
-            Some(Spawned::start(&binary, &extra).context("starting a pseudonymd to test")?)
+            // Format-preserving pseudonyms need a domain with a format: the VIN alphabet.
+            let config = (common.mode == Mode::FormatPreserving).then(|| {
+                format!(
+                    "[format_preserving.{:?}]\nalphabet = \"vin\"\nkey_version = 1\n",
+                    common.domain
+                )
+            });
+            let spawned = Spawned::start(&binary, &extra, config.as_deref());
+            Some(spawned.context("starting a pseudonymd to test")?)
         }
     };
     let (url, api_key) = match &spawned {
@@ -439,7 +447,8 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
 }
 
 /// Single-core rate of the engine itself on the same kind of values, no HTTP, same mode, as the
-/// service uses it: batches of the seed's 900 values, each batch's tokens in one string.
+/// service uses it: batches of the seed's 900 values, each batch's tokens in one string
+/// (format-preserving: in the VIN alphabet, as the started service's domain has it).
 async fn crypto_rate(mode: Mode, domain: &str, cardinality: u64) -> anyhow::Result<f64> {
     let domain = domain.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -450,10 +459,18 @@ async fn crypto_rate(mode: Mode, domain: &str, cardinality: u64) -> anyhow::Resu
             .into_iter()
             .map(Some)
             .collect();
+        let vin = pseudonym_engine::format::Format::new(
+            Some("vin"),
+            None,
+            pseudonym_engine::format::Outside::Keep,
+        )?;
         let batches = || {
-            values
-                .chunks(900)
-                .map(|batch| engine.pseudonymize_tokens(domain, mode, batch))
+            values.chunks(900).map(|batch| match mode {
+                Mode::FormatPreserving => {
+                    engine.pseudonymize_preserving(domain, &vin, 1, batch).texts
+                }
+                _ => engine.pseudonymize_tokens(domain, mode, batch),
+            })
         };
         batches().take(10).for_each(drop);
         let started = Instant::now();

@@ -22,17 +22,24 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Starts `binary` on a free loopback port with `extra` arguments.
-    pub fn start(binary: &Path, extra: &[String]) -> anyhow::Result<Spawned> {
+    /// Starts `binary` on a free loopback port with `extra` arguments, and with `config` as its
+    /// configuration file if given.
+    pub fn start(binary: &Path, extra: &[String], config: Option<&str>) -> anyhow::Result<Spawned> {
         let dir = tempfile::tempdir().context("temporary folder")?;
         let ready = dir.path().join("ready.json");
+        let mut extra = extra.to_vec();
+        if let Some(text) = config {
+            let file = dir.path().join("pseudonymd.toml");
+            std::fs::write(&file, text).context("the started service's configuration")?;
+            extra.extend(["--config".to_owned(), file.display().to_string()]);
+        }
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--log", "warn"])
             .arg("--ready-file")
             .arg(&ready)
             .arg("--data-dir")
             .arg(dir.path())
-            .args(extra)
+            .args(&extra)
             .env_remove("PSEUDONYM_KEYRING")
             .env_remove("PSEUDONYM_KEYRING_FILE")
             .stdout(Stdio::null())
