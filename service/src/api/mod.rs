@@ -144,7 +144,7 @@ fn operations_routes() -> OpenApiRouter<AppState> {
         (PseudonymizeRequest = "application/json"),
         (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
     )),
-    responses((status = 200, description = "Same length and order as the request; as Arrow: `pseudonyms`, the key version in the schema's metadata", content(
+    responses((status = 200, description = "Same length and order as the request; as Arrow: `pseudonyms`, the key version in the schema's metadata, and in format-preserving mode `error`, the code where a value failed", content(
         (PseudonymizeResponse = "application/json"),
         (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
     ))))]
