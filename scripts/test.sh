@@ -39,8 +39,10 @@ step "fuzz: token parsing, request decoding, AES-SIV against aes-siv, Arrow bodi
 
 # The whole workspace, as `cargo test` just built it: the same features, so nothing but the
 # benches themselves is compiled again (with `-p` for a few crates, 88 crates were, 172 s).
-step "benchmarks build (unoptimized, as the tests: their code and links, not the dist profile's speed)"
-cargo test --workspace --locked --benches --no-run
+# Each bench runs once (criterion's test mode): a bench that panics fails here, not in the
+# next engineer's `cargo bench`.
+step "benchmarks, each run once (unoptimized, as the tests: their code works, not the dist profile's speed)"
+cargo test --workspace --locked --bench '*'
 
 step "python wheel (maturin, release) into .venv"
 rm -rf target/wheels
