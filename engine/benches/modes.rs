@@ -59,7 +59,10 @@ fn modes(c: &mut Criterion) {
     });
     // What the service answers from: the batch's tokens in one string. (Format-preserving
     // pseudonyms are not tokens: the goals bench measures them against these.)
-    for mode in Mode::ALL.into_iter().filter(|mode| *mode != Mode::FormatPreserving) {
+    for mode in Mode::ALL
+        .into_iter()
+        .filter(|mode| *mode != Mode::FormatPreserving)
+    {
         group.bench_function(format!("pseudonymize_{}", mode.as_str()), |b| {
             b.iter(|| black_box(engine.pseudonymize_tokens(vin, mode, black_box(&values))))
         });

@@ -83,14 +83,27 @@ impl Formats {
             {
                 return Err(Error::FormatInvalid {
                     domain: domain.clone(),
-                    problem: format!(
-                        "key_version {} is not in the keyring (pinned versions cannot be retired)",
-                        pinned.key_version
-                    ),
+                    problem: format!("key_version {} is not in the keyring", pinned.key_version),
                 });
             }
         }
         Ok(())
+    }
+
+    /// Each domain's pinned key version.
+    pub fn pins(&self) -> BTreeMap<String, u32> {
+        self.0
+            .iter()
+            .map(|(domain, pinned)| (domain.clone(), pinned.key_version))
+            .collect()
+    }
+
+    /// A domain that pins `version`, if one does.
+    pub fn pinning(&self, version: u32) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, pinned)| pinned.key_version == version)
+            .map(|(domain, _)| domain.as_str())
     }
 
     /// The format of `domain`, if it is format-preserving.

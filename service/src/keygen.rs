@@ -8,6 +8,7 @@
 
 use crate::Engine;
 use crate::error::Error;
+use crate::formats::Formats;
 use crate::keyring::{Keyring, KeyringError};
 use crate::kms::KeyringStore;
 use crate::rollout;
@@ -36,8 +37,15 @@ pub enum Change {
 }
 
 /// Applies `change` to the keyring file of `store`, after asking `replicas` (base URLs; empty:
-/// no check) where the change concerns them. Returns what was done, for the operator.
-pub fn apply(store: &KeyringStore, change: Change, replicas: &[String]) -> Result<String, Error> {
+/// no check) where the change concerns them. A version that a format-preserving domain of
+/// `formats` pins is never retired: its pseudonyms carry no version to find another by. Returns
+/// what was done, for the operator.
+pub fn apply(
+    store: &KeyringStore,
+    change: Change,
+    replicas: &[String],
+    formats: &Formats,
+) -> Result<String, Error> {
     let path = store.path().display().to_string();
     let exists = store.path().exists();
     if !replicas.is_empty() && !matches!(change, Change::SetPrimary(_) | Change::Retire(_)) {
@@ -108,6 +116,12 @@ pub fn apply(store: &KeyringStore, change: Change, replicas: &[String]) -> Resul
             (keyring, format!("primary of {path} is now {version}"))
         }
         Change::Retire(version) => {
+            if let Some(domain) = formats.pinning(version) {
+                return Err(Error::Refused(format!(
+                    "key version {version} is pinned by the format-preserving domain {domain}: \
+                     rewrap its columns to another version and pin that one first (README)"
+                )));
+            }
             if !replicas.is_empty() {
                 rollout::check_retire(&rollout::fetch(replicas)?, version)?;
             }
@@ -127,6 +141,11 @@ pub fn apply(store: &KeyringStore, change: Change, replicas: &[String]) -> Resul
 mod tests {
     use super::*;
 
+    /// Applies `change` without replicas to ask or versions pinned.
+    fn alone(store: &KeyringStore, change: Change) -> Result<String, Error> {
+        apply(store, change, &[], &Formats::default())
+    }
+
     fn versions(store: &KeyringStore) -> (u32, Vec<u32>) {
         let keyring = store.load().expect("keyring loads");
         (keyring.primary(), keyring.keys().map(|(v, _)| v).collect())
@@ -136,17 +155,17 @@ mod tests {
     fn a_rotation_stages_promotes_and_retires() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = KeyringStore::new(&dir.path().join("keyring.toml"), None).expect("store");
-        apply(&store, Change::Create, &[]).expect("created");
+        alone(&store, Change::Create).expect("created");
         assert_eq!(versions(&store), (1, vec![1]));
 
-        apply(&store, Change::Add { stage: true }, &[]).expect("staged");
+        alone(&store, Change::Add { stage: true }).expect("staged");
         assert_eq!(versions(&store), (1, vec![1, 2]));
-        apply(&store, Change::SetPrimary(2), &[]).expect("promoted");
+        alone(&store, Change::SetPrimary(2)).expect("promoted");
         assert_eq!(versions(&store), (2, vec![1, 2]));
-        apply(&store, Change::Retire(1), &[]).expect("retired");
+        alone(&store, Change::Retire(1)).expect("retired");
         assert_eq!(versions(&store), (2, vec![2]));
 
-        apply(&store, Change::Add { stage: false }, &[]).expect("added as primary");
+        alone(&store, Change::Add { stage: false }).expect("added as primary");
         assert_eq!(versions(&store), (3, vec![2, 3]));
     }
 
@@ -155,20 +174,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("keyring.toml");
         let store = KeyringStore::new(&path, None).expect("store");
-        let missing = apply(&store, Change::Add { stage: false }, &[]).expect_err("no file");
+        let missing = alone(&store, Change::Add { stage: false }).expect_err("no file");
         assert!(missing.to_string().contains("does not exist"), "{missing}");
         assert!(!path.exists());
 
-        apply(&store, Change::Create, &[]).expect("created");
+        alone(&store, Change::Create).expect("created");
         let before = std::fs::read(&path).expect("read");
         for change in [Change::Create, Change::Retire(1), Change::SetPrimary(7)] {
-            apply(&store, change, &[]).expect_err("refused");
+            alone(&store, change).expect_err("refused");
             assert_eq!(std::fs::read(&path).expect("read"), before);
         }
         let misplaced = apply(
             &store,
             Change::Add { stage: true },
             &["http://x".to_owned()],
+            &Formats::default(),
         );
         assert!(
             misplaced
@@ -179,15 +199,30 @@ mod tests {
     }
 
     #[test]
+    fn a_version_pinned_by_a_format_preserving_domain_is_not_retired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = KeyringStore::new(&dir.path().join("keyring.toml"), None).expect("store");
+        alone(&store, Change::Create).expect("created");
+        alone(&store, Change::Add { stage: false }).expect("added");
+        let tables: std::collections::BTreeMap<_, _> =
+            toml::from_str("[phone]\nalphabet = \"digits\"\nkey_version = 1\n").expect("parses");
+        let formats = Formats::from_config(&tables).expect("valid");
+        let refused = apply(&store, Change::Retire(1), &[], &formats).expect_err("pinned");
+        assert!(refused.to_string().contains("phone"), "{refused}");
+        assert_eq!(versions(&store), (2, vec![1, 2]));
+        alone(&store, Change::Retire(1)).expect("retired once nothing pins it");
+    }
+
+    #[test]
     fn a_plain_keyring_is_imported_only_into_a_new_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = KeyringStore::new(&dir.path().join("keyring.toml"), None).expect("store");
         let mut plain = Keyring::generate();
         plain.add_version(true).expect("a version number is free");
         let expected = plain.to_toml();
-        apply(&store, Change::Import(plain), &[]).expect("imported");
+        alone(&store, Change::Import(plain)).expect("imported");
         assert_eq!(store.load().expect("loads").to_toml(), expected);
-        let again = apply(&store, Change::Import(Keyring::generate()), &[]);
+        let again = alone(&store, Change::Import(Keyring::generate()));
         assert!(
             again
                 .expect_err("exists")
@@ -200,11 +235,17 @@ mod tests {
     fn a_set_primary_checked_against_an_unreachable_replica_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = KeyringStore::new(&dir.path().join("keyring.toml"), None).expect("store");
-        apply(&store, Change::Create, &[]).expect("created");
-        apply(&store, Change::Add { stage: true }, &[]).expect("staged");
+        alone(&store, Change::Create).expect("created");
+        alone(&store, Change::Add { stage: true }).expect("staged");
         // Port 9 (discard) on loopback: nothing listens there in the test environment.
         let replicas = ["http://127.0.0.1:9".to_owned()];
-        let error = apply(&store, Change::SetPrimary(2), &replicas).expect_err("refused");
+        let error = apply(
+            &store,
+            Change::SetPrimary(2),
+            &replicas,
+            &Formats::default(),
+        )
+        .expect_err("refused");
         assert!(error.to_string().contains("did not answer"), "{error}");
         assert_eq!(versions(&store), (1, vec![1, 2]));
     }

@@ -396,6 +396,7 @@ fn log_panics_without_their_message() {
 
 fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), KeygenOverrides::default())?;
+    let formats = config.formats()?;
     let path = args
         .keyring_file
         .or(config.keyring_file)
@@ -416,7 +417,7 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     } else {
         Change::Create
     };
-    let done = keygen::apply(&store, change, &args.check_replicas)?;
+    let done = keygen::apply(&store, change, &args.check_replicas, &formats)?;
     let sealed = match config.kms {
         Some(_) => " (sealed)",
         None => "",

@@ -180,6 +180,15 @@ async fn rewrap_moves_a_column_from_the_pinned_version_to_the_primary() {
     assert_eq!(status, 200, "{answer}");
     let expected: Vec<&str> = new.iter().map(|v| v.pseudonym.as_str()).collect();
     assert_eq!(answer["pseudonyms"], json!(expected));
+
+    // What an operator compares across replicas before resuming the domain's writers.
+    let (status, readiness) = server.get("/readyz").await;
+    assert_eq!(status, 200);
+    let readiness: Value = serde_json::from_str(&readiness).expect("JSON");
+    assert_eq!(
+        readiness["pinned_key_versions"],
+        json!({"phone": 1, "vin": 1})
+    );
 }
 
 #[tokio::test]

@@ -360,7 +360,13 @@ async fn operations_routes_answer() {
         .remove("key_fingerprints");
     assert_eq!(
         ready,
-        json!({"status": "ready", "primary_key_version": 1, "key_versions": [1], "seed_key": false})
+        json!({
+            "status": "ready",
+            "primary_key_version": 1,
+            "key_versions": [1],
+            "seed_key": false,
+            "pinned_key_versions": {}
+        })
     );
 
     server

@@ -406,6 +406,10 @@ struct Readiness {
     key_fingerprints: std::collections::BTreeMap<u32, String>,
     /// Whether the replaced AWS service's key is held.
     seed_key: bool,
+    /// The key version each format-preserving domain pins (replicas rolling a new pin differ
+    /// here until all have it).
+    #[schema(value_type = std::collections::BTreeMap<String, u32>)]
+    pinned_key_versions: std::collections::BTreeMap<String, u32>,
 }
 
 /// Readiness and the key versions held; 503 while shutting down
@@ -421,6 +425,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         key_versions: keyed.engine.versions(),
         key_fingerprints: keyed.engine.fingerprints(),
         seed_key: keyed.engine.has_seed_key(),
+        pinned_key_versions: state.0.formats.pins(),
     };
     let status = if ready {
         StatusCode::OK
