@@ -20,15 +20,14 @@ use crate::ff1;
 pub struct Alphabet {
     characters: Vec<char>,
     radix: ff1::Radix,
-    /// Numeral of each ASCII character, [`NOT_IN`] for none.
-    ascii: [u16; 128],
+    /// Numeral of each ASCII character in the alphabet. (Every `u16` is a numeral of a
+    /// 65,536-character alphabet, so none can stand for "not in it".)
+    ascii: [Option<u16>; 128],
     /// Numerals of the other characters, sorted by character.
     others: Vec<(char, u16)>,
     /// The characters as bytes, when all are ASCII: ASCII values then take a byte path.
     ascii_characters: Option<Vec<u8>>,
 }
-
-const NOT_IN: u16 = u16::MAX;
 
 /// The alphabets with names: `digits`, `alnum`, `alnum-upper`, `alnum-lower`, `vin`.
 pub const NAMED: [(&str, &str); 5] = [
@@ -77,14 +76,14 @@ impl Alphabet {
             .ok()
             .and_then(|len| ff1::Radix::new(len).ok())
             .ok_or(FormatError::Size)?;
-        let mut ascii = [NOT_IN; 128];
+        let mut ascii = [None; 128];
         let mut others = Vec::new();
         for (numeral, &c) in characters.iter().enumerate() {
             // At most 65,536 characters: numerals fit in 16 bits.
             let numeral = numeral as u16;
             match usize::try_from(u32::from(c)).ok().filter(|&i| i < 128) {
-                Some(i) if ascii[i] != NOT_IN => return Err(FormatError::Repeated),
-                Some(i) => ascii[i] = numeral,
+                Some(i) if ascii[i].is_some() => return Err(FormatError::Repeated),
+                Some(i) => ascii[i] = Some(numeral),
                 None => others.push((c, numeral)),
             }
         }
@@ -113,7 +112,7 @@ impl Alphabet {
     /// The numeral of `c`, if it is in the alphabet.
     fn numeral(&self, c: char) -> Option<u16> {
         match usize::try_from(u32::from(c)).ok().filter(|&i| i < 128) {
-            Some(i) => Some(self.ascii[i]).filter(|&n| n != NOT_IN),
+            Some(i) => self.ascii[i],
             None => self
                 .others
                 .binary_search_by_key(&c, |&(other, _)| other)
@@ -257,8 +256,8 @@ impl Format {
                 value
                     .bytes()
                     .map(|b| match self.alphabet.ascii[usize::from(b)] {
-                        NOT_IN => b,
-                        _ => numerals.next().map_or(b, |&n| characters[usize::from(n)]),
+                        None => b,
+                        Some(_) => numerals.next().map_or(b, |&n| characters[usize::from(n)]),
                     }),
             );
             return;

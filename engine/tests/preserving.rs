@@ -178,3 +178,24 @@ fn formats_are_checked_when_built() {
     assert!(Format::new(None, Some("ßäö01"), Outside::Refuse).is_ok());
     assert!(Format::new(None, Some("ßäöß"), Outside::Refuse).is_err());
 }
+
+#[test]
+fn the_largest_alphabet_numbers_every_character_even_an_ascii_last_one() {
+    let file = golden();
+    let engine = engine(&file);
+    // 65,535 characters from U+0100 on (surrogates have no `char`), then `a` as numeral 65,535.
+    let mut characters: String = ('\u{100}'..=char::MAX).take(65_535).collect();
+    characters.push('a');
+    let largest = Format::new(None, Some(&characters), Outside::Refuse).expect("2^16 characters");
+    let d = domain("largest");
+    let made = engine.pseudonymize_preserving(d, &largest, 1, &[Some("aaaa")]);
+    assert_eq!(made.errors, []);
+    let pseudonym = made.texts.get(0).expect("a pseudonym").to_owned();
+    assert_eq!(pseudonym.chars().count(), 4);
+    assert_ne!(pseudonym, "aaaa");
+    let back = engine.reidentify_preserving(d, &largest, 1, &[Some(pseudonym.as_str())]);
+    assert_eq!(back.texts.get(0), Some("aaaa"));
+
+    characters.push('b');
+    assert!(Format::new(None, Some(&characters), Outside::Refuse).is_err());
+}
