@@ -203,6 +203,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |field, problem| Err(Error::ConfigInvalid { field, problem });
         self.compat_domain()?;
+        if self.format_preserving.contains_key(&self.compat_domain) {
+            return invalid(
+                "compat_domain",
+                "is format-preserving, but the AWS sample's callers make and read tokens",
+            );
+        }
         self.formats()?;
         if self.kms.is_some() && self.keyring_file.is_none() {
             return invalid("kms", "seals a keyring file: set keyring_file too");
@@ -305,5 +311,18 @@ mod tests {
             .expect_err("kms without a keyring file")
             .to_string();
         assert!(message.contains("kms: seals a keyring file"), "{message}");
+
+        std::fs::write(
+            &file,
+            "compat_domain = \"vin\"\n[format_preserving.vin]\nalphabet = \"vin\"\nkey_version = 1\n",
+        )
+        .expect("write");
+        let message = Config::load(Some(&file), Flags { listen: None })
+            .expect_err("a format-preserving compat_domain")
+            .to_string();
+        assert!(
+            message.contains("compat_domain: is format-preserving"),
+            "{message}"
+        );
     }
 }
