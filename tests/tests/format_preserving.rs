@@ -153,11 +153,32 @@ async fn arrow_arrays_of_strings_dictionaries_and_integers_round_trip() {
         .pseudonymize_array("phone", fp, &dictionary)
         .await
         .expect("pseudonymized");
-    let made = made.as_dictionary::<Int32Type>();
+    let entries = made.as_dictionary::<Int32Type>();
     assert_eq!(
-        made.keys(),
+        entries.keys(),
         dictionary.keys(),
         "a dictionary keeps its keys"
+    );
+    let entries = entries.values().as_string::<i32>();
+    for (made, value) in entries.iter().zip(["5551234567", "5559876543"]) {
+        let made = made.expect("a pseudonym per entry");
+        assert!(made.len() == 10 && made.bytes().all(|b| b.is_ascii_digit()));
+        assert_ne!(made, value);
+    }
+    let back = client
+        .reidentify_array("phone", made.as_ref())
+        .await
+        .expect("back");
+    let back = back.values.as_any_dictionary();
+    let back: Vec<_> = (0..keys.len())
+        .map(|row| {
+            let key = back.normalized_keys()[row];
+            back.values().as_string::<i32>().value(key).to_owned()
+        })
+        .collect();
+    assert_eq!(
+        back,
+        ["5551234567", "5559876543", "5551234567", "5559876543"]
     );
 
     let numbers: ArrayRef = Arc::new(Int64Array::from(vec![Some(4930123456), Some(7), None]));
