@@ -9,13 +9,17 @@
 //! | randomized | 64 bytes, `pseudonym/1 randomized aes-siv` | `nonce ‖ tag ‖ ciphertext`, AES-SIV(ad = \[domain, nonce\]) |
 //! | hash | 32 bytes, `pseudonym/1 hash hmac-sha256` | HMAC-SHA256(len(domain) as u16 BE ‖ domain ‖ value) |
 //! | format-preserving | 32 bytes, `pseudonym/1 format-preserving ff1-aes256` | no token: FF1 of the value's characters ([`crate::preserving`]) |
+//! | deterministic, in a Tink domain | 32 bytes, `pseudonym/1 tink root`, then one key per domain | Tink's format ([`crate::tink`]) |
 //!
 //! Changing any of this changes every pseudonym: it needs a new token format version.
+//!
+//! Tink tokens open in every domain (their key is the domain's); the domains named with
+//! [`Engine::with_tink_domains`] also make their deterministic pseudonyms so.
 //!
 //! Tokens of the replaced service ([`crate::seed`]) open too, with its imported key, in the one
 //! domain they belong to (see [`Engine::with_compat_domain`]); rewrapping turns them into ours.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use aes::Aes256;
@@ -33,6 +37,7 @@ use crate::seed::{self, SeedCipher, SeedMode};
 use crate::short_copy;
 use crate::siv::{Block, Siv};
 use crate::texts::{Texts, TextsBuilder};
+use crate::tink::{self, TinkRoot};
 use crate::token;
 use pseudonym_client::wire::Domain;
 
@@ -66,6 +71,8 @@ pub struct Engine {
     seed: Option<SeedCipher>,
     /// The domain the replaced service's tokens belong to; none: they open in no domain.
     compat_domain: Option<String>,
+    /// The domains whose deterministic pseudonyms are Tink tokens.
+    tink_domains: BTreeSet<String>,
 }
 
 struct VersionKeys {
@@ -76,6 +83,8 @@ struct VersionKeys {
     hash: SecretBox<[u8; HASH_KEY_LEN]>,
     /// The FF1 key, its AES key schedule built once.
     format_preserving: Ff1,
+    /// The root of each domain's Tink key.
+    tink: TinkRoot,
     /// The version's fingerprint, in hex (see [`INFO_FINGERPRINT`]).
     fingerprint: String,
 }
@@ -110,6 +119,7 @@ impl VersionKeys {
             randomized: SivKey::derive(&hkdf, INFO_RANDOMIZED),
             hash: SecretBox::new(hash_key),
             format_preserving: Ff1::new(&ff1_key),
+            tink: TinkRoot::derive(&hkdf),
             fingerprint: hex::encode(fingerprint),
         }
     }
@@ -136,7 +146,29 @@ impl Engine {
                 .collect(),
             seed: keyring.seed_key().map(SeedCipher::new),
             compat_domain: None,
+            tink_domains: BTreeSet::new(),
         }
+    }
+
+    /// Makes the deterministic pseudonyms of `domains` Tink tokens ([`crate::tink`]), when
+    /// pseudonymizing and rewrapping. (Tink tokens open in every domain.)
+    pub fn with_tink_domains<'d>(mut self, domains: impl IntoIterator<Item = Domain<'d>>) -> Self {
+        self.tink_domains = domains
+            .into_iter()
+            .map(|domain| domain.as_str().to_owned())
+            .collect();
+        self
+    }
+
+    /// The Tink keyset of `domain`'s Tink tokens: every key version's key for it, the primary
+    /// version's primary. Whoever holds it opens the domain's Tink tokens without the service.
+    pub fn tink_keyset(&self, domain: Domain<'_>) -> tink::Keyset {
+        let keys = self
+            .versions
+            .iter()
+            .map(|(version, keys)| (*version, keys.tink.key(domain)))
+            .collect();
+        tink::Keyset::new(self.primary, keys)
     }
 
     /// Opens the replaced service's tokens in `domain` (the service's `compat_domain`), and in
@@ -349,6 +381,9 @@ impl Engine {
     /// Tokens of `mode` under the primary version, one per value, `None` kept.
     fn seal(&self, mode: Mode, domain: Domain<'_>, values: &[Option<&[u8]>]) -> Texts {
         let keys = self.primary_keys();
+        if mode == Mode::Deterministic && self.tink_domains.contains(domain.as_str()) {
+            return tink::seal(&keys.tink.siv(domain), self.primary, domain, values);
+        }
         let header = token::header(mode, self.primary);
         let siv = match mode {
             Mode::Deterministic => &keys.deterministic.0,
@@ -412,6 +447,7 @@ impl Engine {
         // into one buffer.
         let mut headed = Vec::with_capacity(tokens.len());
         let mut texts = Vec::with_capacity(tokens.len());
+        let mut tink_shaped = Vec::new();
         for (index, token) in tokens.iter().enumerate() {
             let Some(token) = token.as_ref().map(AsRef::as_ref) else {
                 continue;
@@ -421,6 +457,9 @@ impl Engine {
                     headed.push((index, token, mode, version));
                     texts.push(text);
                 }
+                Err(token::Malformed) if tink::has_tink_shape(token) => {
+                    tink_shaped.push((index, token));
+                }
                 Err(token::Malformed) => {
                     answers[index] = self.not_ours(domain, token, ItemErrorCode::InvalidToken);
                 }
@@ -428,6 +467,24 @@ impl Engine {
         }
         let mut buffer = Vec::new();
         let decoded = token::decode_each(&texts, &mut buffer);
+        let mut payloads = vec![0..0; tokens.len()];
+        // Tink tokens after ours in the same buffer, grouped by the version their key id names.
+        let mut tink_groups: Vec<(u32, Vec<usize>)> = Vec::new();
+        for &(index, token) in &tink_shaped {
+            match tink::decode(token, &mut buffer) {
+                Some((version, payload)) if self.versions.contains_key(&version) => {
+                    payloads[index] = payload;
+                    match tink_groups.iter_mut().find(|(v, _)| *v == version) {
+                        Some((_, indices)) => indices.push(index),
+                        None => tink_groups.push((version, vec![index])),
+                    }
+                }
+                Some(_) => {
+                    answers[index] = self.not_tink(domain, token, ItemErrorCode::UnknownKeyVersion);
+                }
+                None => answers[index] = self.not_ours(domain, token, ItemErrorCode::InvalidToken),
+            }
+        }
         // So that a value at the end is copied in line too (see `short_copy`), in the room
         // `decode_each` left for it: the buffer never grows, copying the values, after they
         // are decrypted.
@@ -435,7 +492,6 @@ impl Engine {
         // Tokens of ours, grouped by the key that opens them: (version, randomized) and the
         // indices (a batch has one or a few keys).
         let mut groups: Vec<((u32, bool), Vec<usize>)> = Vec::new();
-        let mut payloads = vec![0..0; tokens.len()];
         for ((index, token, mode, version), payload) in headed.into_iter().zip(decoded) {
             let key = payload
                 .map_err(|token::Malformed| ItemErrorCode::InvalidToken)
@@ -489,7 +545,41 @@ impl Engine {
                 };
             }
         }
+        for (version, indices) in tink_groups {
+            let siv = self.versions[&version].tink.siv(domain);
+            let state = siv.absorb(&[domain.as_str().as_bytes()]);
+            let tags: Vec<Block> = indices
+                .iter()
+                .map(|&i| {
+                    buffer[payloads[i].start + tink::PREFIX_LEN..][..16]
+                        .try_into()
+                        .expect("tink::decode checked the length")
+                })
+                .collect();
+            let body_of =
+                |index: usize| payloads[index].start + tink::HEAD_LEN..payloads[index].end;
+            let mut bodies = disjoint_mut(&mut buffer, indices.iter().map(|&i| body_of(i)));
+            let authentic = siv.open(|_| state, &tags, &mut bodies);
+            for (index, authentic) in indices.into_iter().zip(authentic) {
+                answers[index] = match authentic {
+                    true => Opened::Ours(Mode::Deterministic, body_of(index)),
+                    false => {
+                        let token = tokens[index].as_ref().map_or("", AsRef::as_ref);
+                        self.not_tink(domain, token, ItemErrorCode::InvalidToken)
+                    }
+                };
+            }
+        }
         (buffer, answers)
+    }
+
+    /// What a Tink-shaped token that does not open as one, for `code`, is: maybe one of the
+    /// replaced service's, whose random nonce can start like a Tink token; else it failed.
+    fn not_tink(&self, domain: Domain<'_>, token: &str, code: ItemErrorCode) -> Opened {
+        match self.open_seed(domain, token) {
+            Ok((mode, value)) => Opened::Seed(mode, value),
+            Err(_) => Opened::Failed(code),
+        }
     }
 
     /// The key that opens a token of this mode and version with a payload of `payload_len`
@@ -576,7 +666,7 @@ fn seal_hash(
 }
 
 /// The tokens of a batch, checked as UTF-8 once: they are ASCII.
-fn tokens_of(builder: TextsBuilder) -> Texts {
+pub(crate) fn tokens_of(builder: TextsBuilder) -> Texts {
     let (tokens, not_utf8) = builder.finish();
     assert!(not_utf8.is_empty(), "a token is ASCII");
     tokens
@@ -612,10 +702,10 @@ impl Opened {
 /// The payloads of a batch in one buffer: for each value, a prefix (`[nonce ‖] tag`) and the
 /// value's bytes, which the cipher turns into the ciphertext in place; then zeros up to a
 /// multiple of three bytes, so that the buffer is what [`token::encode_each`] reads.
-struct Payloads {
-    buffer: Vec<u8>,
+pub(crate) struct Payloads {
+    pub(crate) buffer: Vec<u8>,
     /// Where each payload is in `buffer`.
-    ranges: Vec<Range<usize>>,
+    pub(crate) ranges: Vec<Range<usize>>,
     prefix: usize,
 }
 
@@ -637,7 +727,10 @@ pub(crate) fn disjoint_mut<T>(
 }
 
 impl Payloads {
-    fn with_prefix<'v>(prefix: usize, values: impl Iterator<Item = &'v &'v [u8]> + Clone) -> Self {
+    pub(crate) fn with_prefix<'v>(
+        prefix: usize,
+        values: impl Iterator<Item = &'v &'v [u8]> + Clone,
+    ) -> Self {
         let (count, room) = values.clone().fold((0, 0), |(count, room), value| {
             (count + 1, room + prefix + value.len() + 2)
         });
@@ -666,13 +759,13 @@ impl Payloads {
         self.ranges.len()
     }
 
-    fn prefix_mut(&mut self, index: usize) -> &mut [u8] {
+    pub(crate) fn prefix_mut(&mut self, index: usize) -> &mut [u8] {
         let start = self.ranges[index].start;
         &mut self.buffer[start..start + self.prefix]
     }
 
     /// Every value's bytes, in order, each its own slice of the buffer.
-    fn bodies_mut(&mut self) -> Vec<&mut [u8]> {
+    pub(crate) fn bodies_mut(&mut self) -> Vec<&mut [u8]> {
         let prefix = self.prefix;
         let bodies = self
             .ranges

@@ -8,6 +8,7 @@
 //! - [`preserving`]: format-preserving pseudonyms, per domain format and key version.
 //! - [`keyring`]: numbered key versions and the primary one; file format, generation.
 //! - [`token`]: the printable, self-describing form of a pseudonym.
+//! - [`tink`]: deterministic pseudonyms in Tink's format, and a domain's Tink keyset.
 //! - [`texts`]: the strings of a batch in one buffer: its tokens, or its values.
 //! - [`seed`]: the replaced service's tokens and key, read and written for migration.
 //! - [`private_file`]: reading and writing files that hold keys or grant rights, safely.
@@ -24,6 +25,7 @@ pub mod seed;
 mod short_copy;
 pub mod siv;
 pub mod texts;
+pub mod tink;
 pub mod token;
 
 pub use engine::Engine;

@@ -1,0 +1,204 @@
+//! Tink-format pseudonyms: the golden vectors and keysets (made with PyPI's `tink`, by
+//! `tests/python/make_tink_vectors.py`), rewrapping between versions and formats, and tokens
+//! that must fail per item.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use pseudonym_client::{ItemErrorCode, Mode};
+use pseudonym_engine::{Domain, Engine, Keyring};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct GoldenFile {
+    format: u32,
+    keyring: GoldenKeyring,
+    vectors: Vec<Golden>,
+    keysets: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct GoldenKeyring {
+    primary: u32,
+    keys: Vec<GoldenKey>,
+}
+
+#[derive(Deserialize)]
+struct GoldenKey {
+    version: u32,
+    secret: String,
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    domain: String,
+    key_version: u32,
+    value: String,
+    token: String,
+}
+
+fn golden() -> GoldenFile {
+    serde_json::from_str(include_str!("data/golden-tink.json")).expect("valid golden file")
+}
+
+const DOMAINS: [&str; 2] = ["vin", "crm.email"];
+
+/// The golden keyring with `primary` as its primary, Tink domains `tink`.
+fn engine(file: &GoldenFile, primary: u32, tink: &[&str]) -> Engine {
+    let mut text = format!("primary = {primary}\n");
+    for key in &file.keyring.keys {
+        text.push_str(&format!(
+            "[[keys]]\nversion = {}\nsecret = \"{}\"\n",
+            key.version, key.secret
+        ));
+    }
+    Engine::new(&Keyring::from_toml(&text, "golden").expect("golden keyring"))
+        .with_tink_domains(tink.iter().map(|d| domain(d)))
+}
+
+fn domain(label: &str) -> Domain<'_> {
+    Domain::new(label).expect("valid domain")
+}
+
+fn vectors<'f>(file: &'f GoldenFile, domain: &str, version: u32) -> Vec<&'f Golden> {
+    file.vectors
+        .iter()
+        .filter(|v| v.domain == domain && v.key_version == version)
+        .collect()
+}
+
+#[test]
+fn golden_tokens_are_made_exactly_and_open_again() {
+    let file = golden();
+    assert_eq!(file.format, 1);
+    for version in [1, 2] {
+        let engine = engine(&file, version, &DOMAINS);
+        for d in DOMAINS {
+            let golden = vectors(&file, d, version);
+            let mut values: Vec<Option<&str>> =
+                golden.iter().map(|v| Some(v.value.as_str())).collect();
+            values.insert(1, None);
+            let mut expected: Vec<Option<String>> =
+                golden.iter().map(|v| Some(v.token.clone())).collect();
+            expected.insert(1, None);
+            assert_eq!(
+                engine.pseudonymize(domain(d), Mode::Deterministic, &values),
+                expected
+            );
+        }
+    }
+    // Every version's tokens open, whichever version is the primary, in any domain's engine.
+    let engine = engine(&file, file.keyring.primary, &[]);
+    for vector in &file.vectors {
+        let back = engine.reidentify(domain(&vector.domain), &[Some(&vector.token)]);
+        assert_eq!(back.errors, []);
+        assert_eq!(back.values, [Some(vector.value.clone())]);
+    }
+}
+
+#[test]
+fn exported_keysets_are_the_golden_ones() {
+    let file = golden();
+    let engine = engine(&file, file.keyring.primary, &[]);
+    for d in DOMAINS {
+        let keyset = engine.tink_keyset(domain(d));
+        assert_eq!(keyset.key_ids(), [1, 2]);
+        let json: serde_json::Value =
+            serde_json::from_str(keyset.to_json().expose_secret()).expect("JSON");
+        assert_eq!(json, file.keysets[d], "{d}");
+    }
+}
+
+#[test]
+fn rewrap_moves_tokens_between_versions_and_formats_both_ways() {
+    let file = golden();
+    let tink = engine(&file, 2, &DOMAINS);
+    let native = engine(&file, 2, &[]);
+    for d in DOMAINS {
+        let (old, new) = (vectors(&file, d, 1), vectors(&file, d, 2));
+        let old_tokens: Vec<Option<&str>> = old.iter().map(|v| Some(v.token.as_str())).collect();
+        let new_tokens: Vec<Option<String>> = new.iter().map(|v| Some(v.token.clone())).collect();
+        let values: Vec<Option<&str>> = old.iter().map(|v| Some(v.value.as_str())).collect();
+
+        let moved = tink.rewrap(domain(d), &old_tokens);
+        assert_eq!(
+            (moved.errors, moved.pseudonyms),
+            (vec![], new_tokens.clone())
+        );
+
+        let natives = native.pseudonymize(domain(d), Mode::Deterministic, &values);
+        assert!(natives.iter().flatten().all(|t| t.starts_with("d2.")));
+        let to_native = native.rewrap(domain(d), &old_tokens);
+        assert_eq!(to_native.pseudonyms, natives);
+        let to_tink = tink.rewrap(domain(d), &natives);
+        assert_eq!(to_tink.pseudonyms, new_tokens);
+    }
+}
+
+#[test]
+fn foreign_tampered_and_truncated_tokens_fail_per_item() {
+    let file = golden();
+    let engine = engine(&file, 2, &DOMAINS);
+    let token = &vectors(&file, "vin", 2)[1].token;
+    let payload = STANDARD.decode(token).expect("base64");
+    let spelled = |bytes: &[u8]| STANDARD.encode(bytes);
+    let edited = |at: usize| {
+        let mut bytes = payload.clone();
+        bytes[at] ^= 1;
+        spelled(&bytes)
+    };
+    let mut foreign_id = payload.clone();
+    foreign_id[1..5].copy_from_slice(&77u32.to_be_bytes());
+    let cases = [
+        (edited(7), ItemErrorCode::InvalidToken),
+        (edited(payload.len() - 1), ItemErrorCode::InvalidToken),
+        (edited(0), ItemErrorCode::InvalidToken),
+        (
+            spelled(&payload[..payload.len() - 1]),
+            ItemErrorCode::InvalidToken,
+        ),
+        (spelled(&payload[..20]), ItemErrorCode::InvalidToken),
+        (spelled(&foreign_id), ItemErrorCode::UnknownKeyVersion),
+        (
+            token.trim_end_matches('=').to_owned(),
+            ItemErrorCode::InvalidToken,
+        ),
+        (token.replace('/', "_"), ItemErrorCode::InvalidToken),
+    ];
+    let mut tokens: Vec<Option<&str>> = vec![Some(token)];
+    tokens.extend(cases.iter().map(|(t, _)| Some(t.as_str())));
+    let answer = engine.reidentify(domain("vin"), &tokens);
+    assert_eq!(answer.values[0].as_deref(), Some("WVWZZZ1JZXW123456"));
+    let codes: Vec<_> = answer.errors.iter().map(|e| (e.index, e.code)).collect();
+    let expected: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| (i + 1, *c))
+        .collect();
+    assert_eq!(codes, expected);
+
+    // Another domain's token, and another keyring's: same shape, another key.
+    let other_domain = engine.reidentify(domain("crm.email"), &[Some(token)]);
+    assert_eq!(other_domain.errors[0].code, ItemErrorCode::InvalidToken);
+    let other_keyring = Engine::new(&Keyring::generate());
+    let foreign = other_keyring.reidentify(domain("vin"), &[Some(token)]);
+    assert_eq!(foreign.errors[0].code, ItemErrorCode::UnknownKeyVersion);
+    let mut ours_too = Keyring::generate();
+    ours_too
+        .add_version(true)
+        .expect("a version number is free");
+    let foreign = Engine::new(&ours_too).reidentify(domain("vin"), &[Some(token)]);
+    assert_eq!(foreign.errors[0].code, ItemErrorCode::InvalidToken);
+}
+
+#[test]
+fn randomized_and_hash_pseudonyms_stay_native_in_tink_domains() {
+    let file = golden();
+    let engine = engine(&file, 2, &DOMAINS);
+    for (mode, start) in [(Mode::Randomized, "r2."), (Mode::Hash, "h2.")] {
+        let made = engine.pseudonymize(domain("vin"), mode, &[Some("WVWZZZ1JZXW123456")]);
+        assert!(made[0].as_deref().is_some_and(|t| t.starts_with(start)));
+    }
+}
