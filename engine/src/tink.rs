@@ -80,7 +80,7 @@ pub(crate) fn prefix(version: u32) -> [u8; PREFIX_LEN] {
 /// no more than any value allows. (The replaced service's tokens are padded standard base64
 /// too; a `.` makes a native one.)
 pub(crate) fn has_tink_shape(token: &str) -> bool {
-    token.len() >= 4 * HEAD_LEN.div_ceil(3) && token.len() % 4 == 0 && !token.contains('.')
+    token.len() >= 4 * HEAD_LEN.div_ceil(3) && token.len().is_multiple_of(4) && !token.contains('.')
 }
 
 /// Appends the payload of `token` (padded standard base64) to `buffer` and tells where it is
