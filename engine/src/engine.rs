@@ -160,6 +160,11 @@ impl Engine {
         self
     }
 
+    /// The domains whose deterministic pseudonyms are Tink tokens, in order.
+    pub fn tink_domains(&self) -> Vec<String> {
+        self.tink_domains.iter().cloned().collect()
+    }
+
     /// The Tink keyset of `domain`'s Tink tokens: every key version's key for it, the primary
     /// version's primary. Whoever holds it opens the domain's Tink tokens without the service.
     pub fn tink_keyset(&self, domain: Domain<'_>) -> tink::Keyset {

@@ -90,6 +90,25 @@ enum Command {
     Reopen(oneshot::Sender<io::Result<()>>),
 }
 
+/// Appends the line of an operation outside any request (`keygen --export-tink-keyset`) to
+/// `path`, or to standard output without one, synced to disk before it returns: the operation
+/// goes ahead only once its line is written.
+pub fn record_now(path: Option<&Path>, record: &AuditRecord<'_>) -> io::Result<()> {
+    let line = line_of(record)?;
+    match path {
+        Some(path) => {
+            let mut file = open_append(path)?;
+            file.write_all(&line)?;
+            file.sync_all()
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            out.write_all(&line)?;
+            out.flush()
+        }
+    }
+}
+
 fn line_of(record: &AuditRecord<'_>) -> io::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
     line.push(b'\n');

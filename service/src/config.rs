@@ -54,6 +54,20 @@ pub struct Config {
     /// Format-preserving domains, by domain: `[format_preserving.vin]` with `alphabet` (or
     /// `characters`), `outside` and `key_version`.
     pub format_preserving: BTreeMap<String, FormatConfig>,
+    /// Domains whose deterministic pseudonyms are Tink tokens, by domain: `[tink.crm]`,
+    /// optionally with `export = true`.
+    pub tink: BTreeMap<String, TinkConfig>,
+}
+
+/// One `[tink.<domain>]` table: the domain's deterministic pseudonyms are Tink tokens, which
+/// BigQuery and Tink libraries read with the domain's keyset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TinkConfig {
+    /// Whether `pseudonymd keygen --export-tink-keyset <domain>` may write the domain's keyset
+    /// (the key then leaves the service: whoever holds it re-identifies without an audit line).
+    #[serde(default)]
+    pub export: bool,
 }
 
 /// How log lines are written.
@@ -127,6 +141,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             kms: None,
             format_preserving: BTreeMap::new(),
+            tink: BTreeMap::new(),
         }
     }
 }
@@ -199,6 +214,14 @@ impl Config {
         Formats::from_config(&self.format_preserving)
     }
 
+    /// The domains whose deterministic pseudonyms are Tink tokens (checked by
+    /// [`Config::validate`]).
+    pub fn tink_domains(&self) -> impl Iterator<Item = Domain<'_>> {
+        self.tink
+            .keys()
+            .filter_map(|domain| Domain::new(domain).ok())
+    }
+
     /// Checks the values that parse but cannot work.
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |field, problem| Err(Error::ConfigInvalid { field, problem });
@@ -210,6 +233,17 @@ impl Config {
             );
         }
         self.formats()?;
+        for domain in self.tink.keys() {
+            if Domain::new(domain).is_err() {
+                return invalid("tink", InvalidDomain::MESSAGE);
+            }
+            if self.format_preserving.contains_key(domain) {
+                return invalid(
+                    "tink",
+                    "a domain is Tink or format-preserving, not both (one is a token, the other not)",
+                );
+            }
+        }
         if self.kms.is_some() && self.keyring_file.is_none() {
             return invalid("kms", "seals a keyring file: set keyring_file too");
         }

@@ -295,6 +295,14 @@ impl KeyringStore {
         })
     }
 
+    /// The transit key that seals the file, if one does.
+    pub fn transit(&self) -> Option<&Transit> {
+        match self {
+            KeyringStore::Plain(_) => None,
+            KeyringStore::Sealed(_, transit) => Some(transit),
+        }
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         match self {

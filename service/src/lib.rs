@@ -16,6 +16,7 @@
 //! - [`tls`]: HTTPS and client certificates (mTLS) on rustls.
 //! - [`connections`]: the cap on open connections.
 //! - [`keygen`]: the changes `pseudonymd keygen` makes to a keyring file.
+//! - [`tink_export`]: `keygen --export-tink-keyset`: a Tink domain's keyset, permitted and audited.
 //! - [`rollout`]: `keygen`'s check that every replica holds a version before it is primary.
 //! - [`keys`]: where keys come from: the environment, files, a KMS, or dev mode.
 //! - [`server`]: [`server::run`], the one way to serve, until a shutdown future completes.
@@ -24,7 +25,8 @@
 
 // The keyed crypto is its own crate (no HTTP in it); its modules are the service's too.
 pub use pseudonym_engine::{
-    Domain, Engine, Keyring, Texts, engine, format, keyring, private_file, seed, texts, token,
+    Domain, Engine, Keyring, Texts, engine, format, keyring, private_file, seed, texts, tink,
+    token,
 };
 
 pub mod api;
@@ -43,6 +45,7 @@ pub mod metrics;
 pub mod reload;
 pub mod rollout;
 pub mod server;
+pub mod tink_export;
 pub mod tls;
 
 pub use error::{ApiError, Error};

@@ -14,6 +14,7 @@ use pseudonym_client::wire::InvalidDomain;
 use pseudonym_service::auth::{self, Operation};
 use pseudonym_service::config::{Config, LogFormat, TokenFormat};
 use pseudonym_service::keygen::{self, Change};
+use pseudonym_service::tink_export;
 use pseudonym_service::keyring::Keyring;
 use pseudonym_service::keys::{self, KEYRING_ENV, KeySource};
 use pseudonym_service::kms::KeyringStore;
@@ -213,6 +214,15 @@ struct KeygenArgs {
     /// still makes pseudonyms with N.
     #[arg(long, value_delimiter = ',', value_name = "URL,...")]
     check_replicas: Vec<String>,
+    /// Write the Tink keyset of this Tink domain to the file --to names (mode 0600), wrapped by
+    /// the [kms] transit key if one is configured. Its [tink.<domain>] table must say
+    /// export = true: whoever holds the keyset re-identifies the domain's Tink tokens without
+    /// the service. Audited.
+    #[arg(long, value_name = "DOMAIN", requires = "to", conflicts_with_all = ["import", "import_seed_secret", "retire_seed", "add", "set_primary", "retire"])]
+    export_tink_keyset: Option<String>,
+    /// With --export-tink-keyset: the file to write.
+    #[arg(long, value_name = "FILE", requires = "export_tink_keyset")]
+    to: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -399,9 +409,13 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     let formats = config.formats()?;
     let path = args
         .keyring_file
-        .or(config.keyring_file)
+        .or(config.keyring_file.clone())
         .context("no keyring file: pass --keyring-file or a --config that names one")?;
     let store = KeyringStore::new(&path, config.kms.as_ref())?;
+    if let (Some(domain), Some(to)) = (&args.export_tink_keyset, &args.to) {
+        eprintln!("{}", tink_export::export(&config, &store, domain, to)?);
+        return Ok(());
+    }
     let change = if let Some(plain) = &args.import {
         Change::Import(Keyring::load(plain)?)
     } else if let Some(secret) = &args.import_seed_secret {

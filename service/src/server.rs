@@ -176,5 +176,7 @@ pub(crate) fn engine(config: &Config, keyring: &Keyring) -> Result<Engine, Error
         return Err(Error::SeedKeyMissing);
     }
     config.formats()?.check(keyring)?;
-    Ok(Engine::new(keyring).with_compat_domain(config.compat_domain()?))
+    Ok(Engine::new(keyring)
+        .with_compat_domain(config.compat_domain()?)
+        .with_tink_domains(config.tink_domains()))
 }

@@ -365,7 +365,8 @@ async fn operations_routes_answer() {
             "primary_key_version": 1,
             "key_versions": [1],
             "seed_key": false,
-            "pinned_key_versions": {}
+            "pinned_key_versions": {},
+            "tink_domains": []
         })
     );
 

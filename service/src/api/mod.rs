@@ -410,6 +410,8 @@ struct Readiness {
     /// here until all have it).
     #[schema(value_type = std::collections::BTreeMap<String, u32>)]
     pinned_key_versions: std::collections::BTreeMap<String, u32>,
+    /// The domains whose deterministic pseudonyms are Tink tokens.
+    tink_domains: Vec<String>,
 }
 
 /// Readiness and the key versions held; 503 while shutting down
@@ -426,6 +428,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         key_fingerprints: keyed.engine.fingerprints(),
         seed_key: keyed.engine.has_seed_key(),
         pinned_key_versions: state.0.formats.pins(),
+        tink_domains: keyed.engine.tink_domains(),
     };
     let status = if ready {
         StatusCode::OK
