@@ -25,8 +25,7 @@
 
 // The keyed crypto is its own crate (no HTTP in it); its modules are the service's too.
 pub use pseudonym_engine::{
-    Domain, Engine, Keyring, Texts, engine, format, keyring, private_file, seed, texts, tink,
-    token,
+    Domain, Engine, Keyring, Texts, engine, format, keyring, private_file, seed, texts, tink, token,
 };
 
 pub mod api;

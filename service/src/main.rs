@@ -14,13 +14,13 @@ use pseudonym_client::wire::InvalidDomain;
 use pseudonym_service::auth::{self, Operation};
 use pseudonym_service::config::{Config, LogFormat, TokenFormat};
 use pseudonym_service::keygen::{self, Change};
-use pseudonym_service::tink_export;
 use pseudonym_service::keyring::Keyring;
 use pseudonym_service::keys::{self, KEYRING_ENV, KeySource};
 use pseudonym_service::kms::KeyringStore;
 use pseudonym_service::reload;
 use pseudonym_service::seed::SeedKey;
 use pseudonym_service::server::{self, Service};
+use pseudonym_service::tink_export;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 

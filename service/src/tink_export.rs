@@ -57,9 +57,8 @@ pub fn export(
         None => (keyset.to_json(), false),
     };
     audit(Outcome::Ok, ids.len(), None)?;
-    crate::private_file::write(to, contents.expose_secret().as_bytes()).map_err(|source| {
-        Error::Refused(format!("cannot write {}: {source}", to.display()))
-    })?;
+    crate::private_file::write(to, contents.expose_secret().as_bytes())
+        .map_err(|source| Error::Refused(format!("cannot write {}: {source}", to.display())))?;
     let how = match wrapped {
         true => "wrapped by the [kms] transit key",
         false => "PLAIN: whoever reads it re-identifies the domain's Tink tokens",
