@@ -232,3 +232,36 @@ def test_the_replaced_services_key_is_imported_into_a_sealed_keyring(openbao, tm
                         {"x-api-key": setup.admin},
                         {"identifiers": [v["value"] for v in deterministic]})
     assert made["pseudonyms"] == [v["pseudonym"] for v in deterministic]
+
+
+def test_an_exported_tink_keyset_is_wrapped_as_tinks_vault_aead_reads_it(openbao, tmp_path,
+                                                                          start_daemon):
+    import base64
+
+    import hvac
+    import tink
+    from tink import daead
+    from tink.integration import hcvault
+
+    setup = Setup(tmp_path, openbao)
+    with setup.config.open("a") as config:
+        config.write("\n[tink.vin]\nexport = true\n")
+    assert setup.keygen().returncode == 0
+    assert setup.keygen("--add").returncode == 0
+    daemon = start_daemon(["--config", str(setup.config)], clean_env())
+    keyset_file = tmp_path / "vin.keyset.json"
+    done = setup.keygen("--export-tink-keyset", "vin", "--to", str(keyset_file))
+    assert done.returncode == 0, done.stderr
+    text = keyset_file.read_text()
+    wrapped = json.loads(text)
+    assert set(wrapped) == {"encryptedKeyset", "keysetInfo"}
+    assert [k["keyId"] for k in wrapped["keysetInfo"]["keyInfo"]] == [1, 2]
+
+    daead.register()
+    vault = hcvault.new_aead(f"transit/keys/{TRANSIT_KEY}",
+                             hvac.Client(url=openbao.address, token=openbao.token))
+    cipher = tink.json_proto_keyset_format.parse_encrypted(text, vault, b"").primitive(
+        daead.DeterministicAead)
+    values = ["WVWZZZ1JZXW000001", "Zoë"]
+    for token, value in zip(pseudonymize(daemon, setup.admin, values)["pseudonyms"], values):
+        assert cipher.decrypt_deterministically(base64.b64decode(token), b"vin") == value.encode()
