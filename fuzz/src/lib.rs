@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use pseudonym_client::Mode;
 use pseudonym_client::wire::ARROW_STREAM;
 use pseudonym_service::auth::{self, ApiKeys, Operation};
-use pseudonym_service::config::{Config, Limits};
+use pseudonym_service::config::{Config, Limits, TinkConfig};
 use pseudonym_service::format::Outside;
 use pseudonym_service::formats::FormatConfig;
 use pseudonym_service::keys::Keys;
@@ -40,6 +40,9 @@ const SEED_VECTORS: &str = include_str!("../../service/tests/data/golden-seed.js
 
 /// The domain the replaced service's tokens belong to, here.
 const COMPAT_DOMAIN: &str = "vin";
+
+/// A domain whose deterministic pseudonyms are Tink tokens.
+const TINK_DOMAIN: &str = "tink.vin";
 
 /// The routes a request input is sent to, chosen by its first byte: every POST route of the
 /// API document, a stage segment filled in.
@@ -99,10 +102,12 @@ fn fixture() -> &'static Fixture {
                 ("fp.vin".to_owned(), table("vin", Outside::Refuse)),
             ]
             .into(),
+            tink: [(TINK_DOMAIN.to_owned(), TinkConfig::default())].into(),
             ..Config::default()
         };
         let engine = Engine::new(&keyring)
-            .with_compat_domain(Domain::new(COMPAT_DOMAIN).expect("valid domain"));
+            .with_compat_domain(Domain::new(COMPAT_DOMAIN).expect("valid domain"))
+            .with_tink_domains([Domain::new(TINK_DOMAIN).expect("valid domain")]);
         let api_keys = ApiKeys::new(vec![entry]).expect("API key");
         let service = Service::new(&config, &Keys::in_memory(keyring, api_keys)).expect("service");
         Fixture {
@@ -148,7 +153,9 @@ pub fn check_base64(data: &[u8]) {
 /// [`check_base64`]; then: any input is either refused by [`token::parse`] or is the canonical
 /// spelling of the mode, version and payload it decodes to; re-identifying and rewrapping it
 /// answer per item, without panicking. The same holds for the replaced service's format: a
-/// token of it that opens with a deterministic nonce is exactly what its value gives.
+/// token of it that opens with a deterministic nonce is exactly what its value gives; and for
+/// Tink's, in a Tink domain: a token of the primary version that opens is exactly what its
+/// value gives (one spelling only), and any that opens rewraps to that.
 pub fn check_token(data: &[u8]) {
     check_base64(data);
     let Ok(text) = std::str::from_utf8(data) else {
@@ -179,7 +186,10 @@ pub fn check_token(data: &[u8]) {
         rewrapped.errors.len() == 1,
         "a token is either rewrapped or listed as failed"
     );
-    if let (true, Some(value)) = (seed::is_seed_token(text), &answer.values[0]) {
+    // A Tink token opens in any domain; one of the replaced service has no Tink head (its
+    // random nonce could start like one, but only a forgery of its key would make such a token).
+    let replaced_service = seed::is_seed_token(text) && tink_key_id(text).is_none();
+    if let (true, Some(value)) = (replaced_service, &answer.values[0]) {
         let again = fixture
             .engine
             .pseudonymize_seed(SeedMode::Deterministic, &[Some(value.as_str())])
@@ -203,15 +213,59 @@ pub fn check_token(data: &[u8]) {
             "a deterministic token of the primary version is what its value pseudonymizes to"
         );
     }
+    check_tink_token(text);
+}
+
+fn check_tink_token(text: &str) {
+    let engine = &fixture().engine;
+    let domain = Domain::new(TINK_DOMAIN).expect("valid domain");
+    let answer = engine.reidentify(domain, &[Some(text)]);
+    let rewrapped = engine.rewrap(domain, &[Some(text)]);
+    assert_eq!(
+        answer.values[0].is_none(),
+        answer.errors.len() == 1,
+        "a token either opens or is listed as failed"
+    );
+    assert_eq!(
+        rewrapped.pseudonyms[0].is_none(),
+        rewrapped.errors.len() == 1,
+        "a token is either rewrapped or listed as failed"
+    );
+    let Some(value) = &answer.values[0] else {
+        return;
+    };
+    let again = engine.pseudonymize(domain, Mode::Deterministic, &[Some(value.as_str())]);
+    assert_eq!(
+        rewrapped.pseudonyms[0], again[0],
+        "what opens in a Tink domain rewraps to what its value gives there"
+    );
+    assert_eq!(
+        again[0].as_deref() == Some(text),
+        tink_key_id(text) == Some(2),
+        "a Tink token that opens is what its value gives exactly when its key id is the primary"
+    );
+}
+
+/// The key id of `text` if it is standard base64 with a Tink head (`0x01 ‖ key id`).
+fn tink_key_id(text: &str) -> Option<u32> {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    match payload.get(..5)? {
+        [1, id @ ..] => Some(u32::from_be_bytes(id.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 /// The Arrow routes, with the query an Arrow body needs.
-const ARROW_ROUTES: [&str; 5] = [
+const ARROW_ROUTES: [&str; 6] = [
     "/v1/pseudonymize?domain=vin&mode=deterministic",
     "/v1/reidentify?domain=vin",
     "/v1/rewrap?domain=vin",
     "/v1/pseudonymize?domain=fp.digits&mode=format-preserving",
     "/v1/reidentify?domain=fp.vin",
+    "/v1/pseudonymize?domain=tink.vin&mode=deterministic",
 ];
 
 /// An Arrow body, from the rest of the input after its first byte: raw bytes when that byte is
