@@ -15,6 +15,9 @@
 //! The format-preserving goals compare FF1 with our own deterministic mode (the goal:
 //! within 4x, so a ratio of at least 0.25) and with the `fpe` crate's FF1, the reference it is
 //! checked against, on the same VINs in the `vin` alphabet.
+//!
+//! The Tink goals compare Tink tokens with native deterministic ones, made and opened (the
+//! issue's expectation: the same AES-SIV work, so within 1.2x, a ratio of at least 0.83).
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -58,6 +61,7 @@ fn main() {
         .find(|arg| arg.parse::<usize>().is_err() && !arg.starts_with("--"));
     let engine = Engine::new(&Keyring::generate());
     let vin = Domain::new("vin").expect("valid");
+    let tink_engine = Engine::new(&Keyring::generate()).with_tink_domains([vin]);
     let (values, kind): (Vec<Option<String>>, _) = match ids {
         false => (
             (0..BATCH)
@@ -77,6 +81,7 @@ fn main() {
         .map(|value| siv.encrypt([b"vin"], value).expect("encrypts"))
         .collect();
     let tokens = engine.pseudonymize(vin, Mode::Deterministic, &values);
+    let tink_tokens = tink_engine.pseudonymize(vin, Mode::Deterministic, &values);
     let vin_format = Format::new(Some("vin"), None, Outside::Refuse).expect("a named alphabet");
     let vin_alphabet = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ";
     let vin_numerals: Vec<Vec<u16>> = plain
@@ -127,6 +132,26 @@ fn main() {
             }),
             ours: Box::new(|| {
                 black_box(engine.reidentify_texts(vin, &tokens));
+            }),
+        },
+        Goal {
+            name: "tink pseudonymize / deterministic",
+            at_least: 0.83,
+            reference: Box::new(|| {
+                black_box(engine.pseudonymize_tokens(vin, Mode::Deterministic, &values));
+            }),
+            ours: Box::new(|| {
+                black_box(tink_engine.pseudonymize_tokens(vin, Mode::Deterministic, &values));
+            }),
+        },
+        Goal {
+            name: "tink reidentify / deterministic reidentify",
+            at_least: 0.83,
+            reference: Box::new(|| {
+                black_box(engine.reidentify_texts(vin, &tokens));
+            }),
+            ours: Box::new(|| {
+                black_box(tink_engine.reidentify_texts(vin, &tink_tokens));
             }),
         },
         Goal {
