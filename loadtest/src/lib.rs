@@ -66,6 +66,10 @@ pub struct Common {
     /// Domain to request.
     #[arg(long, default_value = "vin", global = true)]
     pub domain: String,
+    /// The started pseudonymd writes the domain's deterministic pseudonyms as Tink tokens
+    /// (`[tink.<domain>]`), and so does the crypto baseline.
+    #[arg(long, global = true)]
+    pub tink: bool,
     /// Distinct values in the generated data.
     #[arg(long, default_value_t = 1_000_000, global = true)]
     pub cardinality: u64,
@@ -281,12 +285,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
                 false => Vec::new(),
             };
             // Format-preserving pseudonyms need a domain with a format: the VIN alphabet.
-            let config = (common.mode == Mode::FormatPreserving).then(|| {
-                format!(
+            let config = match (common.mode, common.tink) {
+                (Mode::FormatPreserving, _) => Some(format!(
                     "[format_preserving.{:?}]\nalphabet = \"vin\"\nkey_version = 1\n",
                     common.domain
-                )
-            });
+                )),
+                (_, true) => Some(format!("[tink.{:?}]\n", common.domain)),
+                (_, false) => None,
+            };
             let spawned = Spawned::start(&binary, &extra, config.as_deref());
             Some(spawned.context("starting a pseudonymd to test")?)
         }
@@ -312,7 +318,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
     let crypto = if common.no_crypto_baseline {
         None
     } else {
-        Some(crypto_rate(common.mode, &common.domain, common.cardinality).await?)
+        Some(crypto_rate(common.mode, &common.domain, common.tink, common.cardinality).await?)
     };
     let mut report = Report {
         version: env!("CARGO_PKG_VERSION"),
@@ -448,13 +454,20 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
 
 /// Single-core rate of the engine itself on the same kind of values, no HTTP, same mode, as the
 /// service uses it: batches of the seed's 900 values, each batch's tokens in one string
-/// (format-preserving: in the VIN alphabet, as the started service's domain has it).
-async fn crypto_rate(mode: Mode, domain: &str, cardinality: u64) -> anyhow::Result<f64> {
+/// (format-preserving: in the VIN alphabet, as the started service's domain has it; with
+/// `tink`, Tink tokens).
+async fn crypto_rate(
+    mode: Mode,
+    domain: &str,
+    tink: bool,
+    cardinality: u64,
+) -> anyhow::Result<f64> {
     let domain = domain.to_owned();
     tokio::task::spawn_blocking(move || {
         use pseudonym_engine::{Domain, Engine, Keyring};
-        let engine = Engine::new(&Keyring::generate());
         let domain = Domain::new(&domain).map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
+        let tink_domains = tink.then_some(domain);
+        let engine = Engine::new(&Keyring::generate()).with_tink_domains(tink_domains);
         let values: Vec<Option<String>> = data::vins(0, 200_000, cardinality)
             .into_iter()
             .map(Some)
