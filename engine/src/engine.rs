@@ -19,7 +19,7 @@
 //! Tokens of the replaced service ([`crate::seed`]) open too, with its imported key, in the one
 //! domain they belong to (see [`Engine::with_compat_domain`]); rewrapping turns them into ours.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use aes::Aes256;
@@ -71,8 +71,9 @@ pub struct Engine {
     seed: Option<SeedCipher>,
     /// The domain the replaced service's tokens belong to; none: they open in no domain.
     compat_domain: Option<String>,
-    /// The domains whose deterministic pseudonyms are Tink tokens.
-    tink_domains: BTreeSet<String>,
+    /// The domains whose deterministic pseudonyms are Tink tokens, with their key of each
+    /// version, ready (another domain's are derived per batch).
+    tink_domains: BTreeMap<String, BTreeMap<u32, Siv<Aes256>>>,
 }
 
 struct VersionKeys {
@@ -146,7 +147,7 @@ impl Engine {
                 .collect(),
             seed: keyring.seed_key().map(SeedCipher::new),
             compat_domain: None,
-            tink_domains: BTreeSet::new(),
+            tink_domains: BTreeMap::new(),
         }
     }
 
@@ -155,14 +156,21 @@ impl Engine {
     pub fn with_tink_domains<'d>(mut self, domains: impl IntoIterator<Item = Domain<'d>>) -> Self {
         self.tink_domains = domains
             .into_iter()
-            .map(|domain| domain.as_str().to_owned())
+            .map(|domain| {
+                let keys = self
+                    .versions
+                    .iter()
+                    .map(|(version, keys)| (*version, keys.tink.siv(domain)))
+                    .collect();
+                (domain.as_str().to_owned(), keys)
+            })
             .collect();
         self
     }
 
     /// The domains whose deterministic pseudonyms are Tink tokens, in order.
     pub fn tink_domains(&self) -> Vec<String> {
-        self.tink_domains.iter().cloned().collect()
+        self.tink_domains.keys().cloned().collect()
     }
 
     /// The Tink keyset of `domain`'s Tink tokens: every key version's key for it, the primary
@@ -386,8 +394,11 @@ impl Engine {
     /// Tokens of `mode` under the primary version, one per value, `None` kept.
     fn seal(&self, mode: Mode, domain: Domain<'_>, values: &[Option<&[u8]>]) -> Texts {
         let keys = self.primary_keys();
-        if mode == Mode::Deterministic && self.tink_domains.contains(domain.as_str()) {
-            return tink::seal(&keys.tink.siv(domain), self.primary, domain, values);
+        if let (Mode::Deterministic, Some(tink_keys)) =
+            (mode, self.tink_domains.get(domain.as_str()))
+        {
+            let siv = &tink_keys[&self.primary];
+            return tink::seal(siv, self.primary, domain, values);
         }
         let header = token::header(mode, self.primary);
         let siv = match mode {
@@ -473,10 +484,26 @@ impl Engine {
         let mut buffer = Vec::new();
         let decoded = token::decode_each(&texts, &mut buffer);
         let mut payloads = vec![0..0; tokens.len()];
-        // Tink tokens after ours in the same buffer, grouped by the version their key id names.
+        // Tink tokens after ours in the same buffer, decoded together too, grouped by the
+        // version their key id names.
+        let mut tink_texts = Vec::with_capacity(tink_shaped.len());
+        tink_shaped.retain(|&(index, token)| match tink::unpadded(token) {
+            Some(text) => {
+                tink_texts.push(text);
+                true
+            }
+            None => {
+                answers[index] = self.not_ours(domain, token, ItemErrorCode::InvalidToken);
+                false
+            }
+        });
+        let tink_decoded = token::decode_each_in(&tink::STANDARD_NO_PAD, &tink_texts, &mut buffer);
         let mut tink_groups: Vec<(u32, Vec<usize>)> = Vec::new();
-        for &(index, token) in &tink_shaped {
-            match tink::decode(token, &mut buffer) {
+        for (&(index, token), payload) in tink_shaped.iter().zip(tink_decoded) {
+            let version = payload.ok().and_then(|payload| {
+                tink::key_version(&buffer[payload.clone()]).map(|version| (version, payload))
+            });
+            match version {
                 Some((version, payload)) if self.versions.contains_key(&version) => {
                     payloads[index] = payload;
                     match tink_groups.iter_mut().find(|(v, _)| *v == version) {
@@ -551,14 +578,22 @@ impl Engine {
             }
         }
         for (version, indices) in tink_groups {
-            let siv = self.versions[&version].tink.siv(domain);
+            let derived;
+            let ready = self.tink_domains.get(domain.as_str());
+            let siv = match ready.and_then(|keys| keys.get(&version)) {
+                Some(siv) => siv,
+                None => {
+                    derived = self.versions[&version].tink.siv(domain);
+                    &derived
+                }
+            };
             let state = siv.absorb(&[domain.as_str().as_bytes()]);
             let tags: Vec<Block> = indices
                 .iter()
                 .map(|&i| {
                     buffer[payloads[i].start + tink::PREFIX_LEN..][..16]
                         .try_into()
-                        .expect("tink::decode checked the length")
+                        .expect("tink::key_version checked the length")
                 })
                 .collect();
             let body_of =

@@ -140,6 +140,16 @@ pub fn decode_each(
     texts: &[&[u8]],
     payloads: &mut Vec<u8>,
 ) -> Vec<Result<Range<usize>, Malformed>> {
+    decode_each_in(&URL_SAFE_NO_PAD, texts, payloads)
+}
+
+/// [`decode_each`] in another alphabet of base64 without padding (Tink tokens' standard
+/// one, their padding taken off first): `A` is zero bits in both.
+pub(crate) fn decode_each_in(
+    base64: &base64_simd::Base64,
+    texts: &[&[u8]],
+    payloads: &mut Vec<u8>,
+) -> Vec<Result<Range<usize>, Malformed>> {
     let with_zeros = |text: &[u8]| text.len().next_multiple_of(4);
     let mut joined = vec![b'A'; texts.iter().map(|text| with_zeros(text)).sum()];
     let mut at = 0;
@@ -155,14 +165,14 @@ pub fn decode_each(
     let start = payloads.len();
     // A length of 4n + 1 is not base64, and must not become base64 with the `A`s.
     let together = !texts.iter().any(|text| text.len() % 4 == 1)
-        && URL_SAFE_NO_PAD.decode_append(&joined, payloads).is_ok();
+        && base64.decode_append(&joined, payloads).is_ok();
     if !together {
         payloads.truncate(start);
         return texts
             .iter()
             .map(|text| {
                 let start = payloads.len();
-                match URL_SAFE_NO_PAD.decode_append(text, payloads) {
+                match base64.decode_append(text, payloads) {
                     Ok(()) => Ok(start..payloads.len()),
                     Err(_) => {
                         payloads.truncate(start);
