@@ -75,9 +75,9 @@ pub(crate) fn prefix(version: u32) -> [u8; PREFIX_LEN] {
     prefix
 }
 
-/// Whether `token` may be a Tink token: padded standard base64 long enough for the head and
-/// no more than any value allows. (The replaced service's tokens are padded standard base64
-/// too; a `.` makes a native one.)
+/// Whether `token` may be a Tink token: a multiple of four characters, long enough for the head,
+/// without a `.` (which every native token has). The replaced service's tokens have this shape
+/// too. (The service bounds a token's length before it gets here.)
 pub(crate) fn has_tink_shape(token: &str) -> bool {
     token.len() >= 4 * HEAD_LEN.div_ceil(3) && token.len().is_multiple_of(4) && !token.contains('.')
 }
@@ -182,7 +182,9 @@ impl Keyset {
                 value.as_str()
             )));
         }
-        let mut json = String::with_capacity(keys.iter().map(|k| k.len() + 1).sum::<usize>() + 64);
+        let mut json = Zeroizing::new(String::with_capacity(
+            keys.iter().map(|k| k.len() + 1).sum::<usize>() + 64,
+        ));
         json.push_str(&format!(r#"{{"primaryKeyId":{},"key":["#, self.primary));
         for (i, key) in keys.iter().enumerate() {
             if i > 0 {
@@ -191,7 +193,9 @@ impl Keyset {
             json.push_str(key);
         }
         json.push_str("]}\n");
-        SecretString::from(json)
+        // A copy of exactly its length: the box it becomes is not reallocated (and `json` is
+        // wiped when dropped).
+        SecretString::from(String::from(json.as_str()))
     }
 
     /// The keyset as Tink's binary format (the serialized `google.crypto.tink.Keyset`), what

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use pseudonym_client::{ItemErrorCode, Mode};
+use pseudonym_engine::seed::{SeedKey, SeedMode};
 use pseudonym_engine::{Domain, Engine, Keyring};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -45,8 +46,8 @@ fn golden() -> GoldenFile {
 
 const DOMAINS: [&str; 2] = ["vin", "crm.email"];
 
-/// The golden keyring with `primary` as its primary, Tink domains `tink`.
-fn engine(file: &GoldenFile, primary: u32, tink: &[&str]) -> Engine {
+/// The golden keyring with `primary` as its primary.
+fn keyring(file: &GoldenFile, primary: u32) -> Keyring {
     let mut text = format!("primary = {primary}\n");
     for key in &file.keyring.keys {
         text.push_str(&format!(
@@ -54,8 +55,12 @@ fn engine(file: &GoldenFile, primary: u32, tink: &[&str]) -> Engine {
             key.version, key.secret
         ));
     }
-    Engine::new(&Keyring::from_toml(&text, "golden").expect("golden keyring"))
-        .with_tink_domains(tink.iter().map(|d| domain(d)))
+    Keyring::from_toml(&text, "golden").expect("golden keyring")
+}
+
+/// The golden keyring with `primary` as its primary, Tink domains `tink`.
+fn engine(file: &GoldenFile, primary: u32, tink: &[&str]) -> Engine {
+    Engine::new(&keyring(file, primary)).with_tink_domains(tink.iter().map(|d| domain(d)))
 }
 
 fn domain(label: &str) -> Domain<'_> {
@@ -201,4 +206,93 @@ fn randomized_and_hash_pseudonyms_stay_native_in_tink_domains() {
         let made = engine.pseudonymize(domain("vin"), mode, &[Some("WVWZZZ1JZXW123456")]);
         assert!(made[0].as_deref().is_some_and(|t| t.starts_with(start)));
     }
+}
+
+#[test]
+fn a_batch_of_every_kind_of_token_answers_each_on_its_row() {
+    let file = golden();
+    let vin = domain("vin");
+    let mut keyring = keyring(&file, 2);
+    let seeds: serde_json::Value =
+        serde_json::from_str(include_str!("../../service/tests/data/golden-seed.json"))
+            .expect("seed vectors");
+    let secret = SeedKey::from_secret_json(&seeds["secrets"][0].to_string()).expect("secret");
+    keyring.import_seed_key(secret).expect("first seed key");
+    let native = Engine::new(&keyring);
+    let reader = Engine::new(&keyring)
+        .with_compat_domain(vin)
+        .with_tink_domains([vin]);
+    let value = |i: usize| format!("WVWZZZ1JZXW{i:06}");
+    let made = |mode, i| native.pseudonymize(vin, mode, &[Some(value(i))])[0].clone();
+    let seed = |mode, i: usize| {
+        native
+            .pseudonymize_seed(mode, &[Some(value(i))])
+            .expect("a seed key")[0]
+            .clone()
+    };
+    // The replaced service's randomized tokens start with a random nonce: one in 256 starts
+    // with Tink's prefix byte, and must still open as that service's.
+    let like_tink = (0..10_000)
+        .map(|_| seed(SeedMode::Randomized, 7).expect("a token"))
+        .find(|token| STANDARD.decode(token).expect("base64")[0] == 1)
+        .expect("one in 256 tokens");
+    let golden = vectors(&file, "vin", 1);
+    let mut tampered = STANDARD.decode(&golden[1].token).expect("base64");
+    tampered[30] ^= 0x80;
+    let rows: Vec<(Option<String>, Result<Option<String>, ItemErrorCode>)> = vec![
+        (
+            Some(golden[1].token.clone()),
+            Ok(Some(golden[1].value.clone())),
+        ),
+        (made(Mode::Deterministic, 1), Ok(Some(value(1)))),
+        (None, Ok(None)),
+        (made(Mode::Randomized, 2), Ok(Some(value(2)))),
+        (seed(SeedMode::Deterministic, 3), Ok(Some(value(3)))),
+        (
+            Some(vectors(&file, "vin", 2)[2].token.clone()),
+            Ok(Some(vectors(&file, "vin", 2)[2].value.clone())),
+        ),
+        (
+            Some("not a token".to_owned()),
+            Err(ItemErrorCode::InvalidToken),
+        ),
+        (Some(like_tink), Ok(Some(value(7)))),
+        (
+            Some(STANDARD.encode(&tampered)),
+            Err(ItemErrorCode::InvalidToken),
+        ),
+        (made(Mode::Hash, 4), Err(ItemErrorCode::NotReversible)),
+        (Some(golden[0].token.clone()), Ok(Some(String::new()))),
+    ];
+    let tokens: Vec<Option<String>> = rows.iter().map(|(token, _)| token.clone()).collect();
+    let answer = reader.reidentify(vin, &tokens);
+    let expected_values: Vec<Option<String>> = rows
+        .iter()
+        .map(|(_, expected)| expected.clone().ok().flatten())
+        .collect();
+    assert_eq!(answer.values, expected_values);
+    let expected_errors: Vec<(usize, ItemErrorCode)> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(index, (_, expected))| expected.clone().err().map(|code| (index, code)))
+        .collect();
+    let errors: Vec<_> = answer.errors.iter().map(|e| (e.index, e.code)).collect();
+    assert_eq!(errors, expected_errors);
+
+    // Rewrapped in a Tink domain, every deterministic one becomes a Tink token of version 2.
+    let moved = reader.rewrap(vin, &tokens);
+    let tink_of = |v: &str| reader.pseudonymize(vin, Mode::Deterministic, &[Some(v)])[0].clone();
+    assert_eq!(moved.pseudonyms[0], tink_of(&golden[1].value));
+    assert_eq!(moved.pseudonyms[1], tink_of(&value(1)));
+    assert_eq!(moved.pseudonyms[4], tink_of(&value(3)));
+    assert!(
+        moved.pseudonyms[3]
+            .as_deref()
+            .is_some_and(|t| t.starts_with("r2."))
+    );
+    assert!(
+        moved.pseudonyms[7]
+            .as_deref()
+            .is_some_and(|t| t.starts_with("r2."))
+    );
 }

@@ -153,7 +153,14 @@ impl Transit {
     /// Encrypts `plaintext` under the transit key; the answer is a `vault:vN:...` ciphertext.
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, Error> {
         let encoded = Zeroizing::new(STANDARD.encode(plaintext));
-        let body = Zeroizing::new(format!(r#"{{"plaintext":"{}"}}"#, encoded.as_str()));
+        // Sized exactly, so that no copy of the plaintext is left behind by a reallocation.
+        let (head, tail) = (r#"{"plaintext":""#, r#""}"#);
+        let mut body = Zeroizing::new(String::with_capacity(
+            head.len() + encoded.len() + tail.len(),
+        ));
+        body.push_str(head);
+        body.push_str(&encoded);
+        body.push_str(tail);
         let answer: Encrypted = self.call("encrypt", body)?;
         Ok(answer.ciphertext)
     }

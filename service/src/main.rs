@@ -218,9 +218,9 @@ struct KeygenArgs {
     /// the [kms] transit key if one is configured. Its [tink.<domain>] table must say
     /// export = true: whoever holds the keyset re-identifies the domain's Tink tokens without
     /// the service. Audited.
-    #[arg(long, value_name = "DOMAIN", requires = "to", conflicts_with_all = ["import", "import_seed_secret", "retire_seed", "add", "set_primary", "retire"])]
+    #[arg(long, value_name = "DOMAIN", requires = "to", conflicts_with_all = ["import", "import_seed_secret", "retire_seed", "add", "set_primary", "retire", "check_replicas"])]
     export_tink_keyset: Option<String>,
-    /// With --export-tink-keyset: the file to write.
+    /// With --export-tink-keyset: the file to write; it must not exist yet.
     #[arg(long, value_name = "FILE", requires = "export_tink_keyset")]
     to: Option<PathBuf>,
 }

@@ -22,29 +22,50 @@ use crate::{Domain, Engine};
 /// The audit trail's name of the operation.
 pub const OPERATION: &str = "export_tink_keyset";
 
-/// Writes the Tink keyset of `domain` to `to`, if the configuration permits it, after its audit
-/// line. Returns what was done, for the operator (no key material).
+/// Writes the Tink keyset of `domain` to `to`, a file that must not exist yet, if the
+/// configuration permits it. Every attempt leaves an audit line in `audit_log` (which must be
+/// set) before anything else: `refused` with a reason, or `ok` just before the keyset is
+/// written, then a second line, `refused` with `write_failed`, if writing it fails. Returns what
+/// was done, for the operator (no key material).
 pub fn export(
     config: &Config,
     store: &KeyringStore,
     domain: &str,
     to: &Path,
 ) -> Result<String, Error> {
-    let checked = Domain::new(domain).map_err(|e| Error::Refused(format!("{domain:?}: {e}")))?;
+    let audit_log = config.audit_log.as_deref().ok_or_else(|| {
+        Error::Refused(
+            "exporting a keyset needs audit_log in the configuration: the export's audit line \
+             must be kept"
+                .to_owned(),
+        )
+    })?;
+    let checked = Domain::new(domain).ok();
     let audit = |outcome, count, reason| {
         let record = AuditRecord {
-            domain: Some(checked.as_str()),
+            domain: checked.map(|d| d.as_str()),
             count,
             reason,
             ..AuditRecord::now(OPERATION, outcome)
         };
-        audit::record_now(config.audit_log.as_deref(), &record).map_err(Error::AuditWrite)
+        audit::record_now(Some(audit_log), &record).map_err(Error::AuditWrite)
+    };
+    let Some(checked) = checked else {
+        audit(Outcome::Refused, 0, Some("invalid_domain"))?;
+        return Err(Error::Refused(format!("{domain:?} is not a domain name")));
     };
     if !config.tink.get(domain).is_some_and(|tink| tink.export) {
         audit(Outcome::Refused, 0, Some("export_not_permitted"))?;
         return Err(Error::Refused(format!(
             "the keyset of {domain} may not be exported: its [tink.{domain}] table must say \
              export = true (exporting lets whoever holds the file re-identify without the service)"
+        )));
+    }
+    if to.exists() {
+        audit(Outcome::Refused, 0, Some("file_exists"))?;
+        return Err(Error::Refused(format!(
+            "{} exists: the keyset is written only to a new file",
+            to.display()
         )));
     }
     let keyset = Engine::new(&store.load()?).tink_keyset(checked);
@@ -57,8 +78,13 @@ pub fn export(
         None => (keyset.to_json(), false),
     };
     audit(Outcome::Ok, ids.len(), None)?;
-    crate::private_file::write(to, contents.expose_secret().as_bytes())
-        .map_err(|source| Error::Refused(format!("cannot write {}: {source}", to.display())))?;
+    if let Err(source) = crate::private_file::write(to, contents.expose_secret().as_bytes()) {
+        audit(Outcome::Refused, 0, Some("write_failed"))?;
+        return Err(Error::Refused(format!(
+            "cannot write {}: {source}",
+            to.display()
+        )));
+    }
     let how = match wrapped {
         true => "wrapped by the [kms] transit key",
         false => "PLAIN: whoever reads it re-identifies the domain's Tink tokens",

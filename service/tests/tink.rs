@@ -205,6 +205,20 @@ fn keysets_are_exported_only_where_permitted_after_their_audit_line() {
     assert!(!to.exists());
     let refused = tink_export::export(&config, &store, "other", &to).expect_err("not Tink");
     assert!(refused.to_string().contains("[tink.other]"), "{refused}");
+    tink_export::export(&config, &store, "Not A Domain", &to).expect_err("not a domain");
+    let nowhere = dir.path().join("missing").join("keyset.json");
+    tink_export::export(&config, &store, "crm.email", &nowhere).expect_err("no such folder");
+    std::fs::write(dir.path().join("taken.json"), "").expect("written");
+    let taken = tink_export::export(&config, &store, "crm.email", &dir.path().join("taken.json"));
+    assert!(taken.expect_err("exists").to_string().contains("exists"));
+    let unaudited = Config {
+        audit_log: None,
+        ..config.clone()
+    };
+    let refused_unaudited =
+        tink_export::export(&unaudited, &store, "crm.email", &to).expect_err("no audit_log");
+    assert!(refused_unaudited.to_string().contains("audit_log"));
+    assert!(!to.exists());
 
     let done = tink_export::export(&config, &store, "crm.email", &to).expect("exported");
     let written = std::fs::read_to_string(&to).expect("written");
@@ -228,26 +242,29 @@ fn keysets_are_exported_only_where_permitted_after_their_audit_line() {
     let seen: Vec<_> = lines
         .iter()
         .map(|l| {
+            assert_eq!(l["operation"], "export_tink_keyset");
             (
-                l["operation"].clone(),
                 l["domain"].clone(),
                 l["outcome"].clone(),
+                l["reason"].clone(),
             )
         })
         .collect();
+    let refusal = |domain: Value, reason: &str| (domain, json!("refused"), json!(reason));
+    let ok = (json!("crm.email"), json!("ok"), Value::Null);
     assert_eq!(
         seen,
         [
-            (json!("export_tink_keyset"), json!("vin"), json!("refused")),
-            (
-                json!("export_tink_keyset"),
-                json!("other"),
-                json!("refused")
-            ),
-            (json!("export_tink_keyset"), json!("crm.email"), json!("ok")),
+            refusal(json!("vin"), "export_not_permitted"),
+            refusal(json!("other"), "export_not_permitted"),
+            refusal(Value::Null, "invalid_domain"),
+            ok.clone(),
+            refusal(json!("crm.email"), "write_failed"),
+            refusal(json!("crm.email"), "file_exists"),
+            ok,
         ]
     );
-    assert_eq!(lines[2]["count"], 2);
+    assert_eq!(lines[6]["count"], 2);
     // No key material anywhere but the keyset file.
     let key_value = keyset["key"][0]["keyData"]["value"]
         .as_str()

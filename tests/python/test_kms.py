@@ -244,8 +244,9 @@ def test_an_exported_tink_keyset_is_wrapped_as_tinks_vault_aead_reads_it(openbao
     from tink.integration import hcvault
 
     setup = Setup(tmp_path, openbao)
-    with setup.config.open("a") as config:
-        config.write("\n[tink.vin]\nexport = true\n")
+    audit_log = tmp_path / "audit.jsonl"
+    setup.config.write_text(f'audit_log = "{audit_log}"\n' + setup.config.read_text()
+                            + "\n[tink.vin]\nexport = true\n")
     assert setup.keygen().returncode == 0
     assert setup.keygen("--add").returncode == 0
     daemon = start_daemon(["--config", str(setup.config)], clean_env())
@@ -256,6 +257,7 @@ def test_an_exported_tink_keyset_is_wrapped_as_tinks_vault_aead_reads_it(openbao
     wrapped = json.loads(text)
     assert set(wrapped) == {"encryptedKeyset", "keysetInfo"}
     assert [k["keyId"] for k in wrapped["keysetInfo"]["keyInfo"]] == [1, 2]
+    assert json.loads(audit_log.read_text())["outcome"] == "ok"
 
     daead.register()
     vault = hcvault.new_aead(f"transit/keys/{TRANSIT_KEY}",
