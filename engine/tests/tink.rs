@@ -208,6 +208,9 @@ fn randomized_and_hash_pseudonyms_stay_native_in_tink_domains() {
     }
 }
 
+/// What re-identifying a token gives: its value (`None` for `None`), or an error code.
+type Expected = Result<Option<String>, ItemErrorCode>;
+
 #[test]
 fn a_batch_of_every_kind_of_token_answers_each_on_its_row() {
     let file = golden();
@@ -239,7 +242,7 @@ fn a_batch_of_every_kind_of_token_answers_each_on_its_row() {
     let golden = vectors(&file, "vin", 1);
     let mut tampered = STANDARD.decode(&golden[1].token).expect("base64");
     tampered[30] ^= 0x80;
-    let rows: Vec<(Option<String>, Result<Option<String>, ItemErrorCode>)> = vec![
+    let rows: Vec<(Option<String>, Expected)> = vec![
         (
             Some(golden[1].token.clone()),
             Ok(Some(golden[1].value.clone())),
