@@ -36,7 +36,7 @@ secret = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8"
 
 /// The replaced AWS service's golden test secrets; the first is in the fuzz keyring, so seeds
 /// can hold its real tokens.
-const SEED_VECTORS: &str = include_str!("../../service/tests/data/golden-seed.json");
+const SEED_VECTORS: &str = include_str!("../../engine/tests/data/golden-seed.json");
 
 /// The domain the replaced service's tokens belong to, here.
 const COMPAT_DOMAIN: &str = "vin";

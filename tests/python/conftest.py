@@ -115,7 +115,7 @@ def start_daemon():
         daemon.stop()
 
 
-GOLDEN = ROOT / "service" / "tests" / "data"
+GOLDEN = ROOT / "engine" / "tests" / "data"
 
 
 def golden_keyring_text() -> str:

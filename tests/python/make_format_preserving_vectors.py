@@ -1,5 +1,5 @@
 """Writes engine/tests/data/golden-format-preserving.json: format-preserving pseudonyms of the
-golden keyring (service/tests/data/golden-v1.json), computed with `ff1_reference`, an
+golden keyring (engine/tests/data/golden-v1.json), computed with `ff1_reference`, an
 implementation independent of ours.
 
 The file pins behaviour forever: run this only to create it, never to "fix" it.
@@ -17,7 +17,7 @@ from pathlib import Path
 import ff1_reference
 
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = json.loads((ROOT / "service/tests/data/golden-v1.json").read_text(encoding="utf-8"))
+GOLDEN = json.loads((ROOT / "engine/tests/data/golden-v1.json").read_text(encoding="utf-8"))
 
 # Each domain's format as the service's config writes it, and values of it.
 FORMATS = {

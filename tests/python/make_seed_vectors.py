@@ -1,4 +1,4 @@
-"""Writes service/tests/data/golden-seed.json: tokens of the replaced AWS sample service.
+"""Writes engine/tests/data/golden-seed.json: tokens of the replaced AWS sample service.
 
 An implementation independent of ours (Python `cryptography` and `hmac`), written from that
 service's documented format only:
@@ -12,7 +12,7 @@ golden-v1.json's primary key version, in the compatible domain) that rewrapping 
 
 The file pins behaviour forever: run this only to create it, never to "fix" it.
 
-    .venv/bin/python tests/python/make_seed_vectors.py > service/tests/data/golden-seed.json
+    .venv/bin/python tests/python/make_seed_vectors.py > engine/tests/data/golden-seed.json
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def seed_token(secret: dict, value: str, nonce: bytes | None) -> str:
 
 
 def native_deterministic(value: str) -> str:
-    golden = json.loads((ROOT / "service/tests/data/golden-v1.json").read_text(encoding="utf-8"))
+    golden = json.loads((ROOT / "engine/tests/data/golden-v1.json").read_text(encoding="utf-8"))
     ring = golden["keyring"]
     (secret,) = [k["secret"] for k in ring["keys"] if k["version"] == ring["primary"]]
     master = base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))

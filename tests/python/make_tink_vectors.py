@@ -1,5 +1,5 @@
 """Writes engine/tests/data/golden-tink.json: Tink-format pseudonyms of the golden keyring
-(service/tests/data/golden-v1.json) and each domain's keyset, made with PyPI's `tink` from
+(engine/tests/data/golden-v1.json) and each domain's keyset, made with PyPI's `tink` from
 keys derived here with `cryptography`'s HKDF, as the README documents them: nothing of ours.
 
 The file pins behaviour forever: run this only to create it, never to "fix" it.
@@ -20,7 +20,7 @@ from tink import daead, secret_key_access
 from tink.proto import aes_siv_pb2, tink_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = json.loads((ROOT / "service/tests/data/golden-v1.json").read_text(encoding="utf-8"))
+GOLDEN = json.loads((ROOT / "engine/tests/data/golden-v1.json").read_text(encoding="utf-8"))
 TYPE_URL = "type.googleapis.com/google.crypto.tink.AesSivKey"
 
 DOMAINS = ["vin", "crm.email"]

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from conftest import ROOT, new_api_key
 
-GOLDEN = json.loads((ROOT / "service/tests/data/golden-v1.json").read_text(encoding="utf-8"))
+GOLDEN = json.loads((ROOT / "engine/tests/data/golden-v1.json").read_text(encoding="utf-8"))
 SALT = b"pseudonym/1"
 
 

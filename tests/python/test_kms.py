@@ -212,7 +212,7 @@ def test_tampered_foreign_or_unsealed_files_are_refused_at_start(openbao, tmp_pa
 def test_the_replaced_services_key_is_imported_into_a_sealed_keyring(openbao, tmp_path,
                                                                      start_daemon):
     setup = Setup(tmp_path, openbao)
-    seed = json.loads((Path(__file__).parents[2] / "service/tests/data/golden-seed.json").read_text())
+    seed = json.loads((Path(__file__).parents[2] / "engine/tests/data/golden-seed.json").read_text())
     secret = tmp_path / "aws-secret.json"
     secret.write_text(json.dumps(seed["secrets"][0]))
     created = setup.keygen("--import-seed-secret", str(secret))

@@ -41,7 +41,7 @@ def open_seed_token(token: str, secret: dict) -> tuple[str, str]:
 
 
 def test_keygen_imports_the_secret_into_a_new_private_keyring(tmp_path: Path) -> None:
-    seed = json.loads((Path(__file__).parents[2] / "service/tests/data/golden-seed.json").read_text())
+    seed = json.loads((Path(__file__).parents[2] / "engine/tests/data/golden-seed.json").read_text())
     secret_file = tmp_path / "secret.json"
     secret_file.write_text(json.dumps(seed["secrets"][0]))
     keyring = tmp_path / "new-keyring.toml"

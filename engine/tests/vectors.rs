@@ -2,8 +2,8 @@
 //! is checked where AES-SIV is, in `engine/tests/siv.rs`).
 
 use pseudonym_client::Mode;
-use pseudonym_service::seed::{SeedKey, SeedMode};
-use pseudonym_service::{Domain, Engine, Keyring};
+use pseudonym_engine::seed::{SeedKey, SeedMode};
+use pseudonym_engine::{Domain, Engine, Keyring};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use pseudonym_client::{ItemErrorCode, Mode};
-use pseudonym_service::{Domain, Engine, Keyring};
+use pseudonym_engine::{Domain, Engine, Keyring};
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
     let mut keyring = Keyring::generate();
