@@ -1,7 +1,7 @@
 //! The keyed crypto: batches of values to tokens and back. Knows nothing of HTTP.
 //!
-//! Per key version, three subkeys are derived with HKDF-SHA256 (salt [`HKDF_SALT`], one `info`
-//! label per mode), so no key is ever used for two purposes:
+//! Per key version, one subkey per mode is derived with HKDF-SHA256 (salt [`HKDF_SALT`], one
+//! `info` label per mode), so no key is ever used for two purposes:
 //!
 //! | mode | subkey | token payload |
 //! |---|---|---|
@@ -18,47 +18,41 @@
 //!
 //! Tokens of the replaced service ([`crate::seed`]) open too, with its imported key, in the one
 //! domain they belong to (see [`Engine::with_compat_domain`]); rewrapping turns them into ours.
+//!
+//! This file holds the engine's public batch operations; what each step decides lives in one
+//! file: `keys` (the subkeys of a version), `seal` (values into tokens), `open` (tokens back
+//! into values, and which key or format a token belongs to), and [`crate::buffers`] (the one
+//! buffer a batch is sealed or opened in).
+
+mod keys;
+mod open;
+pub(crate) mod seal;
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use aes::Aes256;
-use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use pseudonym_client::wire::{ItemError, ReidentifyResponse, RewrapResponse};
 use pseudonym_client::{ItemErrorCode, Mode};
-use rand::RngCore;
-use secrecy::{ExposeSecret, SecretBox};
-use sha2::Sha256;
 
 use crate::ff1::Ff1;
-use crate::keyring::{Keyring, SecretKey};
-use crate::seed::{self, SeedCipher, SeedMode};
-use crate::short_copy;
-use crate::siv::{Block, Siv};
+use crate::keyring::Keyring;
+use crate::seed::{SeedCipher, SeedMode};
+use crate::siv::Siv;
 use crate::texts::{Texts, TextsBuilder};
-use crate::tink::{self, TinkRoot};
-use crate::token;
+use crate::tink;
+use keys::VersionKeys;
+use open::{Opened, OpenedValue};
 use pseudonym_client::wire::Domain;
 
-/// HKDF salt of the first (and so far only) token format.
-pub const HKDF_SALT: &[u8] = b"pseudonym/1";
-/// HKDF `info` of the deterministic mode's AES-SIV key.
-pub const INFO_DETERMINISTIC: &[u8] = b"pseudonym/1 deterministic aes-siv";
-/// HKDF `info` of the randomized mode's AES-SIV key.
-pub const INFO_RANDOMIZED: &[u8] = b"pseudonym/1 randomized aes-siv";
-/// HKDF `info` of the hash mode's HMAC key.
-pub const INFO_HASH: &[u8] = b"pseudonym/1 hash hmac-sha256";
-/// HKDF `info` of the format-preserving mode's FF1 (AES-256) key.
-pub const INFO_FORMAT_PRESERVING: &[u8] = b"pseudonym/1 format-preserving ff1-aes256";
-/// HKDF `info` of a key version's fingerprint: 8 bytes that name the secret without revealing
-/// it (no other key is derived from them), so replicas can show they hold the same one.
-pub const INFO_FINGERPRINT: &[u8] = b"pseudonym/1 key fingerprint";
+pub use keys::{
+    HKDF_SALT, INFO_DETERMINISTIC, INFO_FINGERPRINT, INFO_FORMAT_PRESERVING, INFO_HASH,
+    INFO_RANDOMIZED,
+};
 
+/// The SIV tag in a token's payload.
 const TAG_LEN: usize = 16;
+/// The randomized mode's nonce in a token's payload.
 const NONCE_LEN: usize = 16;
-const SIV_KEY_LEN: usize = 64;
-const HASH_KEY_LEN: usize = 32;
 
 /// Turns values into tokens and tokens back into values with the keys of one keyring.
 ///
@@ -74,56 +68,6 @@ pub struct Engine {
     /// The domains whose deterministic pseudonyms are Tink tokens, with their key of each
     /// version, ready (another domain's are derived per batch).
     tink_domains: BTreeMap<String, BTreeMap<u32, Siv<Aes256>>>,
-}
-
-struct VersionKeys {
-    deterministic: SivKey,
-    randomized: SivKey,
-    /// The HMAC key. The `hmac` crate's keyed state cannot be zeroized, so it is built per
-    /// batch from these bytes and lives only as long as the batch (never re-keyed per value).
-    hash: SecretBox<[u8; HASH_KEY_LEN]>,
-    /// The FF1 key, its AES key schedule built once.
-    format_preserving: Ff1,
-    /// The root of each domain's Tink key.
-    tink: TinkRoot,
-    /// The version's fingerprint, in hex (see [`INFO_FINGERPRINT`]).
-    fingerprint: String,
-}
-
-/// An AES-SIV key with its key schedules and CMAC subkeys, built once per key version and
-/// shared by every batch (and thread).
-struct SivKey(Siv<Aes256>);
-
-impl SivKey {
-    fn derive(hkdf: &Hkdf<Sha256>, info: &[u8]) -> Self {
-        let mut key = zeroize::Zeroizing::new([0u8; SIV_KEY_LEN]);
-        hkdf.expand(info, key.as_mut())
-            .expect("64 bytes is a valid HKDF-SHA256 output length");
-        SivKey(Siv::new(key.as_ref()).expect("a 512-bit AES-SIV key"))
-    }
-}
-
-impl VersionKeys {
-    fn derive(key: &SecretKey) -> Self {
-        let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), key.expose());
-        let mut hash_key = Box::new([0u8; HASH_KEY_LEN]);
-        hkdf.expand(INFO_HASH, hash_key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        let mut ff1_key = zeroize::Zeroizing::new([0u8; 32]);
-        hkdf.expand(INFO_FORMAT_PRESERVING, ff1_key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        let mut fingerprint = [0u8; 8];
-        hkdf.expand(INFO_FINGERPRINT, &mut fingerprint)
-            .expect("8 bytes is a valid HKDF-SHA256 output length");
-        VersionKeys {
-            deterministic: SivKey::derive(&hkdf, INFO_DETERMINISTIC),
-            randomized: SivKey::derive(&hkdf, INFO_RANDOMIZED),
-            hash: SecretBox::new(hash_key),
-            format_preserving: Ff1::new(&ff1_key),
-            tink: TinkRoot::derive(&hkdf),
-            fingerprint: hex::encode(fingerprint),
-        }
-    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -297,17 +241,10 @@ impl Engine {
         let mut values = TextsBuilder::with_capacity(tokens.len(), 24);
         for (index, item) in opened.iter().enumerate() {
             if let Opened::Ours(_, range) = item {
-                values.push_with(|out| {
-                    let window = &buffer[range.start..];
-                    short_copy::extend_from_window::<{ short_copy::VALUE_WINDOW }>(
-                        out,
-                        window,
-                        range.len(),
-                    )
-                });
+                values.push_with(|out| buffer.copy_value(range.clone(), out));
                 continue;
             }
-            match item.value(&buffer) {
+            match item.value(buffer.bytes()) {
                 Ok(Some((_, value))) => values.push_with(|out| out.extend_from_slice(value)),
                 Ok(None) => values.push_none(),
                 Err(code) => {
@@ -356,7 +293,7 @@ impl Engine {
             .iter()
             .map(|item| {
                 // What would not re-identify does not rewrap either.
-                item.value(&buffer).and_then(|value| match value {
+                item.value(buffer.bytes()).and_then(|value| match value {
                     Some((_, bytes)) if std::str::from_utf8(bytes).is_err() => {
                         Err(ItemErrorCode::InvalidToken)
                     }
@@ -390,434 +327,12 @@ impl Engine {
             .get(&self.primary)
             .expect("the keyring checked that the primary version is present")
     }
-
-    /// Tokens of `mode` under the primary version, one per value, `None` kept.
-    fn seal(&self, mode: Mode, domain: Domain<'_>, values: &[Option<&[u8]>]) -> Texts {
-        let keys = self.primary_keys();
-        if let (Mode::Deterministic, Some(tink_keys)) =
-            (mode, self.tink_domains.get(domain.as_str()))
-        {
-            let siv = &tink_keys[&self.primary];
-            return tink::seal(siv, self.primary, domain, values);
-        }
-        let header = token::header(mode, self.primary);
-        let siv = match mode {
-            Mode::Deterministic => &keys.deterministic.0,
-            Mode::Randomized => &keys.randomized.0,
-            Mode::Hash => return seal_hash(keys, &header, domain, values),
-            Mode::FormatPreserving => unreachable!("the header above refused it"),
-        };
-        // One buffer holds every payload: `[nonce ‖] tag ‖ value`, sealed in place.
-        let nonce_len = if mode == Mode::Randomized {
-            NONCE_LEN
-        } else {
-            0
-        };
-        let mut batch = Payloads::with_prefix(nonce_len + TAG_LEN, values.iter().flatten());
-        let state = siv.absorb(&[domain.as_str().as_bytes()]);
-        let states = match mode {
-            Mode::Randomized => {
-                let mut nonces: Vec<Block> = vec![[0; NONCE_LEN]; batch.len()];
-                rand::rng().fill_bytes(nonces.as_flattened_mut());
-                for (index, nonce) in nonces.iter().enumerate() {
-                    batch.prefix_mut(index)[..NONCE_LEN].copy_from_slice(nonce);
-                }
-                siv.absorb_each(&state, &nonces)
-            }
-            _ => Vec::new(),
-        };
-        let randomized = mode == Mode::Randomized;
-        let state_of = |index: usize| if randomized { states[index] } else { state };
-        let tags = siv.seal(state_of, &mut batch.bodies_mut());
-        for (index, tag) in tags.iter().enumerate() {
-            batch.prefix_mut(index)[nonce_len..][..TAG_LEN].copy_from_slice(tag);
-        }
-        let token_len = token::encoded_len(header.len(), nonce_len + TAG_LEN + 24);
-        let mut tokens = TextsBuilder::with_capacity(values.len(), token_len);
-        let mut head = [0; 16];
-        head[..header.len()].copy_from_slice(header.as_bytes());
-        let mut values = values.iter();
-        token::encode_each(&batch.buffer, &batch.ranges, |text, len| {
-            // The `None`s before this payload's value, and the value.
-            for _ in values.by_ref().take_while(|value| value.is_none()) {
-                tokens.push_none();
-            }
-            tokens.push_with(|out| {
-                short_copy::extend_from_window::<16>(out, &head, header.len());
-                short_copy::extend_from_window::<{ short_copy::TEXT_WINDOW }>(out, text, len);
-            });
-        });
-        values.for_each(|_| tokens.push_none());
-        tokens_of(tokens)
-    }
-
-    /// Each token opened, in place: the buffer the values of our tokens were decrypted in (with
-    /// [`short_copy::VALUE_WINDOW`] zeros after the last), and what each token gave.
-    fn open<S: AsRef<str>>(
-        &self,
-        domain: Domain<'_>,
-        tokens: &[Option<S>],
-    ) -> (Vec<u8>, Vec<Opened>) {
-        let mut answers: Vec<Opened> = tokens.iter().map(|_| Opened::Null).collect();
-        // The tokens with a header of ours, and the texts of their payloads, decoded together
-        // into one buffer.
-        let mut headed = Vec::with_capacity(tokens.len());
-        let mut texts = Vec::with_capacity(tokens.len());
-        let mut tink_shaped = Vec::new();
-        for (index, token) in tokens.iter().enumerate() {
-            let Some(token) = token.as_ref().map(AsRef::as_ref) else {
-                continue;
-            };
-            match token::split(token) {
-                Ok((mode, version, text)) => {
-                    headed.push((index, token, mode, version));
-                    texts.push(text);
-                }
-                Err(token::Malformed) if tink::has_tink_shape(token) => {
-                    tink_shaped.push((index, token));
-                }
-                Err(token::Malformed) => {
-                    answers[index] = self.not_ours(domain, token, ItemErrorCode::InvalidToken);
-                }
-            }
-        }
-        let mut buffer = Vec::new();
-        let decoded = token::decode_each(&texts, &mut buffer);
-        let mut payloads = vec![0..0; tokens.len()];
-        // Tink tokens after ours in the same buffer, decoded together too, grouped by the
-        // version their key id names.
-        let mut tink_texts = Vec::with_capacity(tink_shaped.len());
-        tink_shaped.retain(|&(index, token)| match tink::unpadded(token) {
-            Some(text) => {
-                tink_texts.push(text);
-                true
-            }
-            None => {
-                answers[index] = self.not_ours(domain, token, ItemErrorCode::InvalidToken);
-                false
-            }
-        });
-        let tink_decoded = token::decode_each_in(&tink::STANDARD_NO_PAD, &tink_texts, &mut buffer);
-        let mut tink_groups: Vec<(u32, Vec<usize>)> = Vec::new();
-        for (&(index, token), payload) in tink_shaped.iter().zip(tink_decoded) {
-            let version = payload.ok().and_then(|payload| {
-                tink::key_version(&buffer[payload.clone()]).map(|version| (version, payload))
-            });
-            match version {
-                Some((version, payload)) if self.versions.contains_key(&version) => {
-                    payloads[index] = payload;
-                    match tink_groups.iter_mut().find(|(v, _)| *v == version) {
-                        Some((_, indices)) => indices.push(index),
-                        None => tink_groups.push((version, vec![index])),
-                    }
-                }
-                Some(_) => {
-                    answers[index] = self.not_tink(domain, token, ItemErrorCode::UnknownKeyVersion);
-                }
-                None => answers[index] = self.not_ours(domain, token, ItemErrorCode::InvalidToken),
-            }
-        }
-        // So that a value at the end is copied in line too (see `short_copy`), in the room
-        // `decode_each` left for it: the buffer never grows, copying the values, after they
-        // are decrypted.
-        buffer.extend_from_slice(&[0; short_copy::VALUE_WINDOW]);
-        // Tokens of ours, grouped by the key that opens them: (version, randomized) and the
-        // indices (a batch has one or a few keys).
-        let mut groups: Vec<((u32, bool), Vec<usize>)> = Vec::new();
-        for ((index, token, mode, version), payload) in headed.into_iter().zip(decoded) {
-            let key = payload
-                .map_err(|token::Malformed| ItemErrorCode::InvalidToken)
-                .and_then(|payload| {
-                    self.key_of(mode, version, payload.len())
-                        .map(|key| (key, payload))
-                });
-            match key {
-                Ok((key, payload)) => {
-                    payloads[index] = payload;
-                    match groups.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, indices)) => indices.push(index),
-                        None => groups.push((key, vec![index])),
-                    }
-                }
-                Err(code) => answers[index] = self.not_ours(domain, token, code),
-            }
-        }
-        for ((version, randomized), indices) in groups {
-            let keys = &self.versions[&version];
-            let (siv, mode, nonce_len) = if randomized {
-                (&keys.randomized.0, Mode::Randomized, NONCE_LEN)
-            } else {
-                (&keys.deterministic.0, Mode::Deterministic, 0)
-            };
-            let state = siv.absorb(&[domain.as_str().as_bytes()]);
-            let field = |index: usize, at: usize| -> Block {
-                let start = payloads[index].start + at;
-                buffer[start..start + 16]
-                    .try_into()
-                    .expect("key_of checked the length")
-            };
-            let tags: Vec<Block> = indices.iter().map(|&i| field(i, nonce_len)).collect();
-            let states = if randomized {
-                let nonces: Vec<Block> = indices.iter().map(|&i| field(i, 0)).collect();
-                siv.absorb_each(&state, &nonces)
-            } else {
-                Vec::new()
-            };
-            let state_of = |lane: usize| if randomized { states[lane] } else { state };
-            let body_of = |index: usize| {
-                let payload = &payloads[index];
-                payload.start + nonce_len + TAG_LEN..payload.end
-            };
-            let mut bodies = disjoint_mut(&mut buffer, indices.iter().map(|&i| body_of(i)));
-            let authentic = siv.open(state_of, &tags, &mut bodies);
-            for (index, authentic) in indices.into_iter().zip(authentic) {
-                answers[index] = match authentic {
-                    true => Opened::Ours(mode, body_of(index)),
-                    false => Opened::Failed(ItemErrorCode::InvalidToken),
-                };
-            }
-        }
-        for (version, indices) in tink_groups {
-            let derived;
-            let ready = self.tink_domains.get(domain.as_str());
-            let siv = match ready.and_then(|keys| keys.get(&version)) {
-                Some(siv) => siv,
-                None => {
-                    derived = self.versions[&version].tink.siv(domain);
-                    &derived
-                }
-            };
-            let state = siv.absorb(&[domain.as_str().as_bytes()]);
-            let tags: Vec<Block> = indices
-                .iter()
-                .map(|&i| {
-                    buffer[payloads[i].start + tink::PREFIX_LEN..][..16]
-                        .try_into()
-                        .expect("tink::key_version checked the length")
-                })
-                .collect();
-            let body_of =
-                |index: usize| payloads[index].start + tink::HEAD_LEN..payloads[index].end;
-            let mut bodies = disjoint_mut(&mut buffer, indices.iter().map(|&i| body_of(i)));
-            let authentic = siv.open(|_| state, &tags, &mut bodies);
-            for (index, authentic) in indices.into_iter().zip(authentic) {
-                answers[index] = match authentic {
-                    true => Opened::Ours(Mode::Deterministic, body_of(index)),
-                    false => {
-                        let token = tokens[index].as_ref().map_or("", AsRef::as_ref);
-                        self.not_tink(domain, token, ItemErrorCode::InvalidToken)
-                    }
-                };
-            }
-        }
-        (buffer, answers)
-    }
-
-    /// What a Tink-shaped token that does not open as one, for `code`, is: maybe one of the
-    /// replaced service's, whose random nonce can start like a Tink token; else it failed.
-    fn not_tink(&self, domain: Domain<'_>, token: &str, code: ItemErrorCode) -> Opened {
-        match self.open_seed(domain, token) {
-            Ok((mode, value)) => Opened::Seed(mode, value),
-            Err(_) => Opened::Failed(code),
-        }
-    }
-
-    /// The key that opens a token of this mode and version with a payload of `payload_len`
-    /// bytes, `(version, randomized)`; or why none does.
-    fn key_of(
-        &self,
-        mode: Mode,
-        version: u32,
-        payload_len: usize,
-    ) -> Result<(u32, bool), ItemErrorCode> {
-        if !self.versions.contains_key(&version) {
-            return Err(ItemErrorCode::UnknownKeyVersion);
-        }
-        let randomized = match mode {
-            Mode::Deterministic => false,
-            Mode::Randomized => true,
-            Mode::Hash => return Err(ItemErrorCode::NotReversible),
-            // No token header names it.
-            Mode::FormatPreserving => return Err(ItemErrorCode::InvalidToken),
-        };
-        let nonce_len = if randomized { NONCE_LEN } else { 0 };
-        if payload_len < nonce_len + TAG_LEN {
-            return Err(ItemErrorCode::InvalidToken);
-        }
-        Ok((version, randomized))
-    }
-
-    /// What a token that is not one of ours that opens, for `code`, is: maybe one of the
-    /// replaced service's (none of ours is); else it failed for `code`.
-    fn not_ours(&self, domain: Domain<'_>, token: &str, code: ItemErrorCode) -> Opened {
-        if !seed::is_seed_token(token) {
-            return Opened::Failed(code);
-        }
-        match self.open_seed(domain, token) {
-            Ok((mode, value)) => Opened::Seed(mode, value),
-            Err(code) => Opened::Failed(code),
-        }
-    }
-
-    /// A token of the replaced service: valid only in the compatible domain, and only while its
-    /// key is in the keyring (without it, one of the right shape names an unknown key).
-    fn open_seed(&self, domain: Domain<'_>, token: &str) -> Result<(Mode, String), ItemErrorCode> {
-        if self.compat_domain.as_deref() != Some(domain.as_str()) {
-            return Err(ItemErrorCode::InvalidToken);
-        }
-        match &self.seed {
-            Some(cipher) => cipher
-                .open(token, &mut Vec::new())
-                .map(|(mode, value)| (mode.into(), value)),
-            None if seed::has_seed_shape(token) => Err(ItemErrorCode::UnknownKeyVersion),
-            None => Err(ItemErrorCode::InvalidToken),
-        }
-    }
-}
-
-/// Hash tokens: HMAC-SHA256 keyed once per batch, the length-prefixed domain absorbed once.
-fn seal_hash(
-    keys: &VersionKeys,
-    header: &str,
-    domain: Domain<'_>,
-    values: &[Option<&[u8]>],
-) -> Texts {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(keys.hash.expose_secret())
-        .expect("HMAC takes keys of any length");
-    let label = domain.as_str().as_bytes();
-    let label_len = u16::try_from(label.len()).expect("domains are at most 64 bytes long");
-    mac.update(&label_len.to_be_bytes());
-    mac.update(label);
-    let token_len = token::encoded_len(header.len(), 32);
-    let mut tokens = TextsBuilder::with_capacity(values.len(), token_len);
-    for value in values {
-        match value {
-            Some(value) => {
-                let digest = mac.clone().chain_update(value).finalize().into_bytes();
-                tokens.push_with(|out| {
-                    out.extend_from_slice(header.as_bytes());
-                    token::append_payload(out, &digest);
-                });
-            }
-            None => tokens.push_none(),
-        }
-    }
-    tokens_of(tokens)
-}
-
-/// The tokens of a batch, checked as UTF-8 once: they are ASCII.
-pub(crate) fn tokens_of(builder: TextsBuilder) -> Texts {
-    let (tokens, not_utf8) = builder.finish();
-    assert!(not_utf8.is_empty(), "a token is ASCII");
-    tokens
-}
-
-/// What opening one token gave.
-enum Opened {
-    /// The token was `None`.
-    Null,
-    /// The token did not open, for this reason.
-    Failed(ItemErrorCode),
-    /// A token of ours, of this mode: its value is at this range of the buffer it was opened in.
-    Ours(Mode, Range<usize>),
-    /// A token of the replaced service, and its value.
-    Seed(Mode, String),
-}
-
-/// A token's mode and value, `None` for `None`, or why it did not open.
-type OpenedValue<'a> = Result<Option<(Mode, &'a [u8])>, ItemErrorCode>;
-
-impl Opened {
-    /// The mode and value, with `buffer` the one the token was opened in; `None` for `None`.
-    fn value<'a>(&'a self, buffer: &'a [u8]) -> OpenedValue<'a> {
-        match self {
-            Opened::Null => Ok(None),
-            Opened::Failed(code) => Err(*code),
-            Opened::Ours(mode, range) => Ok(Some((*mode, &buffer[range.clone()]))),
-            Opened::Seed(mode, value) => Ok(Some((*mode, value.as_bytes()))),
-        }
-    }
-}
-
-/// The payloads of a batch in one buffer: for each value, a prefix (`[nonce ‖] tag`) and the
-/// value's bytes, which the cipher turns into the ciphertext in place; then zeros up to a
-/// multiple of three bytes, so that the buffer is what [`token::encode_each`] reads.
-pub(crate) struct Payloads {
-    pub(crate) buffer: Vec<u8>,
-    /// Where each payload is in `buffer`.
-    pub(crate) ranges: Vec<Range<usize>>,
-    prefix: usize,
-}
-
-/// Slices of `buffer` at `ranges`, which must be in ascending order and not overlap.
-pub(crate) fn disjoint_mut<T>(
-    mut buffer: &mut [T],
-    ranges: impl Iterator<Item = std::ops::Range<usize>>,
-) -> Vec<&mut [T]> {
-    let mut slices = Vec::with_capacity(ranges.size_hint().0);
-    let mut consumed = 0;
-    for range in ranges {
-        let (_, rest) = std::mem::take(&mut buffer).split_at_mut(range.start - consumed);
-        let (slice, rest) = rest.split_at_mut(range.len());
-        slices.push(slice);
-        buffer = rest;
-        consumed = range.end;
-    }
-    slices
-}
-
-impl Payloads {
-    pub(crate) fn with_prefix<'v>(
-        prefix: usize,
-        values: impl Iterator<Item = &'v &'v [u8]> + Clone,
-    ) -> Self {
-        let (count, room) = values.clone().fold((0, 0), |(count, room), value| {
-            (count + 1, room + prefix + value.len() + 2)
-        });
-        // Zeroed at once, the bytes between values are the zeros they need.
-        let mut buffer = vec![0; room];
-        let mut ranges = Vec::with_capacity(count);
-        let mut start = 0;
-        for value in values {
-            let end = start + prefix + value.len();
-            let body = &mut buffer[start + prefix..end];
-            if !short_copy::copy_short(body, value) {
-                body.copy_from_slice(value);
-            }
-            ranges.push(start..end);
-            start = end.next_multiple_of(3);
-        }
-        buffer.truncate(start);
-        Payloads {
-            buffer,
-            ranges,
-            prefix,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.ranges.len()
-    }
-
-    pub(crate) fn prefix_mut(&mut self, index: usize) -> &mut [u8] {
-        let start = self.ranges[index].start;
-        &mut self.buffer[start..start + self.prefix]
-    }
-
-    /// Every value's bytes, in order, each its own slice of the buffer.
-    pub(crate) fn bodies_mut(&mut self) -> Vec<&mut [u8]> {
-        let prefix = self.prefix;
-        let bodies = self
-            .ranges
-            .iter()
-            .map(|range| range.start + prefix..range.end);
-        disjoint_mut(&mut self.buffer, bodies)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seed;
 
     fn engine() -> Engine {
         Engine::new(&Keyring::generate())

@@ -2,6 +2,7 @@
 //!
 //! - [`engine`]: AES-SIV (RFC 5297) and HMAC-SHA256 over batches of values, per key version and
 //!   domain; the [`Engine`] the service, the benchmarks and the load generator's baseline share.
+//! - `buffers`: the one buffer a batch's values are sealed or opened in, in place.
 //! - [`siv`]: AES-SIV (RFC 5297) for batches, checked against the `aes-siv` crate.
 //! - [`ff1`]: FF1 (NIST SP 800-38G) with AES-256 for batches, checked against the `fpe` crate.
 //! - [`format`]: the alphabets of format-preserving domains, and values split into numerals.
@@ -15,6 +16,7 @@
 //! - `short_copy`: copies of a value's or a token's few bytes without a call to `memmove`.
 #![forbid(unsafe_code)]
 
+mod buffers;
 pub mod engine;
 pub mod ff1;
 pub mod format;

@@ -8,7 +8,8 @@
 use pseudonym_client::ItemErrorCode;
 use pseudonym_client::wire::{Domain, ItemError};
 
-use crate::engine::{Engine, disjoint_mut};
+use crate::buffers::disjoint_mut;
+use crate::engine::Engine;
 use crate::ff1::{Ff1, Ff1Error};
 use crate::format::{Format, Split};
 use crate::texts::{Texts, TextsBuilder};

@@ -21,7 +21,8 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::engine::{Payloads, tokens_of};
+use crate::buffers::Payloads;
+use crate::engine::seal::tokens_of;
 use crate::siv::Siv;
 use crate::texts::{Texts, TextsBuilder};
 use pseudonym_client::wire::Domain;

@@ -217,8 +217,7 @@ fn a_batch_of_every_kind_of_token_answers_each_on_its_row() {
     let vin = domain("vin");
     let mut keyring = keyring(&file, 2);
     let seeds: serde_json::Value =
-        serde_json::from_str(include_str!("data/golden-seed.json"))
-            .expect("seed vectors");
+        serde_json::from_str(include_str!("data/golden-seed.json")).expect("seed vectors");
     let secret = SeedKey::from_secret_json(&seeds["secrets"][0].to_string()).expect("secret");
     keyring.import_seed_key(secret).expect("first seed key");
     let native = Engine::new(&keyring);

@@ -27,13 +27,15 @@ struct SeedVector {
 }
 
 fn seed_file() -> SeedFile {
-    serde_json::from_str(include_str!("../../engine/tests/data/golden-seed.json")).expect("valid seed file")
+    serde_json::from_str(include_str!("../../engine/tests/data/golden-seed.json"))
+        .expect("valid seed file")
 }
 
 /// The golden native keyring (primary 2) with the golden seed secret `number` imported.
 fn golden_keyring(number: usize) -> Keyring {
     let golden: Value =
-        serde_json::from_str(include_str!("../../engine/tests/data/golden-v1.json")).expect("valid golden file");
+        serde_json::from_str(include_str!("../../engine/tests/data/golden-v1.json"))
+            .expect("valid golden file");
     let mut text = "primary = 2\n".to_owned();
     for key in golden["keyring"]["keys"].as_array().expect("keys") {
         text.push_str(&format!(
