@@ -21,7 +21,7 @@
 //!
 //! This file holds the engine's public batch operations; what each step decides lives in one
 //! file: `keys` (the subkeys of a version), `seal` (values into tokens), `open` (tokens back
-//! into values, and which key or format a token belongs to), and [`crate::buffers`] (the one
+//! into values, and which key or format a token belongs to), and `buffers` (the one
 //! buffer a batch is sealed or opened in).
 
 mod keys;
