@@ -135,7 +135,7 @@ pub fn split(token: &str) -> Result<(Mode, u32, &[u8]), Malformed> {
 /// no stray bits set (the only spelling accepted). If a text is not base64 (its length is
 /// `4n + 1`, or a character is not of the alphabet), the texts are decoded one at a time, to
 /// find which. `payloads` grows at most once, before any text is decoded, with room after the
-/// payloads for a value's window ([`short_copy::VALUE_WINDOW`]).
+/// payloads for a value's window (`short_copy::VALUE_WINDOW`).
 pub fn decode_each(
     texts: &[&[u8]],
     payloads: &mut Vec<u8>,
