@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::Error;
 use pseudonym_client::wire::{Domain, InvalidDomain};
 
 /// What a caller asks the service to do.
@@ -142,20 +141,20 @@ pub struct ApiKeys {
 
 impl ApiKeys {
     /// Reads and checks a key file.
-    pub fn load(path: &Path) -> Result<Self, Error> {
+    pub fn load(path: &Path) -> Result<Self, ApiKeysError> {
         ApiKeys::checked(read_entries(path)?, path)
     }
 
     /// Checks entries given in memory (tests, fuzzing, embedding): no file is read.
-    pub fn new(entries: Vec<ApiKeyEntry>) -> Result<Self, Error> {
+    pub fn new(entries: Vec<ApiKeyEntry>) -> Result<Self, ApiKeysError> {
         ApiKeys::checked(entries, Path::new("(in memory)"))
     }
 
     /// The keys of `entries`, checked as one file (`path`, for messages) is.
-    fn checked(entries: Vec<ApiKeyEntry>, path: &Path) -> Result<Self, Error> {
+    fn checked(entries: Vec<ApiKeyEntry>, path: &Path) -> Result<Self, ApiKeysError> {
         let mut keys = Vec::with_capacity(entries.len());
         for entry in entries {
-            let bad = |problem| Error::ApiKeyEntry {
+            let bad = |problem| ApiKeysError::Entry {
                 path: path.to_owned(),
                 name: entry.name.clone(),
                 problem,
@@ -248,7 +247,7 @@ pub fn generate_key(
 }
 
 /// Appends `entry` to the key file at `path`, creating it if needed.
-pub fn append_entry(path: &Path, entry: ApiKeyEntry) -> Result<(), Error> {
+pub fn append_entry(path: &Path, entry: ApiKeyEntry) -> Result<(), ApiKeysError> {
     let mut entries = if path.exists() {
         read_entries(path)?
     } else {
@@ -256,26 +255,60 @@ pub fn append_entry(path: &Path, entry: ApiKeyEntry) -> Result<(), Error> {
     };
     entries.push(entry);
     let text = toml::to_string(&ApiKeysFile { api_keys: entries }).map_err(|error| {
-        Error::ApiKeysSyntax {
+        ApiKeysError::Syntax {
             path: path.to_owned(),
             message: error.to_string(),
         }
     })?;
-    crate::keyring::write_private_file(path, text.as_bytes()).map_err(|source| Error::ApiKeysIo {
+    crate::keyring::write_private_file(path, text.as_bytes()).map_err(|source| ApiKeysError::Io {
         path: path.to_owned(),
         source,
     })
 }
 
 /// The entries of the file, which no one but its owner may write: an entry grants rights.
-fn read_entries(path: &Path) -> Result<Vec<ApiKeyEntry>, Error> {
+fn read_entries(path: &Path) -> Result<Vec<ApiKeyEntry>, ApiKeysError> {
     let text = crate::private_file::read(path, crate::private_file::Access::NoOtherWriters)
-        .map_err(Error::ApiKeysFile)?;
-    let file: ApiKeysFile = toml::from_str(&text).map_err(|error| Error::ApiKeysSyntax {
+        .map_err(ApiKeysError::File)?;
+    let file: ApiKeysFile = toml::from_str(&text).map_err(|error| ApiKeysError::Syntax {
         path: path.to_owned(),
         message: error.message().to_owned(),
     })?;
     Ok(file.api_keys)
+}
+
+/// Why the API key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeysError {
+    /// The API key file could not be read or written.
+    #[error("API key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The API key file is not a regular file of this user's that only it may write.
+    #[error("API key file {0}")]
+    File(crate::private_file::FileError),
+    /// The API key file is not TOML of the documented shape.
+    #[error("API key file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The parser's message (the file holds digests, not keys).
+        message: String,
+    },
+    /// An entry of the API key file is not usable.
+    #[error("API key file {path}: key {name:?}: {problem}")]
+    Entry {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The entry's name.
+        name: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
 }
 
 #[cfg(test)]

@@ -205,35 +205,6 @@ pub enum Error {
     /// The replaced service's key is unusable.
     #[error(transparent)]
     SeedKey(#[from] crate::seed::SeedKeyError),
-    /// The API key file could not be read or written.
-    #[error("API key file {path}: {source}")]
-    ApiKeysIo {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The API key file is not a regular file of this user's that only it may write.
-    #[error("API key file {0}")]
-    ApiKeysFile(crate::private_file::FileError),
-    /// The API key file is not TOML of the documented shape.
-    #[error("API key file {path}: {message}")]
-    ApiKeysSyntax {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The parser's message (the file holds digests, not keys).
-        message: String,
-    },
-    /// An entry of the API key file is not usable.
-    #[error("API key file {path}: key {name:?}: {problem}")]
-    ApiKeyEntry {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The entry's name.
-        name: String,
-        /// What is wrong.
-        problem: &'static str,
-    },
     /// A keyring is configured but no API key file.
     #[error(
         "configuration: api_keys_file: required when a keyring is configured (create one with `pseudonymd api-key`)"
@@ -263,123 +234,18 @@ pub enum Error {
         "configuration: compat_tokens: \"seed\" needs the replaced service's key in the keyring (pseudonymd keygen --import-seed-secret)"
     )]
     SeedKeyMissing,
-    /// No token to authenticate to the KMS.
-    #[error(
-        "kms: no token: set kms.token_file or one of {:?}",
-        crate::kms::TOKEN_ENV
-    )]
-    KmsNoToken,
-    /// A file the KMS settings name is unusable.
-    #[error("kms: {path}: {problem}")]
-    KmsFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The KMS did not answer.
-    #[error("kms: {address} did not answer: {problem}")]
-    KmsUnreachable {
-        /// The KMS address.
-        address: String,
-        /// What went wrong, without any response body.
-        problem: String,
-    },
-    /// The KMS address would send the token in the clear over a network.
-    #[error(
-        "kms: address {0} is plain http to another machine; use https (plain http is allowed on loopback only)"
-    )]
-    KmsInsecureAddress(String),
-    /// The KMS refused an operation.
-    #[error("kms: transit {operation} with key {key:?} refused ({status}): {message}")]
-    KmsRefused {
-        /// `encrypt` or `decrypt`.
-        operation: &'static str,
-        /// The transit key's name.
-        key: String,
-        /// The HTTP status.
-        status: u16,
-        /// The KMS's own error messages.
-        message: String,
-    },
-    /// The KMS answered something else than its API says.
-    #[error("kms: transit {0}: unexpected answer")]
-    KmsBadAnswer(&'static str),
-    /// A sealed keyring file is unusable.
-    #[error("keyring file {path}: {problem}")]
-    Sealed {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// TLS settings that do not go together.
-    #[error(
-        "configuration: tls: cert_file and key_file go together, and client_ca_file needs them"
-    )]
-    TlsIncomplete,
-    /// A TLS file is unusable.
-    #[error("tls: {path}: {problem}")]
-    TlsFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// rustls refused the certificates or keys.
-    #[error("tls: {0}")]
-    Tls(String),
-    /// A replica could not say which keys it holds.
-    #[error(
-        "replica {url} did not answer /readyz as ready ({reason}); every replica must, to check the rollout"
-    )]
-    ReplicaUnreachable {
-        /// The replica.
-        url: String,
-        /// What went wrong, without any response body.
-        reason: String,
-    },
-    /// A replica would be unable to open pseudonyms of the new primary.
-    #[error(
-        "replica {url} does not hold key version {version} (it holds {held:?}): reload it \
-         (SIGHUP) with the staged keyring first, or it cannot open what the others would make"
-    )]
-    ReplicaLacksVersion {
-        /// The replica.
-        url: String,
-        /// The version asked for.
-        version: u32,
-        /// The versions it holds.
-        held: Vec<u32>,
-    },
-    /// A replica holds the version under another secret (or does not say which one it holds).
-    #[error(
-        "replica {url} holds key version {version} with {}; it must be this keyring's \
-         ({expected}), or the replicas would make pseudonyms the others cannot open: \
-         give every replica the same keyring file",
-        found.as_deref().map_or("no fingerprint (an older pseudonymd: upgrade it first)".to_owned(), |f| format!("fingerprint {f}"))
-    )]
-    ReplicaKeyDiffers {
-        /// The replica.
-        url: String,
-        /// The version asked for.
-        version: u32,
-        /// This keyring's fingerprint of it.
-        expected: String,
-        /// The replica's, if it reports one.
-        found: Option<String>,
-    },
-    /// A replica still makes pseudonyms with the version to retire.
-    #[error(
-        "replica {url} still makes pseudonyms with key version {version}: roll out the new \
-         primary to every replica (and rewrap) before retiring it"
-    )]
-    ReplicaStillPrimary {
-        /// The replica.
-        url: String,
-        /// The version to retire.
-        version: u32,
-    },
+    /// Why the KMS could not seal or open a keyring file.
+    #[error(transparent)]
+    Kms(#[from] crate::kms::KmsError),
+    /// Why the TLS settings cannot be served.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Why a replica refuses a key change (or could not be asked).
+    #[error(transparent)]
+    Rollout(#[from] crate::rollout::RolloutError),
+    /// Why the API key file cannot be used.
+    #[error(transparent)]
+    ApiKeys(#[from] crate::auth::ApiKeysError),
     /// The audit log could not be opened.
     #[error("audit_log {path}: {source}")]
     Audit {

@@ -20,7 +20,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::error::Error;
 use crate::keyring::{Keyring, write_private_file};
 
 /// Environment variables read, in this order, for the KMS token when `token_file` is not set.
@@ -58,9 +57,9 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// Refuses plain HTTP except to this machine.
-fn check_address(address: &str) -> Result<(), Error> {
-    let insecure = || Error::KmsInsecureAddress(address.to_owned());
-    let url = reqwest::Url::parse(address).map_err(|_| Error::KmsUnreachable {
+fn check_address(address: &str) -> Result<(), KmsError> {
+    let insecure = || KmsError::InsecureAddress(address.to_owned());
+    let url = reqwest::Url::parse(address).map_err(|_| KmsError::Unreachable {
         address: address.to_owned(),
         problem: "not a URL".to_owned(),
     })?;
@@ -119,7 +118,7 @@ struct Errors {
 
 impl Transit {
     /// A client of the configured transit key. Blocking: call it outside async tasks.
-    pub fn new(config: &KmsConfig) -> Result<Self, Error> {
+    pub fn new(config: &KmsConfig) -> Result<Self, KmsError> {
         check_address(&config.address)?;
         let mut http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
@@ -127,7 +126,7 @@ impl Transit {
             // A redirect would re-send the token (and, for encrypt, the keyring) elsewhere.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca_file) = &config.ca_file {
-            let file_error = |problem: String| Error::KmsFile {
+            let file_error = |problem: String| KmsError::File {
                 path: ca_file.clone(),
                 problem,
             };
@@ -140,7 +139,7 @@ impl Transit {
                 http = http.add_root_certificate(certificate);
             }
         }
-        let http = http.build().map_err(|error| Error::KmsUnreachable {
+        let http = http.build().map_err(|error| KmsError::Unreachable {
             address: config.address.clone(),
             problem: error.to_string(),
         })?;
@@ -151,7 +150,7 @@ impl Transit {
     }
 
     /// Encrypts `plaintext` under the transit key; the answer is a `vault:vN:...` ciphertext.
-    pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, Error> {
+    pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, KmsError> {
         let encoded = Zeroizing::new(STANDARD.encode(plaintext));
         // Sized exactly, so that no copy of the plaintext is left behind by a reallocation.
         let (head, tail) = (r#"{"plaintext":""#, r#""}"#);
@@ -166,20 +165,20 @@ impl Transit {
     }
 
     /// Decrypts a ciphertext of [`Transit::encrypt`].
-    pub fn decrypt(&self, ciphertext: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    pub fn decrypt(&self, ciphertext: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let body = Zeroizing::new(serde_json::json!({ "ciphertext": ciphertext }).to_string());
         let answer: Decrypted = self.call("decrypt", body)?;
         STANDARD
             .decode(answer.plaintext.expose_secret())
             .map(Zeroizing::new)
-            .map_err(|_| Error::KmsBadAnswer("decrypt"))
+            .map_err(|_| KmsError::BadAnswer("decrypt"))
     }
 
     fn call<T: serde::de::DeserializeOwned>(
         &self,
         operation: &'static str,
         body: Zeroizing<String>,
-    ) -> Result<T, Error> {
+    ) -> Result<T, KmsError> {
         let config = &self.config;
         let url = format!(
             "{}/v1/{}/{operation}/{}",
@@ -188,7 +187,7 @@ impl Transit {
             config.key
         );
         let mut token = reqwest::header::HeaderValue::from_str(self.token()?.expose_secret())
-            .map_err(|_| Error::KmsNoToken)?;
+            .map_err(|_| KmsError::NoToken)?;
         token.set_sensitive(true);
         let response = self
             .http
@@ -197,15 +196,15 @@ impl Transit {
             .header("content-type", "application/json")
             .body(body.as_bytes().to_vec())
             .send()
-            .map_err(|error| Error::KmsUnreachable {
+            .map_err(|error| KmsError::Unreachable {
                 address: config.address.clone(),
                 problem: error.without_url().to_string(),
             })?;
         let status = response.status();
-        let bytes = read_answer(response).map_err(|_| Error::KmsBadAnswer(operation))?;
+        let bytes = read_answer(response).map_err(|_| KmsError::BadAnswer(operation))?;
         if !status.is_success() {
             let errors: Errors = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(Error::KmsRefused {
+            return Err(KmsError::Refused {
                 operation,
                 key: config.key.clone(),
                 status: status.as_u16(),
@@ -214,15 +213,15 @@ impl Transit {
         }
         serde_json::from_slice::<Answer<T>>(&bytes)
             .map(|answer| answer.data)
-            .map_err(|_| Error::KmsBadAnswer(operation))
+            .map_err(|_| KmsError::BadAnswer(operation))
     }
 
-    fn token(&self) -> Result<SecretString, Error> {
+    fn token(&self) -> Result<SecretString, KmsError> {
         let token = match &self.config.token_file {
             // Checked as a keyring is: the token opens the keyring.
             Some(path) => crate::private_file::read(path, crate::private_file::Access::OwnerOnly)
                 .map(|text| SecretString::from(text.as_str()))
-                .map_err(|error| Error::KmsFile {
+                .map_err(|error| KmsError::File {
                     path: path.clone(),
                     problem: error.to_string(),
                 })?,
@@ -230,18 +229,18 @@ impl Transit {
                 .iter()
                 .find_map(|name| std::env::var(name).ok())
                 .map(SecretString::from)
-                .ok_or(Error::KmsNoToken)?,
+                .ok_or(KmsError::NoToken)?,
         };
         let trimmed = token.expose_secret().trim();
         if trimmed.is_empty() {
-            return Err(Error::KmsNoToken);
+            return Err(KmsError::NoToken);
         }
         Ok(SecretString::from(trimmed.to_owned()))
     }
 
     /// Opens a sealed keyring file.
-    pub fn load_keyring(&self, path: &Path) -> Result<Keyring, Error> {
-        let sealed_error = |problem: String| Error::Sealed {
+    pub fn load_keyring(&self, path: &Path) -> Result<Keyring, KmsError> {
+        let sealed_error = |problem: String| KmsError::Sealed {
             path: path.to_owned(),
             problem,
         };
@@ -266,7 +265,7 @@ impl Transit {
     }
 
     /// Seals `keyring` and writes it to `path`, replacing the file atomically.
-    pub fn save_keyring(&self, keyring: &Keyring, path: &Path) -> Result<(), Error> {
+    pub fn save_keyring(&self, keyring: &Keyring, path: &Path) -> Result<(), KmsError> {
         let sealed = SealedFile {
             kms_key: self.config.key.clone(),
             ciphertext: self.encrypt(keyring.to_toml().as_bytes())?,
@@ -275,9 +274,9 @@ impl Transit {
             "# pseudonym keyring, sealed by the OpenBao/Vault transit key {:?}.\n\
              # pseudonymd opens it with its [kms] settings; it holds no plain key bytes.\n{}",
             self.config.key,
-            toml::to_string(&sealed).map_err(|_| Error::KmsBadAnswer("encrypt"))?
+            toml::to_string(&sealed).map_err(|_| KmsError::BadAnswer("encrypt"))?
         );
-        write_private_file(path, text.as_bytes()).map_err(|error| Error::Sealed {
+        write_private_file(path, text.as_bytes()).map_err(|error| KmsError::Sealed {
             path: path.to_owned(),
             problem: error.to_string(),
         })
@@ -295,7 +294,7 @@ pub enum KeyringStore {
 
 impl KeyringStore {
     /// The store of `path`, sealed when `kms` is configured.
-    pub fn new(path: &Path, kms: Option<&KmsConfig>) -> Result<Self, Error> {
+    pub fn new(path: &Path, kms: Option<&KmsConfig>) -> Result<Self, KmsError> {
         Ok(match kms {
             None => KeyringStore::Plain(path.to_owned()),
             Some(kms) => KeyringStore::Sealed(path.to_owned(), Transit::new(kms)?),
@@ -318,11 +317,11 @@ impl KeyringStore {
     }
 
     /// Reads (and opens) the keyring.
-    pub fn load(&self) -> Result<Keyring, Error> {
+    pub fn load(&self) -> Result<Keyring, KmsError> {
         match self {
             KeyringStore::Plain(path) => Keyring::load(path).map_err(|error| {
                 if is_sealed(path) {
-                    Error::Sealed {
+                    KmsError::Sealed {
                         path: path.clone(),
                         problem: "this keyring is sealed by a KMS: configure [kms] to open it"
                             .to_owned(),
@@ -336,7 +335,7 @@ impl KeyringStore {
     }
 
     /// Writes (and seals) the keyring.
-    pub fn save(&self, keyring: &Keyring) -> Result<(), Error> {
+    pub fn save(&self, keyring: &Keyring) -> Result<(), KmsError> {
         match self {
             KeyringStore::Plain(path) => Ok(keyring.save(path)?),
             KeyringStore::Sealed(path, transit) => transit.save_keyring(keyring, path),
@@ -366,6 +365,62 @@ fn read_answer(response: reqwest::blocking::Response) -> std::io::Result<Zeroizi
         return Err(std::io::Error::other("the answer is too long"));
     }
     Ok(bytes)
+}
+
+/// Why the KMS could not seal or open a keyring file. Messages never hold key material or a
+/// response body.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    /// No token to authenticate to the KMS.
+    #[error("kms: no token: set kms.token_file or one of {:?}", TOKEN_ENV)]
+    NoToken,
+    /// A file the KMS settings name is unusable.
+    #[error("kms: {path}: {problem}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The KMS did not answer.
+    #[error("kms: {address} did not answer: {problem}")]
+    Unreachable {
+        /// The KMS address.
+        address: String,
+        /// What went wrong, without any response body.
+        problem: String,
+    },
+    /// The KMS address would send the token in the clear over a network.
+    #[error(
+        "kms: address {0} is plain http to another machine; use https (plain http is allowed on loopback only)"
+    )]
+    InsecureAddress(String),
+    /// The KMS refused an operation.
+    #[error("kms: transit {operation} with key {key:?} refused ({status}): {message}")]
+    Refused {
+        /// `encrypt` or `decrypt`.
+        operation: &'static str,
+        /// The transit key's name.
+        key: String,
+        /// The HTTP status.
+        status: u16,
+        /// The KMS's own error messages.
+        message: String,
+    },
+    /// The KMS answered something else than its API says.
+    #[error("kms: transit {0}: unexpected answer")]
+    BadAnswer(&'static str),
+    /// A sealed keyring file is unusable.
+    #[error("keyring file {path}: {problem}")]
+    Sealed {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The opened keyring is unusable.
+    #[error(transparent)]
+    Keyring(#[from] crate::keyring::KeyringError),
 }
 
 #[cfg(test)]
@@ -425,7 +480,7 @@ mod tests {
             "ftp://127.0.0.1",
         ] {
             assert!(
-                matches!(check_address(bad), Err(Error::KmsInsecureAddress(_))),
+                matches!(check_address(bad), Err(KmsError::InsecureAddress(_))),
                 "{bad}"
             );
         }

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::error::Error;
 use serde::Deserialize;
 
 /// What one replica's `/readyz` says of its keys.
@@ -26,7 +25,7 @@ pub struct ReplicaKeys {
 }
 
 /// Asks each of `urls` (base URLs, `http://host:port`) what keys it holds.
-pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, Error> {
+pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, RolloutError> {
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
@@ -39,7 +38,7 @@ pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, Error> {
                 .send()
                 .map_err(|e| unreachable(url, e))?;
             if !answer.status().is_success() {
-                return Err(Error::ReplicaUnreachable {
+                return Err(RolloutError::Unreachable {
                     url: url.clone(),
                     reason: format!("HTTP {}", answer.status()),
                 });
@@ -50,8 +49,8 @@ pub fn fetch(urls: &[String]) -> Result<Vec<(String, ReplicaKeys)>, Error> {
         .collect()
 }
 
-fn unreachable(url: &str, error: reqwest::Error) -> Error {
-    Error::ReplicaUnreachable {
+fn unreachable(url: &str, error: reqwest::Error) -> RolloutError {
+    RolloutError::Unreachable {
         url: url.to_owned(),
         reason: error.without_url().to_string(),
     }
@@ -63,10 +62,10 @@ pub fn check_set_primary(
     replicas: &[(String, ReplicaKeys)],
     version: u32,
     fingerprint: &str,
-) -> Result<(), Error> {
+) -> Result<(), RolloutError> {
     for (url, keys) in replicas {
         if !keys.key_versions.contains(&version) {
-            return Err(Error::ReplicaLacksVersion {
+            return Err(RolloutError::LacksVersion {
                 url: url.clone(),
                 version,
                 held: keys.key_versions.clone(),
@@ -74,7 +73,7 @@ pub fn check_set_primary(
         }
         let found = keys.key_fingerprints.get(&version);
         if found.map(String::as_str) != Some(fingerprint) {
-            return Err(Error::ReplicaKeyDiffers {
+            return Err(RolloutError::KeyDiffers {
                 url: url.clone(),
                 version,
                 expected: fingerprint.to_owned(),
@@ -86,17 +85,73 @@ pub fn check_set_primary(
 }
 
 /// Whether no replica makes pseudonyms with `version` any more, so it may be retired.
-pub fn check_retire(replicas: &[(String, ReplicaKeys)], version: u32) -> Result<(), Error> {
+pub fn check_retire(replicas: &[(String, ReplicaKeys)], version: u32) -> Result<(), RolloutError> {
     match replicas
         .iter()
         .find(|(_, keys)| keys.primary_key_version == version)
     {
-        Some((url, _)) => Err(Error::ReplicaStillPrimary {
+        Some((url, _)) => Err(RolloutError::StillPrimary {
             url: url.clone(),
             version,
         }),
         None => Ok(()),
     }
+}
+
+/// Why a replica refuses a key change (or could not be asked).
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// A replica could not say which keys it holds.
+    #[error(
+        "replica {url} did not answer /readyz as ready ({reason}); every replica must, to check the rollout"
+    )]
+    Unreachable {
+        /// The replica.
+        url: String,
+        /// What went wrong, without any response body.
+        reason: String,
+    },
+    /// A replica would be unable to open pseudonyms of the new primary.
+    #[error(
+        "replica {url} does not hold key version {version} (it holds {held:?}): reload it \
+         (SIGHUP) with the staged keyring first, or it cannot open what the others would make"
+    )]
+    LacksVersion {
+        /// The replica.
+        url: String,
+        /// The version asked for.
+        version: u32,
+        /// The versions it holds.
+        held: Vec<u32>,
+    },
+    /// A replica holds the version under another secret (or does not say which one it holds).
+    #[error(
+        "replica {url} holds key version {version} with {}; it must be this keyring's \
+         ({expected}), or the replicas would make pseudonyms the others cannot open: \
+         give every replica the same keyring file",
+        found.as_deref().map_or("no fingerprint (an older pseudonymd: upgrade it first)".to_owned(), |f| format!("fingerprint {f}"))
+    )]
+    KeyDiffers {
+        /// The replica.
+        url: String,
+        /// The version asked for.
+        version: u32,
+        /// This keyring's fingerprint of it.
+        expected: String,
+        /// The replica's, if it reports one.
+        found: Option<String>,
+    },
+    /// A replica still makes pseudonyms with the version to retire.
+    #[error(
+        "replica {url} still makes pseudonyms with key version {version}: roll out the new \
+         primary to every replica (and rewrap) before retiring it"
+    )]
+    StillPrimary {
+        /// The replica.
+        url: String,
+        /// The version to retire.
+        version: u32,
+    },
 }
 
 #[cfg(test)]
@@ -118,7 +173,7 @@ mod tests {
     fn a_version_becomes_primary_only_once_every_replica_holds_it() {
         let staging = [replica("a", 1, &[1, 2]), replica("b", 1, &[1])];
         let refused = check_set_primary(&staging, 2, "f2").expect_err("b lacks 2");
-        assert!(matches!(&refused, Error::ReplicaLacksVersion { url, .. } if url == "b"));
+        assert!(matches!(&refused, RolloutError::LacksVersion { url, .. } if url == "b"));
         assert!(refused.to_string().contains("does not hold key version 2"));
         let staged = [replica("a", 1, &[1, 2]), replica("b", 1, &[1, 2])];
         assert!(check_set_primary(&staged, 2, "f2").is_ok());
@@ -132,7 +187,7 @@ mod tests {
         other.1.key_fingerprints.insert(2, "another".to_owned());
         let fleet = [replica("a", 1, &[1, 2]), other];
         let refused = check_set_primary(&fleet, 2, "f2").expect_err("b differs");
-        assert!(matches!(&refused, Error::ReplicaKeyDiffers { url, .. } if url == "b"));
+        assert!(matches!(&refused, RolloutError::KeyDiffers { url, .. } if url == "b"));
         let mut older = replica("c", 1, &[1, 2]);
         older.1.key_fingerprints.clear();
         let refused = check_set_primary(&[older], 2, "f2").expect_err("c does not say");
@@ -150,7 +205,7 @@ mod tests {
         let rolling = [replica("a", 2, &[1, 2]), replica("b", 1, &[1, 2])];
         assert!(matches!(
             check_retire(&rolling, 1),
-            Err(Error::ReplicaStillPrimary { url, version: 1 }) if url == "b"
+            Err(RolloutError::StillPrimary { url, version: 1 }) if url == "b"
         ));
         let rolled = [replica("a", 2, &[1, 2]), replica("b", 2, &[1, 2])];
         assert!(check_retire(&rolled, 1).is_ok());

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::Error;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -26,21 +25,21 @@ pub struct TlsConfig {
 
 impl TlsConfig {
     /// Whether the service serves HTTPS. Fails when the section is half filled in.
-    pub fn enabled(&self) -> Result<bool, Error> {
+    pub fn enabled(&self) -> Result<bool, TlsError> {
         match (&self.cert_file, &self.key_file, &self.client_ca_file) {
             (Some(_), Some(_), _) => Ok(true),
             (None, None, None) => Ok(false),
-            _ => Err(Error::TlsIncomplete),
+            _ => Err(TlsError::Incomplete),
         }
     }
 
     /// Reads the files into a rustls server configuration offering HTTP/2 and HTTP/1.1.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, Error> {
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let (Some(cert_file), Some(key_file)) = (&self.cert_file, &self.key_file) else {
-            return Err(Error::TlsIncomplete);
+            return Err(TlsError::Incomplete);
         };
         let chain = read_certificates(cert_file)?;
-        let key = PrivateKeyDer::from_pem_file(key_file).map_err(|error| Error::TlsFile {
+        let key = PrivateKeyDer::from_pem_file(key_file).map_err(|error| TlsError::File {
             path: key_file.clone(),
             problem: pem_problem(&error, "private key"),
         })?;
@@ -63,7 +62,7 @@ impl TlsConfig {
         };
         let mut config = builder
             .with_single_cert(chain, key)
-            .map_err(|error| Error::TlsFile {
+            .map_err(|error| TlsError::File {
                 path: key_file.clone(),
                 problem: format!("does not fit the certificate: {error}"),
             })?;
@@ -72,8 +71,8 @@ impl TlsConfig {
     }
 }
 
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let file_error = |problem: String| Error::TlsFile {
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let file_error = |problem: String| TlsError::File {
         path: path.to_owned(),
         problem,
     };
@@ -96,8 +95,29 @@ fn pem_problem(error: &rustls::pki_types::pem::Error, kind: &str) -> String {
     }
 }
 
-fn rustls_error(error: impl std::fmt::Display) -> Error {
-    Error::Tls(error.to_string())
+fn rustls_error(error: impl std::fmt::Display) -> TlsError {
+    TlsError::Rustls(error.to_string())
+}
+
+/// Why the TLS settings cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// TLS settings that do not go together.
+    #[error(
+        "configuration: tls: cert_file and key_file go together, and client_ca_file needs them"
+    )]
+    Incomplete,
+    /// A TLS file is unusable.
+    #[error("tls: {path}: {problem}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls refused the certificates or keys.
+    #[error("tls: {0}")]
+    Rustls(String),
 }
 
 #[cfg(test)]
@@ -111,12 +131,12 @@ mod tests {
             cert_file: Some("cert.pem".into()),
             ..TlsConfig::default()
         };
-        assert!(matches!(only_cert.enabled(), Err(Error::TlsIncomplete)));
+        assert!(matches!(only_cert.enabled(), Err(TlsError::Incomplete)));
         let only_ca = TlsConfig {
             client_ca_file: Some("ca.pem".into()),
             ..TlsConfig::default()
         };
-        assert!(matches!(only_ca.enabled(), Err(Error::TlsIncomplete)));
+        assert!(matches!(only_ca.enabled(), Err(TlsError::Incomplete)));
     }
 
     #[test]
