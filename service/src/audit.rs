@@ -20,11 +20,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::Error;
+use crate::error::{ApiError, Error};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -58,6 +59,33 @@ pub enum Outcome {
     Partial,
     /// The request was refused: no key, a key that may not do this, or an invalid request.
     Refused,
+}
+
+/// A privileged request's audit line, until it is written: the caller's name once its key is
+/// recognised, and whether the request's own code wrote the line. A line the request did not
+/// write is written for it when it ends ([`AuditLog::record_unanswered`]), so no privileged
+/// request goes without one.
+#[derive(Debug, Default)]
+pub struct Pending {
+    caller: OnceLock<String>,
+    recorded: AtomicBool,
+}
+
+impl Pending {
+    /// Names the caller, once its API key is recognised.
+    pub fn note_caller(&self, name: &str) {
+        let _ = self.caller.set(name.to_owned());
+    }
+
+    /// The request's line was written (or queued).
+    pub fn mark_recorded(&self) {
+        self.recorded.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the request's own code wrote its line.
+    pub fn was_recorded(&self) -> bool {
+        self.recorded.load(Ordering::SeqCst)
+    }
 }
 
 /// One audited request.
@@ -186,6 +214,58 @@ impl AuditLog {
             .await
             .map_err(|_| io::Error::other("the audit writer stopped"))??;
         Ok(())
+    }
+
+    /// Writes the line of a request that releases something (its answer), marking `pending`
+    /// written whatever happens. A line that cannot be written fails the request
+    /// (`audit_unavailable`) only with `audit_fail_closed`; else it is logged and the answer
+    /// goes out.
+    pub async fn record_answer(
+        &self,
+        record: &AuditRecord<'_>,
+        pending: Option<&Pending>,
+    ) -> Result<(), ApiError> {
+        let written = self.record(record).await;
+        if let Some(pending) = pending {
+            pending.mark_recorded();
+        }
+        match written {
+            Ok(()) => Ok(()),
+            Err(error) if self.fail_closed => {
+                tracing::error!(%error, "audit line not written: the request is refused");
+                Err(ApiError::AuditUnavailable)
+            }
+            Err(error) => {
+                tracing::error!(%error, "audit line not written");
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues the line of a refusal the request's own code saw, marking `pending` written.
+    pub fn record_refused(&self, record: &AuditRecord<'_>, pending: Option<&Pending>) {
+        self.record_refusal(record);
+        if let Some(pending) = pending {
+            pending.mark_recorded();
+        }
+    }
+
+    /// The line of a privileged request that ended without one (refused before its code could
+    /// write it: no or unknown key, an unreadable or oversized body, overload, a timeout):
+    /// `operation` refused for `reason`, queued without waiting.
+    pub fn record_unanswered(
+        &self,
+        operation: &'static str,
+        pending: &Pending,
+        reason: &'static str,
+    ) {
+        if pending.was_recorded() {
+            return;
+        }
+        let mut record = AuditRecord::now(operation, Outcome::Refused);
+        record.api_key = pending.caller.get().map(String::as_str);
+        record.reason = Some(reason);
+        self.record_refusal(&record);
     }
 
     /// Queues the line of a refused request, without waiting; when [`REFUSALS_QUEUED`] wait

@@ -6,7 +6,10 @@
 //! - [`key_limits`]: requests in flight per API key.
 //! - [`config`]: the typed configuration, its defaults and its limits.
 //! - [`formats`]: format-preserving domains: their formats and pinned key versions.
-//! - [`api`]: the HTTP routes, thin handlers and the tower layers around them.
+//! - [`api`]: the HTTP routes, thin handlers and the tower layers around them; extracts and
+//!   answers only.
+//! - [`rules`]: what a request may do and what it costs: authorization, limits, slices, the
+//!   audit line, metrics; between `api` and the engine.
 //! - [`arrow_body`]: the Arrow IPC stream of a request body, read within bounds checked first.
 //! - [`audit`]: one line per re-identification or rewrap request, to its own sink.
 //! - [`error`]: the two errors: [`ApiError`] on the request path (with its one conversion into
@@ -43,6 +46,7 @@ pub mod kms;
 pub mod metrics;
 pub mod reload;
 pub mod rollout;
+pub mod rules;
 pub mod server;
 pub mod tink_export;
 pub mod tls;

@@ -24,7 +24,6 @@ use pseudonym_client::Mode;
 use pseudonym_client::wire::ItemError;
 use serde::Deserialize;
 
-use super::service::Pseudonyms;
 use crate::error::ApiError;
 use crate::texts::Texts;
 
@@ -93,14 +92,16 @@ fn string_array(texts: Texts) -> Result<StringArray, ApiError> {
 /// The answer to an Arrow request for pseudonyms: `pseudonyms`, with the key version that made
 /// them in the schema's metadata, and with `with_errors` (format-preserving requests) the
 /// `error` column of [`per_item`].
-pub(super) fn pseudonyms(answer: Pseudonyms, with_errors: bool) -> Result<Response, ApiError> {
-    let metadata = HashMap::from([("key_version".to_owned(), answer.key_version.to_string())]);
-    let mut columns = vec![(
-        "pseudonyms",
-        Arc::new(string_array(answer.texts)?) as ArrayRef,
-    )];
+pub(super) fn pseudonyms(
+    texts: Texts,
+    errors: &[ItemError],
+    key_version: u32,
+    with_errors: bool,
+) -> Result<Response, ApiError> {
+    let metadata = HashMap::from([("key_version".to_owned(), key_version.to_string())]);
+    let mut columns = vec![("pseudonyms", Arc::new(string_array(texts)?) as ArrayRef)];
     if with_errors {
-        columns.push(("error", error_codes(columns[0].1.len(), &answer.errors)));
+        columns.push(("error", error_codes(columns[0].1.len(), errors)));
     }
     stream(metadata, columns)
 }

@@ -1,85 +1,132 @@
-//! What handlers take from a request: the authenticated caller with its place among its key's
-//! requests in flight, and the body, parsed in place and read no further than the limits allow.
+//! What handlers take from a request: the admitted caller (see [`crate::rules::Admitted`]),
+//! and the batch: its domain, mode and items, from a JSON body (parsed in place) or an Arrow
+//! body and its query, read no further than the limits allow.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
-use pseudonym_client::wire::Text;
+use pseudonym_client::Mode;
+use pseudonym_client::wire::{PseudonymizeRequest, ReidentifyRequest, RewrapRequest, Text};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::layers::AuditContext;
-use super::service::{AppState, Keyed};
+use super::arrow::{self, ArrowQuery};
 use crate::arrow_body;
-use crate::auth::Caller;
+use crate::audit::Pending;
 use crate::error::ApiError;
-use crate::key_limits::{KeyPermit, Reservation};
+use crate::rules::{Admitted, AppState, ItemSource, ItemsRead, Unread};
 
-/// The caller, authenticated by `Authorization: Bearer <key>` or `x-api-key: <key>`, and the
-/// keys in service when the request came in: one snapshot serves the whole request, so a reload
-/// never lands inside one.
-pub(super) struct Authenticated {
-    pub(super) caller: Arc<Caller>,
-    pub(super) keyed: Arc<Keyed>,
-    /// On privileged routes: where the handler says it wrote the audit line.
-    pub(super) audit: Option<Arc<AuditContext>>,
-    /// The key's place among its requests in flight, held until the answer is made.
-    _permit: Option<KeyPermit>,
-    /// What the request reserved of its key's values per second, if the key has a budget.
-    pub(super) budget: Option<Reservation>,
-}
-
-impl FromRequestParts<AppState> for Authenticated {
+/// The caller, by its API key (`Authorization: Bearer <key>` or `x-api-key: <key>`), let in by
+/// the rules with the request's pending audit line, on privileged routes.
+impl FromRequestParts<AppState> for Admitted {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let mut authenticated = Authenticated::from_headers(&parts.headers, state)?;
-        let caller = &authenticated.caller;
-        if let Some(context) = parts.extensions.get::<Arc<AuditContext>>() {
-            let _ = context.caller.set(caller.name().to_owned());
-            authenticated.audit = Some(context.clone());
-        }
-        let limits = &state.0.key_limits;
-        let (permit, budget) = limits
-            .acquire(caller.name(), caller.max_concurrent_requests())
-            .map_err(|limit| ApiError::KeyBusy { limit })
-            .and_then(|permit| {
-                // Refused before the body is read: a caller over its budget costs no parsing.
-                let budget = limits
-                    .admit(caller.name(), caller.max_values_per_second())
-                    .map_err(|wait| ApiError::KeyOverBudget {
-                        retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
-                    })?;
-                Ok((permit, budget))
-            })
-            .inspect_err(|_| state.metrics().add_key_limited(caller.name()))?;
-        authenticated._permit = Some(permit);
-        authenticated.budget = budget;
-        Ok(authenticated)
+        let pending = parts.extensions.get::<Arc<Pending>>().cloned();
+        state.admit(presented_key(&parts.headers)?, pending)
     }
 }
 
-impl Authenticated {
-    pub(super) fn from_headers(headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
-        let presented = presented_key(headers)?;
-        let keyed = state.0.keyed.load_full();
-        let caller = keyed
-            .api_keys
-            .authenticate(presented)
-            .cloned()
-            .ok_or(ApiError::Unauthorized)?;
-        Ok(Authenticated {
-            caller,
-            keyed,
-            audit: None,
-            _permit: None,
-            budget: None,
-        })
+/// The form a batch came in, and is answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// The API's JSON bodies.
+    Json,
+    /// An Arrow IPC stream of one string column, the domain and mode in the query.
+    Arrow,
+}
+
+/// A request's batch, JSON or Arrow, as it came: read by [`Batch::named`] into the domain, mode
+/// and items it names.
+pub(super) struct Batch {
+    form: Form,
+    query: Result<ArrowQuery, QueryRejection>,
+    body: Body,
+}
+
+impl FromRequest<AppState> for Batch {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let form = match arrow::is_arrow(request.headers()) {
+            true => Form::Arrow,
+            false => Form::Json,
+        };
+        let (mut parts, body) = request.into_parts();
+        let query = Query::<ArrowQuery>::from_request_parts(&mut parts, state)
+            .await
+            .map(|Query(query)| query);
+        let body = Body::from_request(Request::from_parts(parts, body), state).await?;
+        Ok(Batch { form, query, body })
+    }
+}
+
+/// What a batch names: its domain, its mode (pseudonymizing only), its items, and its form.
+pub(super) struct Named<'a> {
+    pub(super) form: Form,
+    pub(super) domain: Cow<'a, str>,
+    pub(super) mode: Mode,
+    pub(super) items: Items<'a>,
+}
+
+/// A JSON request body of a batch: its domain, its mode, and its list of items.
+pub(super) trait JsonBatch<'a>: Deserialize<'a> {
+    fn into_parts(self) -> (Cow<'a, str>, Mode, &'a RawValue);
+}
+
+impl<'a> JsonBatch<'a> for PseudonymizeRequest<'a, &'a RawValue> {
+    fn into_parts(self) -> (Cow<'a, str>, Mode, &'a RawValue) {
+        (self.domain.0, self.mode, self.values)
+    }
+}
+
+impl<'a> JsonBatch<'a> for ReidentifyRequest<'a, &'a RawValue> {
+    fn into_parts(self) -> (Cow<'a, str>, Mode, &'a RawValue) {
+        (self.domain.0, Mode::default(), self.pseudonyms)
+    }
+}
+
+impl<'a> JsonBatch<'a> for RewrapRequest<'a, &'a RawValue> {
+    fn into_parts(self) -> (Cow<'a, str>, Mode, &'a RawValue) {
+        (self.domain.0, Mode::default(), self.pseudonyms)
+    }
+}
+
+impl Batch {
+    /// The domain, mode and items the batch names: from the JSON body `R`, or from an Arrow
+    /// request's query (its body, the items, is read later, only once the caller may proceed).
+    pub(super) fn named<'a, R: JsonBatch<'a>>(&'a self) -> Result<Named<'a>, ApiError> {
+        match self.form {
+            Form::Arrow => {
+                let query = self.query.as_ref().map_err(|_| {
+                    ApiError::InvalidArgument(
+                        "the query could not be read: give domain once, and mode as deterministic, randomized, hash or format-preserving",
+                    )
+                })?;
+                Ok(Named {
+                    form: Form::Arrow,
+                    domain: Cow::Borrowed(query.domain()?),
+                    mode: query.mode.unwrap_or_default(),
+                    items: Items::Arrow(&self.body),
+                })
+            }
+            Form::Json => {
+                let (domain, mode, raw) = self.body.parse::<R>()?.into_parts();
+                Ok(Named {
+                    form: Form::Json,
+                    domain,
+                    mode,
+                    items: self.body.items(raw),
+                })
+            }
+        }
     }
 }
 
@@ -87,7 +134,7 @@ impl Authenticated {
 /// RFC 9110) or `x-api-key: <key>`. Both, and repeats of either, are accepted only when they are
 /// the same key: a request that carries two different keys is refused, never resolved by guessing which one
 /// was meant. An `Authorization` of another scheme (a proxy's `Basic`) is not ours to read.
-fn presented_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub(super) fn presented_key(headers: &HeaderMap) -> Result<&str, ApiError> {
     let bearers = headers
         .get_all(header::AUTHORIZATION)
         .iter()
@@ -151,9 +198,7 @@ impl Body {
     }
 }
 
-/// A request's list of values or tokens, not read yet: it is read once the caller may proceed,
-/// and never beyond the limit, so a request of millions of values costs no more memory than its
-/// body.
+/// A request's list of values or tokens, not read yet (see [`ItemSource`]).
 pub(super) enum Items<'a> {
     /// A JSON array in the body, checked as JSON.
     Json {
@@ -166,29 +211,19 @@ pub(super) enum Items<'a> {
     Arrow(&'a Body),
 }
 
-/// Why a request's items could not be read, and how many were read before that.
-pub(super) struct Unread {
-    pub(super) error: ApiError,
-    /// Items read before the failure (what the request is charged).
-    pub(super) seen: usize,
-}
-
 /// Bytes of Arrow values read between two yields to the runtime: a big body is read a few
 /// batches at a time, so the small requests of others are not held up behind it.
 const ARROW_BYTES_PER_YIELD: usize = 256 * 1024;
 
-impl<'a> Items<'a> {
-    /// The items, at most `max_values`; one more is `too_many_values`, found before the rest
-    /// is read. Arrow values also count their bytes, at most `max_value_bytes` in all.
-    pub(super) async fn read(
-        &self,
-        max_values: usize,
-        max_value_bytes: usize,
-    ) -> Result<Vec<Option<Text<'a>>>, Unread> {
-        match self {
-            Items::Json { body, raw } => read_json(body, raw, max_values),
-            Items::Arrow(body) => read_arrow(body.bytes(), max_values, max_value_bytes).await,
-        }
+impl<'a> ItemSource<'a> for Items<'a> {
+    /// Arrow values count their bytes as they are read; JSON ones are bounded by the body.
+    fn read(&self, max_values: usize, max_value_bytes: usize) -> ItemsRead<'_, 'a> {
+        Box::pin(async move {
+            match self {
+                Items::Json { body, raw } => read_json(body, raw, max_values),
+                Items::Arrow(body) => read_arrow(body.bytes(), max_values, max_value_bytes).await,
+            }
+        })
     }
 }
 

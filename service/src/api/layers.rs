@@ -4,7 +4,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,50 +15,30 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 
-use super::service::AppState;
-use crate::audit::{AuditRecord, Outcome};
+use crate::audit::Pending;
 use crate::auth::Operation;
 use crate::error::{ApiError, ErrorCode};
+use crate::rules::AppState;
 
-/// What a privileged request's handler tells the audit layer around it.
-#[derive(Debug, Default)]
-pub(super) struct AuditContext {
-    /// The API key's name, once it was recognised.
-    pub(super) caller: std::sync::OnceLock<String>,
-    /// Whether the handler wrote the request's audit line.
-    pub(super) recorded: AtomicBool,
-}
-
-/// Writes a refused audit line for a privileged request that ends without one: one refused
-/// before its handler could write it (no or unknown key, unreadable or oversized body,
-/// overload, timeout).
+/// Gives each privileged request a pending audit line, and writes it as refused if the request
+/// ends without its own (refused before its handler could write it: no or unknown key,
+/// unreadable or oversized body, overload, timeout). `operation` is the routes' own.
 pub(super) async fn audit_refusals(
-    State(state): State<AppState>,
+    State((state, operation)): State<(AppState, Operation)>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let operation = match request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-    {
-        Some("/v1/rewrap") => Operation::Rewrap,
-        _ => Operation::Reidentify,
-    };
-    let context = Arc::new(AuditContext::default());
-    request.extensions_mut().insert(context.clone());
+    let pending = Arc::new(Pending::default());
+    request.extensions_mut().insert(pending.clone());
     let response = next.run(request).await;
-    if !context.recorded.load(Ordering::SeqCst) {
-        let mut record = AuditRecord::now(operation.as_str(), Outcome::Refused);
-        record.api_key = context.caller.get().map(String::as_str);
-        record.reason = Some(
-            response
-                .extensions()
-                .get::<ErrorCode>()
-                .map_or("internal", |ErrorCode(code)| code),
-        );
-        state.0.audit.record_refusal(&record);
-    }
+    let reason = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map_or("internal", |ErrorCode(code)| code);
+    state
+        .0
+        .audit
+        .record_unanswered(operation.as_str(), &pending, reason);
     response
 }
 

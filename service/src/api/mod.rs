@@ -1,18 +1,20 @@
-//! The HTTP API: routes, thin handlers, and the tower layers around them.
+//! The HTTP API: routes, thin handlers, and the tower layers around them. It only extracts and
+//! answers; what a request may do and what it costs is decided by the rules ([`crate::rules`]).
 //!
-//! Handlers parse, call the service layer (`service.rs`) and map its answer. Limits, timeouts,
-//! load shedding, metrics, request tracing and the audit of refused privileged requests are
-//! layers (`layers.rs`), not handler code. Each request's `Authenticated` extractor
-//! (`extract.rs`) holds one snapshot of the keys in service and the API key's place among its
-//! requests in flight, for the whole request; the request's values are read (bounded by
-//! `limits.max_values`) only once it is authorized.
+//! - `extract.rs`: the admitted caller (by its API key) and the batch (JSON or Arrow, its
+//!   domain, mode and items, read only once the caller is authorized);
+//! - `answer.rs`: the one responder, answering in the request's form;
+//! - `arrow.rs`, `json.rs`: the two forms' answers, written from one buffer;
+//! - `layers.rs`: limits, timeouts, load shedding, metrics, request tracing, the audit line of
+//!   a privileged request refused before its handler, and the draining of unread bodies;
+//! - `document.rs`: the OpenAPI document's conventions.
 
+mod answer;
 mod arrow;
 mod document;
 mod extract;
 mod json;
 mod layers;
-mod service;
 
 use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
@@ -40,12 +42,15 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::extract::{Authenticated, Body, Items};
+use self::answer::{Reply, reply};
+use self::extract::{Batch, Body, presented_key};
 use self::json::JsonObject;
 use self::layers::{audit_refusals, drain_unread_bodies, layer_error, panic_answer, track};
-pub use self::service::AppState;
+use crate::auth::Operation;
 use crate::config::TokenFormat;
 use crate::error::ApiError;
+use crate::rules::Admitted;
+pub use crate::rules::AppState;
 
 /// The router with every route and layer, documented as it is built (see [`document`]).
 pub fn router(state: AppState) -> Router {
@@ -63,15 +68,18 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(guarded.clone());
     // Every request here leaves an audit line, those refused before their handler included.
-    let privileged = privileged_routes()
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(guarded)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            audit_refusals,
-        ));
+    let audited = |routes: OpenApiRouter<AppState>, operation: Operation| {
+        routes
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+            .layer(guarded.clone())
+            .layer(middleware::from_fn_with_state(
+                (state.clone(), operation),
+                audit_refusals,
+            ))
+    };
     let (routes, _) = pseudonymizing
-        .merge(privileged)
+        .merge(audited(reidentifying_routes(), Operation::Reidentify))
+        .merge(audited(rewrapping_routes(), Operation::Rewrap))
         .merge(operations_routes())
         .split_for_parts();
     routes
@@ -98,7 +106,8 @@ pub fn router(state: AppState) -> Router {
 pub fn document() -> utoipa::openapi::OpenApi {
     let (_, mut document) = OpenApiRouter::with_openapi(document::Conventions::openapi())
         .merge(pseudonymizing_routes())
-        .merge(privileged_routes())
+        .merge(reidentifying_routes())
+        .merge(rewrapping_routes())
         .merge(operations_routes())
         .split_for_parts();
     document::Conventions.modify(&mut document);
@@ -114,16 +123,19 @@ fn pseudonymizing_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(compat_pseudonymize_staged))
 }
 
-fn privileged_routes() -> OpenApiRouter<AppState> {
+fn reidentifying_routes() -> OpenApiRouter<AppState> {
     let routes = OpenApiRouter::new()
         .routes(routes!(reidentify))
-        .routes(routes!(rewrap))
         .routes(routes!(compat_reidentify))
         .routes(routes!(compat_reidentify_staged));
     // A privileged route that panics, with every layer of the others, for the test below.
     #[cfg(test)]
     let routes = routes.route(tests::PANICS, axum::routing::post(tests::panics));
     routes
+}
+
+fn rewrapping_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(rewrap))
 }
 
 fn operations_routes() -> OpenApiRouter<AppState> {
@@ -150,38 +162,16 @@ fn operations_routes() -> OpenApiRouter<AppState> {
     ))))]
 async fn pseudonymize(
     State(state): State<AppState>,
-    caller: Authenticated,
-    query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
+    caller: Admitted,
+    batch: Batch,
 ) -> Result<Response, ApiError> {
-    if arrow::is_arrow(&headers) {
-        let query = arrow_query(query)?;
-        let mode = query.mode.unwrap_or_default();
-        let values = Items::Arrow(&body);
-        let answer = state
-            .pseudonymize(&caller, query.domain()?, mode, &values, TokenFormat::Native)
-            .await?;
-        return arrow::pseudonyms(answer, mode == Mode::FormatPreserving);
-    }
-    let request: PseudonymizeRequest<&RawValue> = body.parse()?;
-    let values = body.items(request.values);
+    let named = batch.named::<PseudonymizeRequest<&RawValue>>()?;
+    let (domain, mode, native) = (&named.domain, named.mode, TokenFormat::Native);
     let answer = state
-        .pseudonymize(
-            &caller,
-            &request.domain.0,
-            request.mode,
-            &values,
-            TokenFormat::Native,
-        )
+        .pseudonymize(&caller, domain, mode, &named.items, native)
         .await?;
-    let object = JsonObject::sized_for(&answer.texts)
-        .texts("pseudonyms", &answer.texts)
-        .field("key_version", &answer.key_version);
-    match answer.errors.is_empty() {
-        true => Ok(object.into_response()),
-        false => Ok(object.field("errors", &answer.errors).into_response()),
-    }
+    let per_item = mode == Mode::FormatPreserving;
+    reply(named.form, Reply::Pseudonyms { per_item }, answer)
 }
 
 /// Pseudonyms back to values (privileged)
@@ -200,27 +190,14 @@ async fn pseudonymize(
     ))))]
 async fn reidentify(
     State(state): State<AppState>,
-    caller: Authenticated,
-    query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
+    caller: Admitted,
+    batch: Batch,
 ) -> Result<Response, ApiError> {
-    if arrow::is_arrow(&headers) {
-        let query = arrow_query(query)?;
-        let answer = state
-            .reidentify(&caller, query.domain()?, &Items::Arrow(&body))
-            .await?;
-        return arrow::per_item("values", answer.values, &answer.errors);
-    }
-    let request: ReidentifyRequest<&RawValue> = body.parse()?;
-    let tokens = body.items(request.pseudonyms);
+    let named = batch.named::<ReidentifyRequest<&RawValue>>()?;
     let answer = state
-        .reidentify(&caller, &request.domain.0, &tokens)
+        .reidentify(&caller, &named.domain, &named.items)
         .await?;
-    Ok(JsonObject::sized_for(&answer.values)
-        .texts("values", &answer.values)
-        .field("errors", &answer.errors)
-        .into_response())
+    reply(named.form, Reply::Values, answer)
 }
 
 /// Pseudonyms of older key versions made again under the primary one, without plaintext
@@ -237,39 +214,15 @@ async fn reidentify(
         (RewrapResponse = "application/json"),
         (arrow::ArrowStream = "application/vnd.apache.arrow.stream"),
     ))))]
+
 async fn rewrap(
     State(state): State<AppState>,
-    caller: Authenticated,
-    query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
+    caller: Admitted,
+    batch: Batch,
 ) -> Result<Response, ApiError> {
-    if arrow::is_arrow(&headers) {
-        let query = arrow_query(query)?;
-        let answer = state
-            .rewrap(&caller, query.domain()?, &Items::Arrow(&body))
-            .await?;
-        return arrow::per_item("pseudonyms", answer.pseudonyms, &answer.errors);
-    }
-    let request: RewrapRequest<&RawValue> = body.parse()?;
-    let tokens = body.items(request.pseudonyms);
-    let answer = state.rewrap(&caller, &request.domain.0, &tokens).await?;
-    Ok(JsonObject::sized_for(&answer.pseudonyms)
-        .texts("pseudonyms", &answer.pseudonyms)
-        .field("errors", &answer.errors)
-        .into_response())
-}
-
-/// The query of an Arrow request; its body is read only once the caller is authorized.
-fn arrow_query(
-    query: Result<Query<arrow::ArrowQuery>, QueryRejection>,
-) -> Result<arrow::ArrowQuery, ApiError> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::InvalidArgument(
-            "the query could not be read: give domain once, and mode as deterministic, randomized, hash or format-preserving",
-        )
-    })?;
-    Ok(query)
+    let named = batch.named::<RewrapRequest<&RawValue>>()?;
+    let answer = state.rewrap(&caller, &named.domain, &named.items).await?;
+    reply(named.form, Reply::Rewrapped, answer)
 }
 
 /// The query of the replaced service's `/pseudonymization`.
@@ -309,7 +262,7 @@ impl CompatQuery {
     responses((status = 200, body = CompatPseudonymizeResponse, description = "Same length and order as the request")))]
 async fn compat_pseudonymize(
     State(state): State<AppState>,
-    caller: Authenticated,
+    caller: Admitted,
     query: Result<Query<CompatQuery>, QueryRejection>,
     body: Body,
 ) -> Result<JsonObject, ApiError> {
@@ -342,7 +295,7 @@ async fn compat_pseudonymize(
     responses((status = 200, body = CompatReidentifyResponse, description = "Same length and order as the request")))]
 async fn compat_reidentify(
     State(state): State<AppState>,
-    caller: Authenticated,
+    caller: Admitted,
     body: Body,
 ) -> Result<JsonObject, ApiError> {
     let request: CompatReidentifyRequest<&RawValue> = body.parse()?;
@@ -350,7 +303,7 @@ async fn compat_reidentify(
     let response = state
         .reidentify(&caller, &state.0.compat_domain, &tokens)
         .await?;
-    Ok(JsonObject::sized_for(&response.values).texts("identifiers", &response.values))
+    Ok(JsonObject::sized_for(&response.texts).texts("identifiers", &response.texts))
 }
 
 /// `/pseudonymization` behind a stage segment, e.g. `/Dev/pseudonymization`
@@ -360,7 +313,7 @@ async fn compat_reidentify(
     responses((status = 200, body = CompatPseudonymizeResponse, description = "Same length and order as the request")))]
 async fn compat_pseudonymize_staged(
     state: State<AppState>,
-    caller: Authenticated,
+    caller: Admitted,
     query: Result<Query<CompatQuery>, QueryRejection>,
     body: Body,
 ) -> Result<JsonObject, ApiError> {
@@ -374,7 +327,7 @@ async fn compat_pseudonymize_staged(
     responses((status = 200, body = CompatReidentifyResponse, description = "Same length and order as the request")))]
 async fn compat_reidentify_staged(
     state: State<AppState>,
-    caller: Authenticated,
+    caller: Admitted,
     body: Body,
 ) -> Result<JsonObject, ApiError> {
     compat_reidentify(state, caller, body).await
@@ -447,7 +400,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
               (status = 401, body = ErrorBody, description = "metrics_require_api_key is set and no valid key was sent")))]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if state.0.metrics_require_api_key
-        && let Err(refused) = Authenticated::from_headers(&headers, &state)
+        && let Err(refused) = presented_key(&headers).and_then(|key| state.authenticate(key))
     {
         return refused.into_response();
     }
@@ -496,7 +449,7 @@ mod tests {
 
     pub(super) const PANICS: &str = "/v1/test-panic";
 
-    pub(super) async fn panics(_: super::Authenticated) -> &'static str {
+    pub(super) async fn panics(_: super::Admitted) -> &'static str {
         panic!("a panic in a handler")
     }
 
