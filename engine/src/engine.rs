@@ -26,7 +26,7 @@
 
 mod keys;
 mod open;
-pub(crate) mod seal;
+mod seal;
 
 use std::collections::BTreeMap;
 

@@ -191,6 +191,13 @@ impl TextsBuilder {
         self.present.push(false);
     }
 
+    /// The tokens of a batch, checked as UTF-8 once ([`TextsBuilder::finish`]): they are ASCII.
+    pub(crate) fn finish_tokens(self) -> Texts {
+        let (tokens, not_utf8) = self.finish();
+        assert!(not_utf8.is_empty(), "a token is ASCII");
+        tokens
+    }
+
     /// The texts, and the indices of the items that were not UTF-8, which are `None` in them.
     ///
     /// One check of the whole buffer: when it is UTF-8 and every item ends on a character

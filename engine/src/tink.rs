@@ -22,7 +22,6 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::buffers::Payloads;
-use crate::engine::seal::tokens_of;
 use crate::siv::Siv;
 use crate::texts::{Texts, TextsBuilder};
 use pseudonym_client::wire::Domain;
@@ -131,7 +130,7 @@ pub(crate) fn seal(
             None => tokens.push_none(),
         }
     }
-    tokens_of(tokens)
+    tokens.finish_tokens()
 }
 
 /// Appends the text of `payload` to `out`: padded standard base64.

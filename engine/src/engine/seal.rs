@@ -74,7 +74,7 @@ impl Engine {
             });
         });
         values.for_each(|_| tokens.push_none());
-        tokens_of(tokens)
+        tokens.finish_tokens()
     }
 }
 
@@ -105,12 +105,5 @@ fn seal_hash(
             None => tokens.push_none(),
         }
     }
-    tokens_of(tokens)
-}
-
-/// The tokens of a batch, checked as UTF-8 once: they are ASCII.
-pub(crate) fn tokens_of(builder: TextsBuilder) -> Texts {
-    let (tokens, not_utf8) = builder.finish();
-    assert!(not_utf8.is_empty(), "a token is ASCII");
-    tokens
+    tokens.finish_tokens()
 }
