@@ -7,9 +7,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::client::{Client, Form, protocol};
 use crate::endpoints::Route;
 use crate::error::Error;
+use crate::transport::{BatchId, Form, Transport};
 use crate::wire::{ItemError, ItemErrorCode, Mode};
 
 /// How the rows of a partition map to the distinct values actually sent.
@@ -160,34 +160,33 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Where a batch stands in its call, for error messages.
+/// How a call's values are cut and sent: batches of `size` values, at most `in_flight` of
+/// them in flight.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct BatchId {
-    /// 1 for the first batch.
-    pub(crate) number: usize,
-    /// Batches in the call.
-    pub(crate) of: usize,
+pub(crate) struct Batching {
+    pub(crate) size: usize,
+    pub(crate) in_flight: usize,
 }
 
-/// Sending a plan's values: cut into batches, at most `max_in_flight` of them in flight.
-impl Client {
+impl Batching {
     /// Cuts `unique` into batches, encodes each in `form` with `encode` when its turn comes,
-    /// sends them with at most `max_in_flight` in flight, reads and checks each answer's body
-    /// with `accept`, and returns the accepted answers in batch order.
-    pub(crate) async fn run_batches<Out, E>(
-        &self,
+    /// sends them over `transport` with at most `in_flight` in flight, reads and checks each
+    /// answer's body with `accept`, and returns the accepted answers in batch order.
+    pub(crate) async fn run<Out, E>(
+        self,
+        transport: &Transport,
         route: Route,
         form: Form<'_>,
         unique: &[&str],
         encode: impl Fn(&[&str]) -> Result<Vec<u8>, E>,
         accept: impl Fn(BatchId, usize, Bytes) -> Result<Out, Error>,
     ) -> Result<Vec<Out>, Error> {
-        let of = unique.len().div_ceil(self.inner.batch_size);
-        let mut chunks = unique.chunks(self.inner.batch_size).enumerate();
+        let of = unique.len().div_ceil(self.size);
+        let mut chunks = unique.chunks(self.size).enumerate();
         let mut answers: Vec<Option<Out>> = (0..of).map(|_| None).collect();
         let mut in_flight = FuturesUnordered::new();
         loop {
-            while in_flight.len() < self.inner.max_in_flight {
+            while in_flight.len() < self.in_flight {
                 let Some((index, chunk)) = chunks.next() else {
                     break;
                 };
@@ -197,7 +196,11 @@ impl Client {
                 };
                 let body =
                     encode(chunk).map_err(|_| protocol(id, "the request could not be encoded"))?;
-                in_flight.push(self.send_batch(route, form, Bytes::from(body), id, chunk.len()));
+                let len = chunk.len();
+                in_flight.push(async move {
+                    let answer = transport.send(route, form, Bytes::from(body), id).await?;
+                    Ok::<_, Error>((id, len, answer))
+                });
             }
             let Some(sent) = in_flight.next().await else {
                 break;
@@ -207,19 +210,28 @@ impl Client {
         }
         Ok(answers.into_iter().flatten().collect())
     }
+}
 
-    async fn send_batch(
-        &self,
-        route: Route,
-        form: Form<'_>,
-        body: Bytes,
-        id: BatchId,
-        len: usize,
-    ) -> Result<(BatchId, usize, Bytes), Error> {
-        Ok((id, len, self.send(route, form, body, id).await?))
+/// Checks that each item of a batch has either an answer (`answered`) or a code, never both or
+/// neither.
+pub(crate) fn one_answer_or_code(
+    id: BatchId,
+    codes: &[Option<ItemErrorCode>],
+    answered: impl Fn(usize) -> bool,
+) -> Result<(), Error> {
+    match (0..codes.len()).any(|i| answered(i) == codes[i].is_some()) {
+        true => Err(protocol(id, "a null answer without an error, or both")),
+        false => Ok(()),
     }
 }
 
+pub(crate) fn protocol(id: BatchId, problem: &'static str) -> Error {
+    Error::Protocol {
+        batch: id.number,
+        batches: id.of,
+        problem,
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

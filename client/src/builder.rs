@@ -8,11 +8,13 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
+use crate::batch::Batching;
 use crate::cache::PseudonymCache;
 use crate::client::{Client, Inner};
 use crate::endpoints::Endpoint;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
+use crate::transport::Transport;
 
 /// Values per request unless set: near the service's measured sweet spot (see README).
 pub const DEFAULT_BATCH_SIZE: usize = 2000;
@@ -179,18 +181,23 @@ impl ClientBuilder {
         let http = http
             .build()
             .map_err(|_| config("the HTTP client could not be built"))?;
+        let transport = Transport {
+            http,
+            api_key,
+            endpoints,
+            next: AtomicUsize::new(0),
+            failover_pause: self.failover_pause,
+            retry: self.retry,
+            arrow_refused_at: Mutex::new(None),
+        };
         Ok(Client {
             inner: Arc::new(Inner {
-                http,
-                api_key,
-                endpoints,
-                next: AtomicUsize::new(0),
-                batch_size: self.batch_size,
-                max_in_flight: self.max_in_flight,
-                failover_pause: self.failover_pause,
-                retry: self.retry,
+                transport,
+                batching: Batching {
+                    size: self.batch_size,
+                    in_flight: self.max_in_flight,
+                },
                 cache: (self.cache_capacity > 0).then(|| PseudonymCache::new(self.cache_capacity)),
-                arrow_refused_at: Mutex::new(None),
             }),
         })
     }

@@ -50,7 +50,11 @@ mod endpoints;
 #[cfg(feature = "http")]
 mod error;
 #[cfg(feature = "http")]
+mod exchange;
+#[cfg(feature = "http")]
 pub mod retry;
+#[cfg(feature = "http")]
+mod transport;
 
 #[cfg(feature = "http")]
 pub use blocking::BlockingClient;

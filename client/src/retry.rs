@@ -1,20 +1,11 @@
-//! When and how long to wait before sending a batch again, and the loop that does it
-//! ([`Client`]'s `send`: each attempt to the next replica in rotation).
+//! When and how long to wait before sending a batch again: a pure policy (the loop that
+//! follows it is the client's transport).
 //!
 //! Retried: connection failures, timeouts, bodies cut short, and the answers `429 Too Many
 //! Requests`, `502 Bad Gateway`, `503 Service Unavailable` and `504 Gateway Timeout`. Never
 //! retried: other answers (a `400`, `401`, `403`, `413` or `422` would fail the same way again).
 
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-use bytes::Bytes;
-use rand::Rng;
-
-use crate::batch::BatchId;
-use crate::client::{Client, Form};
-use crate::endpoints::{self, Route};
-use crate::error::{Error, Failure};
+use std::time::Duration;
 
 /// Bounds on retrying one batch: a number of attempts and a total time, whichever ends first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,71 +64,6 @@ impl RetryPolicy {
         match retry_after {
             Some(floor) => jittered.max(floor.min(self.max_backoff)),
             None => jittered,
-        }
-    }
-}
-
-/// Why one attempt to send a batch failed: worth another attempt, or not.
-pub(crate) enum AttemptError {
-    Retry {
-        failure: Failure,
-        retry_after: Option<Duration>,
-    },
-    Fatal(Error),
-}
-
-/// A failure worth another attempt, after at least `retry_after` if the service said so.
-pub(crate) fn again(failure: Failure, retry_after: Option<Duration>) -> AttemptError {
-    AttemptError::Retry {
-        failure,
-        retry_after,
-    }
-}
-
-/// The retry loop: one batch, sent again by the policy, to the next replica in rotation.
-impl Client {
-    /// Sends one batch until it succeeds, fails for good, or the retry policy gives up.
-    pub(crate) async fn send(
-        &self,
-        route: Route,
-        form: Form<'_>,
-        body: Bytes,
-        id: BatchId,
-    ) -> Result<Bytes, Error> {
-        let inner = &self.inner;
-        let started = Instant::now();
-        let first = inner.next.fetch_add(1, Ordering::Relaxed);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let endpoint = endpoints::pick(&inner.endpoints, first + attempt as usize - 1);
-            let (failure, retry_after) =
-                match self.attempt(endpoint, route, form, body.clone(), id).await {
-                    Ok(answer) => return Ok(answer),
-                    Err(AttemptError::Fatal(error)) => return Err(error),
-                    Err(AttemptError::Retry {
-                        failure,
-                        retry_after,
-                    }) => (failure, retry_after),
-                };
-            if inner.endpoints.len() > 1 {
-                endpoint.pass_over(inner.failover_pause);
-            }
-            let pause = inner
-                .retry
-                .backoff(attempt, rand::rng().random(), retry_after);
-            let out_of_time = started.elapsed() + pause >= inner.retry.max_elapsed;
-            if attempt >= inner.retry.max_attempts || out_of_time {
-                return Err(Error::RetriesExhausted {
-                    batch: id.number,
-                    batches: id.of,
-                    attempts: attempt,
-                    elapsed: started.elapsed(),
-                    last: failure,
-                });
-            }
-            tracing::debug!(batch = id.number, attempt, %failure, ?pause, "retrying batch");
-            tokio::time::sleep(pause).await;
         }
     }
 }

@@ -19,10 +19,12 @@ use arrow_ipc::writer::StreamWriter;
 use arrow_schema::ArrowError;
 use bytes::Bytes;
 
-use crate::batch::BatchId;
-use crate::client::{Client, Form, one_answer_or_code, protocol};
+use crate::batch::{one_answer_or_code, protocol};
+use crate::cache::PseudonymCache;
 use crate::endpoints::Route;
 use crate::error::Error;
+use crate::exchange::Exchange;
+use crate::transport::{BatchId, Form};
 use crate::wire::{ItemErrorCode, Mode};
 
 /// The operations that answer each item with a string or a per-item error.
@@ -68,41 +70,44 @@ pub(super) struct PerItemAnswers {
     pub(super) codes: Vec<Option<ItemErrorCode>>,
 }
 
-impl Client {
-    /// The pseudonym of each of `unique` (no nulls in, none out), from the cache where it has
-    /// them and from the service for the rest.
-    pub(super) async fn pseudonyms(
-        &self,
-        domain: &str,
-        mode: Mode,
-        unique: &[&str],
-    ) -> Result<StringArray, Error> {
-        let cache = match (&self.inner.cache, mode) {
-            (Some(cache), Mode::Deterministic | Mode::Hash) => cache,
-            _ => return self.pseudonyms_from_service(domain, mode, unique).await,
-        };
-        let mut known = StringBuilder::with_capacity(unique.len(), 0);
-        let misses = cache.lookup_with(domain, mode, unique, |hit| known.append_option(hit));
-        if misses.is_empty() {
-            return Ok(known.finish());
-        }
-        let to_send: Vec<&str> = misses.iter().map(|&i| unique[i]).collect();
-        let sent = self.pseudonyms_from_service(domain, mode, &to_send).await?;
-        cache.store(domain, mode, to_send.iter().copied().zip(sent.iter()));
-        if misses.len() == unique.len() {
-            return Ok(sent);
-        }
-        // Each pseudonym from the cache where it was known, else from the service's answers.
-        let mut sources: Vec<(usize, usize)> = (0..unique.len()).map(|i| (0, i)).collect();
-        for (answer, &i) in misses.iter().enumerate() {
-            sources[i] = (1, answer);
-        }
-        let merged = arrow_select::interleave::interleave(&[&known.finish(), &sent], &sources)
-            .map_err(offset_overflow)?;
-        Ok(merged.as_string::<i32>().clone())
+/// The pseudonym of each of `unique` (no nulls in, none out), from the cache where it has
+/// them and from the service for the rest.
+pub(super) async fn pseudonyms(
+    exchange: Exchange<'_>,
+    cache: Option<&PseudonymCache>,
+    domain: &str,
+    mode: Mode,
+    unique: &[&str],
+) -> Result<StringArray, Error> {
+    let cache = match (cache, mode) {
+        (Some(cache), Mode::Deterministic | Mode::Hash) => cache,
+        _ => return exchange.pseudonyms_from_service(domain, mode, unique).await,
+    };
+    let mut known = StringBuilder::with_capacity(unique.len(), 0);
+    let misses = cache.lookup_with(domain, mode, unique, |hit| known.append_option(hit));
+    if misses.is_empty() {
+        return Ok(known.finish());
     }
+    let to_send: Vec<&str> = misses.iter().map(|&i| unique[i]).collect();
+    let sent = exchange
+        .pseudonyms_from_service(domain, mode, &to_send)
+        .await?;
+    cache.store(domain, mode, to_send.iter().copied().zip(sent.iter()));
+    if misses.len() == unique.len() {
+        return Ok(sent);
+    }
+    // Each pseudonym from the cache where it was known, else from the service's answers.
+    let mut sources: Vec<(usize, usize)> = (0..unique.len()).map(|i| (0, i)).collect();
+    for (answer, &i) in misses.iter().enumerate() {
+        sources[i] = (1, answer);
+    }
+    let merged = arrow_select::interleave::interleave(&[&known.finish(), &sent], &sources)
+        .map_err(offset_overflow)?;
+    Ok(merged.as_string::<i32>().clone())
+}
 
-    async fn pseudonyms_from_service(
+impl Exchange<'_> {
+    pub(super) async fn pseudonyms_from_service(
         &self,
         domain: &str,
         mode: Mode,
@@ -114,7 +119,7 @@ impl Client {
         };
         let in_arrow = async {
             let batches = self
-                .run_batches(Route::Pseudonymize, form, unique, encode, |id, n, body| {
+                .run(Route::Pseudonymize, form, unique, encode, |id, n, body| {
                     let tokens = column(id, &decode(id, body)?, "pseudonyms", n)?;
                     if tokens.null_count() > 0 {
                         return Err(protocol(id, "not one pseudonym per value"));
@@ -125,7 +130,7 @@ impl Client {
             concat(batches)
         };
         let in_json = async {
-            let answers = self.pseudonymize_from_service(domain, mode, unique).await?;
+            let answers = self.pseudonymize(domain, mode, unique).await?;
             Ok(StringArray::from(answers))
         };
         self.arrow_or_json(in_arrow, in_json).await
@@ -144,7 +149,7 @@ impl Client {
         };
         let in_arrow = async {
             let batches = self
-                .run_batches(operation.route(), form, unique, encode, |id, n, body| {
+                .run(operation.route(), form, unique, encode, |id, n, body| {
                     let batch = decode(id, body)?;
                     let values = column(id, &batch, operation.column(), n)?;
                     let codes: Vec<Option<ItemErrorCode>> = column(id, &batch, "error", n)?
@@ -164,8 +169,8 @@ impl Client {
         let in_json = async {
             let (values, codes) = match operation {
                 PerItem::Pseudonymize => self.pseudonymize_per_item(domain, unique).await?,
-                PerItem::Reidentify => self.reidentify_unique(domain, unique).await?,
-                PerItem::Rewrap => self.rewrap_unique(domain, unique).await?,
+                PerItem::Reidentify => self.reidentify(domain, unique).await?,
+                PerItem::Rewrap => self.rewrap(domain, unique).await?,
             };
             Ok(PerItemAnswers {
                 values: StringArray::from(values),
@@ -182,7 +187,7 @@ impl Client {
         in_arrow: impl Future<Output = Result<T, Error>>,
         in_json: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let refused_at = || self.inner.arrow_refused_at.lock();
+        let refused_at = || self.transport.arrow_refused_at.lock();
         let recently_refused = refused_at()
             .map(|at| at.is_some_and(|at| at.elapsed() < JSON_AFTER_REFUSAL))
             .unwrap_or(false);

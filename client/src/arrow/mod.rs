@@ -25,8 +25,9 @@ use arrow_array::{AnyDictionaryArray, Array, ArrayRef, StringArray, UInt32Array}
 use arrow_schema::DataType;
 
 use crate::batch::Plan;
-use crate::client::Client;
+use crate::cache::PseudonymCache;
 use crate::error::Error;
+use crate::exchange::Exchange;
 use crate::wire::{ItemError, Mode};
 use ipc::{PerItem, offset_overflow};
 
@@ -104,114 +105,125 @@ fn is_string(data_type: &DataType) -> bool {
     )
 }
 
-impl Client {
-    /// Pseudonymizes an Arrow array; see the [module](self) for types and dictionaries. Fails
-    /// as a whole if a value has no pseudonym ([`Error::Unpseudonymized`], format-preserving
-    /// mode only).
-    pub async fn pseudonymize_array(
-        &self,
-        domain: &str,
-        mode: Mode,
-        array: &dyn Array,
-    ) -> Result<ArrayRef, Error> {
-        if mode == Mode::FormatPreserving {
-            let answer = Box::pin(self.pseudonymize_array_with_errors(domain, mode, array)).await?;
-            return match answer.errors.is_empty() {
-                true => Ok(answer.values),
-                false => Err(Error::Unpseudonymized {
-                    errors: answer.errors,
-                }),
-            };
-        }
-        output_type(array.data_type(), mode)?;
-        if has_canonical_text(array.data_type()) {
-            let text = canonical_text(array)?;
-            return Box::pin(self.pseudonymize_array(domain, mode, text.as_ref())).await;
-        }
-        if let (Some(dictionary), false) = (array.as_any_dictionary_opt(), mode == Mode::Randomized)
-        {
-            let values = Box::pin(self.pseudonymize_array(domain, mode, dictionary.values()));
-            return Ok(dictionary.with_values(values.await?));
-        }
-        let rows = string_rows(array)?;
-        let plan = Plan::for_mode(mode, rows.iter().copied());
-        let answers = self.pseudonyms(domain, mode, &plan.unique).await?;
-        rows_of(&plan, answers, &output_type(array.data_type(), mode)?)
+/// [`Client::pseudonymize_array`](crate::Client::pseudonymize_array).
+pub(crate) async fn pseudonymize_array(
+    exchange: Exchange<'_>,
+    cache: Option<&PseudonymCache>,
+    domain: &str,
+    mode: Mode,
+    array: &dyn Array,
+) -> Result<ArrayRef, Error> {
+    if mode == Mode::FormatPreserving {
+        let answer = Box::pin(pseudonymize_array_with_errors(
+            exchange, cache, domain, mode, array,
+        ))
+        .await?;
+        return match answer.errors.is_empty() {
+            true => Ok(answer.values),
+            false => Err(Error::Unpseudonymized {
+                errors: answer.errors,
+            }),
+        };
     }
+    output_type(array.data_type(), mode)?;
+    if has_canonical_text(array.data_type()) {
+        let text = canonical_text(array)?;
+        return Box::pin(pseudonymize_array(
+            exchange,
+            cache,
+            domain,
+            mode,
+            text.as_ref(),
+        ))
+        .await;
+    }
+    if let (Some(dictionary), false) = (array.as_any_dictionary_opt(), mode == Mode::Randomized) {
+        let values = Box::pin(pseudonymize_array(
+            exchange,
+            cache,
+            domain,
+            mode,
+            dictionary.values(),
+        ));
+        return Ok(dictionary.with_values(values.await?));
+    }
+    let rows = string_rows(array)?;
+    let plan = Plan::for_mode(mode, rows.iter().copied());
+    let answers = ipc::pseudonyms(exchange, cache, domain, mode, &plan.unique).await?;
+    rows_of(&plan, answers, &output_type(array.data_type(), mode)?)
+}
 
-    /// [`Client::pseudonymize_array`], where a value without a pseudonym is null and listed in
-    /// `errors` instead of failing the call.
-    pub async fn pseudonymize_array_with_errors(
-        &self,
-        domain: &str,
-        mode: Mode,
-        array: &dyn Array,
-    ) -> Result<ArrayWithErrors, Error> {
-        if mode != Mode::FormatPreserving {
-            let values = Box::pin(self.pseudonymize_array(domain, mode, array)).await?;
-            return Ok(ArrayWithErrors {
-                values,
-                errors: Vec::new(),
-            });
-        }
-        output_type(array.data_type(), mode)?;
-        if has_canonical_text(array.data_type()) {
-            let text = canonical_text(array)?;
-            return self
-                .per_item_array(PerItem::Pseudonymize, domain, text.as_ref())
-                .await;
-        }
-        self.per_item_array(PerItem::Pseudonymize, domain, array)
-            .await
+/// [`Client::pseudonymize_array_with_errors`](crate::Client::pseudonymize_array_with_errors).
+pub(crate) async fn pseudonymize_array_with_errors(
+    exchange: Exchange<'_>,
+    cache: Option<&PseudonymCache>,
+    domain: &str,
+    mode: Mode,
+    array: &dyn Array,
+) -> Result<ArrayWithErrors, Error> {
+    if mode != Mode::FormatPreserving {
+        let values = Box::pin(pseudonymize_array(exchange, cache, domain, mode, array)).await?;
+        return Ok(ArrayWithErrors {
+            values,
+            errors: Vec::new(),
+        });
     }
+    output_type(array.data_type(), mode)?;
+    if has_canonical_text(array.data_type()) {
+        let text = canonical_text(array)?;
+        return per_item_array(exchange, PerItem::Pseudonymize, domain, text.as_ref()).await;
+    }
+    per_item_array(exchange, PerItem::Pseudonymize, domain, array).await
+}
 
-    /// Re-identifies an Arrow string array of pseudonyms; failed rows are null in `values` and
-    /// listed in `errors`.
-    pub async fn reidentify_array(
-        &self,
-        domain: &str,
-        array: &dyn Array,
-    ) -> Result<ArrayWithErrors, Error> {
-        self.per_item_array(PerItem::Reidentify, domain, array)
-            .await
-    }
+/// [`Client::reidentify_array`](crate::Client::reidentify_array).
+pub(crate) async fn reidentify_array(
+    exchange: Exchange<'_>,
+    domain: &str,
+    array: &dyn Array,
+) -> Result<ArrayWithErrors, Error> {
+    per_item_array(exchange, PerItem::Reidentify, domain, array).await
+}
 
-    /// Rewraps an Arrow string array of pseudonyms (see [`Client::rewrap`]); failed rows are
-    /// null in `values` and listed in `errors`.
-    pub async fn rewrap_array(
-        &self,
-        domain: &str,
-        array: &dyn Array,
-    ) -> Result<ArrayWithErrors, Error> {
-        self.per_item_array(PerItem::Rewrap, domain, array).await
-    }
+/// [`Client::rewrap_array`](crate::Client::rewrap_array).
+pub(crate) async fn rewrap_array(
+    exchange: Exchange<'_>,
+    domain: &str,
+    array: &dyn Array,
+) -> Result<ArrayWithErrors, Error> {
+    per_item_array(exchange, PerItem::Rewrap, domain, array).await
+}
 
-    async fn per_item_array(
-        &self,
-        operation: PerItem,
-        domain: &str,
-        array: &dyn Array,
-    ) -> Result<ArrayWithErrors, Error> {
-        token_output_type(array.data_type())?;
-        if let Some(dictionary) = array.as_any_dictionary_opt() {
-            let entries =
-                Box::pin(self.per_item_array(operation, domain, dictionary.values())).await?;
-            let errors = entries_to_rows(dictionary, array, &entries.errors);
-            return Ok(ArrayWithErrors {
-                values: dictionary.with_values(entries.values),
-                errors,
-            });
-        }
-        let rows = string_rows(array)?;
-        let plan = Plan::deduplicated_if_it_pays(rows.iter().copied());
-        let answers = self
-            .per_item_answers(operation, domain, &plan.unique)
-            .await?;
-        Ok(ArrayWithErrors {
-            errors: plan.row_errors(&answers.codes),
-            values: rows_of(&plan, answers.values, array.data_type())?,
-        })
+async fn per_item_array(
+    exchange: Exchange<'_>,
+    operation: PerItem,
+    domain: &str,
+    array: &dyn Array,
+) -> Result<ArrayWithErrors, Error> {
+    token_output_type(array.data_type())?;
+    if let Some(dictionary) = array.as_any_dictionary_opt() {
+        let entries = Box::pin(per_item_array(
+            exchange,
+            operation,
+            domain,
+            dictionary.values(),
+        ))
+        .await?;
+        let errors = entries_to_rows(dictionary, array, &entries.errors);
+        return Ok(ArrayWithErrors {
+            values: dictionary.with_values(entries.values),
+            errors,
+        });
     }
+    let rows = string_rows(array)?;
+    let plan = Plan::deduplicated_if_it_pays(rows.iter().copied());
+    let answers = exchange
+        .per_item_answers(operation, domain, &plan.unique)
+        .await?;
+    Ok(ArrayWithErrors {
+        errors: plan.row_errors(&answers.codes),
+        values: rows_of(&plan, answers.values, array.data_type())?,
+    })
 }
 
 /// Every row's answer, taken from the answers to the plan's unique values, as an array of
