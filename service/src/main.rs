@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use pseudonym_client::wire::InvalidDomain;
 use pseudonym_service::auth::{self, Operation};
 use pseudonym_service::config::{Config, LogFormat, TokenFormat};
@@ -53,15 +53,15 @@ enum Command {
     ApiKey(ApiKeyArgs),
 }
 
-/// Settings of `serve`. Each overrides the configuration file's field of the same name.
+/// Settings of `serve`. Each overrides the configuration file's field of the same name; its
+/// default, shown in `--help`, is that field's (see [`with_config_defaults`]).
 #[derive(Args, Serialize, Default)]
 struct ServeArgs {
     /// Configuration file (TOML); see README for every field.
     #[arg(long, env = "PSEUDONYM_CONFIG")]
     #[serde(skip)]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free one (see
-    /// --ready-file).
+    /// Address to listen on; port 0 picks a free one (see --ready-file).
     #[arg(long, env = "PSEUDONYM_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
@@ -78,36 +78,36 @@ struct ServeArgs {
     #[arg(long, env = "PSEUDONYM_API_KEYS_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     api_keys_file: Option<PathBuf>,
-    /// Folder for dev mode's keyring and API key [default: .pseudonym-dev].
+    /// Folder for dev mode's keyring and API key.
     #[arg(long, env = "PSEUDONYM_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
-    /// Domain of the routes compatible with the replaced service [default: default].
+    /// Domain of the routes compatible with the replaced service.
     #[arg(long, env = "PSEUDONYM_COMPAT_DOMAIN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     compat_domain: Option<String>,
     /// What /pseudonymization answers: `native` tokens, or the replaced service's (`seed`,
-    /// needs its key in the keyring) [default: native].
+    /// needs its key in the keyring).
     #[arg(long, env = "PSEUDONYM_COMPAT_TOKENS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     compat_tokens: Option<TokenFormat>,
-    /// Require an API key (any valid one) for GET /metrics [default: false].
+    /// Require an API key (any valid one) for GET /metrics.
     #[arg(long, env = "PSEUDONYM_METRICS_REQUIRE_API_KEY")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     metrics_require_api_key: bool,
-    /// Refuse (503) a re-identification whose audit line cannot be written [default: false].
+    /// Refuse (503) a re-identification whose audit line cannot be written.
     #[arg(long, env = "PSEUDONYM_AUDIT_FAIL_CLOSED")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     audit_fail_closed: bool,
-    /// File to append the audit trail to, reopened on SIGHUP [default: standard output].
+    /// File to append the audit trail to, reopened on SIGHUP; without it, standard output.
     #[arg(long, env = "PSEUDONYM_AUDIT_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
     audit_log: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `debug` [default: info].
+    /// Log filter, e.g. `info` or `debug`.
     #[arg(long, env = "PSEUDONYM_LOG")]
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<String>,
-    /// Log line format [default: text].
+    /// Log line format.
     #[arg(long, env = "PSEUDONYM_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
@@ -135,42 +135,42 @@ struct TlsArgs {
 
 #[derive(Args, Serialize, Default)]
 struct LimitArgs {
-    /// Most values per request [default: 10000].
+    /// Most values per request.
     #[arg(long, env = "PSEUDONYM_MAX_VALUES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_values: Option<usize>,
-    /// Largest request body in bytes [default: 8388608].
+    /// Largest request body in bytes.
     #[arg(long, env = "PSEUDONYM_MAX_BODY_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_body_bytes: Option<usize>,
-    /// Longest value in bytes [default: 4096].
+    /// Longest value in bytes.
     #[arg(long, env = "PSEUDONYM_MAX_VALUE_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_value_bytes: Option<usize>,
-    /// Request timeout in milliseconds [default: 10000].
+    /// Request timeout in milliseconds.
     #[arg(long, env = "PSEUDONYM_REQUEST_TIMEOUT_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     request_timeout_ms: Option<u64>,
-    /// Requests handled at once before answering 503 [default: 256].
+    /// Requests handled at once before answering 503.
     #[arg(long, env = "PSEUDONYM_MAX_CONCURRENT_REQUESTS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_concurrent_requests: Option<usize>,
     /// Requests one API key may have in flight before answering 429, unless its entry sets its
-    /// own [default: 64].
+    /// own.
     #[arg(long, env = "PSEUDONYM_MAX_CONCURRENT_REQUESTS_PER_KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_concurrent_requests_per_key: Option<usize>,
     /// Values one API key may send per second before answering 429, unless its entry sets its
-    /// own [default: 0, no budget].
+    /// own (0: no budget).
     #[arg(long, env = "PSEUDONYM_MAX_VALUES_PER_SECOND_PER_KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_values_per_second_per_key: Option<u32>,
     /// Time for a request's headers (and a TLS handshake) to arrive; also the idle time of an
-    /// HTTP/1 connection, in milliseconds [default: 30000].
+    /// HTTP/1 connection, in milliseconds.
     #[arg(long, env = "PSEUDONYM_HEADER_READ_TIMEOUT_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     header_read_timeout_ms: Option<u64>,
-    /// Connections open at once; more are closed when accepted [default: 1000].
+    /// Connections open at once; more are closed when accepted.
     #[arg(long, env = "PSEUDONYM_MAX_CONNECTIONS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_connections: Option<usize>,
@@ -257,7 +257,11 @@ enum OperationArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = with_config_defaults(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let outcome = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
@@ -271,6 +275,38 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `command` with the default of every flag that overrides a configuration field appended to its
+/// help, read from [`Config::default`] (the field of the flag's name, at the top or in
+/// `[limits]` or `[tls]`): defaults are written once, in `config.rs`, and `--help` shows them.
+fn with_config_defaults(command: clap::Command) -> clap::Command {
+    let defaults = serde_json::to_value(Config::default()).expect("the configuration serializes");
+    let default_of = |id: &str| {
+        let value = [&defaults, &defaults["limits"], &defaults["tls"]]
+            .into_iter()
+            .find_map(|table| table.get(id))?;
+        match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        }
+    };
+    let annotate = |command: clap::Command| {
+        let ids: Vec<String> = command
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+        ids.into_iter()
+            .fold(command, |command, id| match default_of(&id) {
+                Some(default) => command.mut_arg(&id, |arg| {
+                    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                    arg.help(format!("{help} [default: {default}]"))
+                }),
+                None => command,
+            })
+    };
+    annotate(command).mut_subcommand("serve", annotate)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -480,4 +516,40 @@ fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
     );
     println!("{}", key.expose_secret());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_show_the_configuration_defaults() {
+        let command = with_config_defaults(Cli::command());
+        let serve = command.find_subcommand("serve").expect("serve").clone();
+        let defaults = Config::default();
+        for command in [&command, &serve] {
+            let help = |id: &str| {
+                let arg = command.get_arguments().find(|arg| arg.get_id() == id);
+                arg.and_then(|arg| arg.get_help()).map(ToString::to_string)
+            };
+            let shows = |id: &str, default: String| {
+                let help = help(id).unwrap_or_default();
+                assert!(
+                    help.ends_with(&format!(" [default: {default}]")),
+                    "{id}: {help}"
+                );
+            };
+            shows("listen", defaults.listen.to_string());
+            shows("max_values", defaults.limits.max_values.to_string());
+            shows(
+                "request_timeout_ms",
+                defaults.limits.request_timeout_ms.to_string(),
+            );
+            shows("compat_domain", defaults.compat_domain.clone());
+            shows("log_format", "text".to_owned());
+            shows("audit_fail_closed", defaults.audit_fail_closed.to_string());
+            let no_default = help("keyring_file").unwrap_or_default();
+            assert!(!no_default.contains("[default:"), "{no_default}");
+        }
+    }
 }
