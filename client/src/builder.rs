@@ -20,6 +20,8 @@ use crate::transport::Transport;
 pub const DEFAULT_BATCH_SIZE: usize = 2000;
 /// Requests in flight per call unless set.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+/// How long one request may take unless set.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of a [`Client`]; every one has a documented default.
 #[derive(Debug)]
@@ -45,7 +47,7 @@ impl Default for ClientBuilder {
             batch_size: DEFAULT_BATCH_SIZE,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             failover_pause: Duration::from_secs(2),
             retry: RetryPolicy::default(),
             cache_capacity: 0,

@@ -59,7 +59,9 @@ mod transport;
 #[cfg(feature = "http")]
 pub use blocking::BlockingClient;
 #[cfg(feature = "http")]
-pub use builder::{ClientBuilder, DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT};
+pub use builder::{
+    ClientBuilder, DEFAULT_BATCH_SIZE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT,
+};
 #[cfg(feature = "http")]
 pub use client::{Client, Pseudonymized};
 #[cfg(feature = "http")]

@@ -4,6 +4,16 @@ use pseudonym_client::Error;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+/// The classes of `pseudonym.errors` the errors below become, by name.
+pub const CLASSES: [&str; 6] = [
+    "ConfigurationError",
+    "UnsupportedTypeError",
+    "ServiceRejectedError",
+    "ServiceUnavailableError",
+    "PseudonymizationError",
+    "ProtocolError",
+];
+
 /// The Python exception for a client error. Messages carry batch numbers, statuses and codes,
 /// never a value.
 pub fn to_py(error: Error) -> PyErr {

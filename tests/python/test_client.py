@@ -142,3 +142,20 @@ def test_the_gil_is_released_while_a_call_waits() -> None:
         assert results == [["d1.ba", "d1.dc"], ["d1.ba", "d1.dc"]]
     finally:
         server.shutdown()
+
+
+def test_defaults_and_exception_classes_come_from_the_native_module() -> None:
+    import inspect
+
+    from pseudonym import _internal, errors
+
+    # The Rust client's defaults, written once there, are every Python signature's.
+    signature = inspect.signature(Client)
+    assert signature.parameters["batch_size"].default == _internal.DEFAULT_BATCH_SIZE == 2000
+    assert signature.parameters["concurrency"].default == _internal.DEFAULT_CONCURRENCY
+    assert signature.parameters["timeout"].default == _internal.DEFAULT_TIMEOUT
+    assert signature.parameters["retries"].default == _internal.DEFAULT_RETRIES
+    # Every class a Rust error can become exists, and is one of the package's errors.
+    assert len(_internal.ERROR_CLASSES) >= 6
+    for name in _internal.ERROR_CLASSES:
+        assert issubclass(getattr(errors, name), errors.PseudonymError), name

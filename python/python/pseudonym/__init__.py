@@ -16,6 +16,7 @@ its typed face. The GIL is released while a call runs.
 
 from __future__ import annotations
 
+from pseudonym._internal import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, Union, overload
@@ -106,10 +107,10 @@ class Client:
         urls: str | Sequence[str] | None = None,
         api_key: str | None = None,
         *,
-        batch_size: int = 2000,
-        concurrency: int = 4,
-        timeout: float = 30.0,
-        retries: int = 7,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
         cache_size: int = 0,
         ca_file: str | os.PathLike[str] | None = None,
         client_cert_file: str | os.PathLike[str] | None = None,

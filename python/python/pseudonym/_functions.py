@@ -15,6 +15,7 @@ their column's scale (`12.50`), dates as `YYYY-MM-DD`.
 
 from __future__ import annotations
 
+from pseudonym._internal import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast, get_args
@@ -37,10 +38,10 @@ class Settings:
 
     url: str | tuple[str, ...] | None = None
     api_key: str | None = None
-    batch_size: int = 2000
-    concurrency: int = 4
-    timeout: float = 30.0
-    retries: int = 7
+    batch_size: int = DEFAULT_BATCH_SIZE
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
     cache_size: int = 0
 
     def __repr__(self) -> str:  # keeps the API key out of Spark's plans and logs

@@ -4,8 +4,21 @@ from typing import final
 
 import pyarrow as pa
 
-__all__ = ["Client", "__version__"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "ERROR_CLASSES",
+    "Client",
+    "__version__",
+]
 __version__: str
+DEFAULT_BATCH_SIZE: int
+DEFAULT_CONCURRENCY: int
+DEFAULT_TIMEOUT: float
+DEFAULT_RETRIES: int
+ERROR_CLASSES: list[str]
 
 @final
 class Client:

@@ -16,6 +16,7 @@ column; columns of strings, integers, decimals and dates; a `VARCHAR` result, nu
 
 from __future__ import annotations
 
+from pseudonym._internal import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -35,10 +36,10 @@ def register(
     api_key: str | None = None,
     *,
     prefix: str = "",
-    batch_size: int = 2000,
-    concurrency: int = 4,
-    timeout: float = 30.0,
-    retries: int = 7,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
     cache_size: int = 0,
 ) -> None:
     """Adds the functions (each name after `prefix`) to `con`, calling the service at `url`

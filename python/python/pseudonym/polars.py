@@ -15,6 +15,7 @@ text, as in every engine. `url` and `api_key` left out are read from `PSEUDONYM_
 
 from __future__ import annotations
 
+from pseudonym._internal import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from collections.abc import Sequence
 
 import polars as pl
@@ -41,10 +42,10 @@ class PseudonymExpr:
         *,
         url: str | Sequence[str] | None = None,
         api_key: str | None = None,
-        batch_size: int = 2000,
-        concurrency: int = 4,
-        timeout: float = 30.0,
-        retries: int = 7,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
         cache_size: int = 0,
     ) -> pl.Expr:
         """The pseudonyms of the expression's values in `domain`; a value without one
@@ -62,10 +63,10 @@ class PseudonymExpr:
         *,
         url: str | Sequence[str] | None = None,
         api_key: str | None = None,
-        batch_size: int = 2000,
-        concurrency: int = 4,
-        timeout: float = 30.0,
-        retries: int = 7,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> pl.Expr:
         """The values behind the pseudonyms; a row that fails raises `ReidentificationError`
         (rows and codes, no value), or is null with `on_error="null"`."""
@@ -79,10 +80,10 @@ class PseudonymExpr:
         *,
         url: str | Sequence[str] | None = None,
         api_key: str | None = None,
-        batch_size: int = 2000,
-        concurrency: int = 4,
-        timeout: float = 30.0,
-        retries: int = 7,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> pl.Expr:
         """The pseudonyms made again under the service's primary key version; failures as in
         `reidentify`, with `RewrapError`."""

@@ -30,6 +30,7 @@ The same holds for `url=` and `PSEUDONYM_URL`.
 
 from __future__ import annotations
 
+from pseudonym._internal import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -56,10 +57,10 @@ def register(
     api_key: str | None = None,
     *,
     prefix: str = "",
-    batch_size: int = 2000,
-    concurrency: int = 4,
-    timeout: float = 30.0,
-    retries: int = 7,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
     cache_size: int = 0,
 ) -> None:
     """Registers `pseudonymize`, `reidentify` and `rewrap` (each name after `prefix`) as SQL
@@ -108,10 +109,10 @@ def pseudonymize(
     on_error: OnError = "raise",
     url: str | Sequence[str] | None = None,
     api_key: str | None = None,
-    batch_size: int = 2000,
-    concurrency: int = 4,
-    timeout: float = 30.0,
-    retries: int = 7,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
 ) -> DataFrame:
     """`df` with `columns` (string columns) replaced by their pseudonyms.
 
@@ -137,10 +138,10 @@ def reidentify(
     on_error: OnError = "raise",
     url: str | Sequence[str] | None = None,
     api_key: str | None = None,
-    batch_size: int = 2000,
-    concurrency: int = 4,
-    timeout: float = 30.0,
-    retries: int = 7,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
 ) -> DataFrame:
     """`df` with the pseudonyms in `columns` replaced by their values.
 
@@ -162,10 +163,10 @@ def rewrap(
     on_error: OnError = "raise",
     url: str | Sequence[str] | None = None,
     api_key: str | None = None,
-    batch_size: int = 2000,
-    concurrency: int = 4,
-    timeout: float = 30.0,
-    retries: int = 7,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
 ) -> DataFrame:
     """`df` with the pseudonyms in `columns` made again under the service's primary key version,
     without any value leaving the service: for key rotation, and to turn the replaced AWS

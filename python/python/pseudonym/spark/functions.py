@@ -13,6 +13,7 @@ text (see `pseudonym.spark`).
 
 from __future__ import annotations
 
+from pseudonym._internal import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -38,10 +39,10 @@ def pseudonymize(
     *,
     url: str | Sequence[str] | None = None,
     api_key: str | None = None,
-    batch_size: int = 2000,
-    concurrency: int = 4,
-    timeout: float = 30.0,
-    retries: int = 7,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
     cache_size: int = 0,
 ) -> Column:
     """The pseudonyms of `col` in `domain`; a value without one (`format-preserving` mode only)
@@ -59,10 +60,10 @@ def reidentify(
     *,
     url: str | Sequence[str] | None = None,
     api_key: str | None = None,
-    batch_size: int = 2000,
-    concurrency: int = 4,
-    timeout: float = 30.0,
-    retries: int = 7,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
 ) -> Column:
     """The values behind the pseudonyms in `col`; a row that fails fails the query with
     `ReidentificationError` (rows and codes, no value), or is null with `on_error="null"`."""
@@ -77,10 +78,10 @@ def rewrap(
     *,
     url: str | Sequence[str] | None = None,
     api_key: str | None = None,
-    batch_size: int = 2000,
-    concurrency: int = 4,
-    timeout: float = 30.0,
-    retries: int = 7,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
 ) -> Column:
     """The pseudonyms in `col` made again under the service's primary key version; failures
     as in `reidentify`, with `RewrapError`."""
