@@ -1,6 +1,6 @@
 //! ns/value of every mode on 17-character VIN-like values, next to bare `aes-siv` encryption of
 //! the same values in the same run (the floor the deterministic mode is measured against), and
-//! of the replaced AWS service's tokens: made (`compat_tokens = "seed"`), read, and rewrapped
+//! of the replaced AWS service's tokens: made (`compat_tokens = "lambda"`), read, and rewrapped
 //! into ours (the cost per value of migrating a lake); and the JSON list of a batch's tokens.
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
@@ -11,7 +11,7 @@ use aes_siv::aead::generic_array::GenericArray;
 use aes_siv::siv::Aes256Siv;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pseudonym_client::Mode;
-use pseudonym_engine::seed::{SeedKey, SeedMode};
+use pseudonym_engine::lambda::{LambdaKey, LambdaMode};
 use pseudonym_engine::{Domain, Engine, Keyring};
 
 /// Both sides run on the allocator the engine ships with in `pseudonymd`, `pseudonym-sql` and the
@@ -100,19 +100,21 @@ fn modes(c: &mut Criterion) {
     let secret = r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         "encodedNonceKey": "AQIDBAUGBwg=", "nonceStrPos": 4, "nonceEndPos": 16}"#;
     keyring
-        .import_seed_key(SeedKey::from_secret_json(secret).expect("valid key"))
-        .expect("first seed key");
+        .import_lambda_key(LambdaKey::from_secret_json(secret).expect("valid key"))
+        .expect("first key of the Lambda service");
     let engine = Engine::new(&keyring).with_compat_domain(vin);
-    group.bench_function("seed_pseudonymize_deterministic", |b| {
-        b.iter(|| black_box(engine.pseudonymize_seed(SeedMode::Deterministic, black_box(&values))))
+    group.bench_function("lambda_pseudonymize_deterministic", |b| {
+        b.iter(|| {
+            black_box(engine.pseudonymize_lambda(LambdaMode::Deterministic, black_box(&values)))
+        })
     });
     let old = engine
-        .pseudonymize_seed(SeedMode::Deterministic, &values)
-        .expect("seed key");
-    group.bench_function("seed_reidentify_deterministic", |b| {
+        .pseudonymize_lambda(LambdaMode::Deterministic, &values)
+        .expect("the Lambda service's key");
+    group.bench_function("lambda_reidentify_deterministic", |b| {
         b.iter(|| black_box(engine.reidentify(vin, black_box(&old))))
     });
-    group.bench_function("seed_rewrap_deterministic", |b| {
+    group.bench_function("lambda_rewrap_deterministic", |b| {
         b.iter(|| black_box(engine.rewrap(vin, black_box(&old))))
     });
     group.finish();

@@ -16,7 +16,7 @@
 //! Tink tokens open in every domain (their key is the domain's); the domains named with
 //! [`Engine::with_tink_domains`] also make their deterministic pseudonyms so.
 //!
-//! Tokens of the replaced service ([`crate::seed`]) open too, with its imported key, in the one
+//! Tokens of the replaced service ([`crate::lambda`]) open too, with its imported key, in the one
 //! domain they belong to (see [`Engine::with_compat_domain`]); rewrapping turns them into ours.
 //!
 //! This file holds the engine's public batch operations; what each step decides lives in one
@@ -36,7 +36,7 @@ use pseudonym_client::{ItemErrorCode, Mode};
 
 use crate::ff1::Ff1;
 use crate::keyring::Keyring;
-use crate::seed::{SeedCipher, SeedMode};
+use crate::lambda::{LambdaCipher, LambdaMode};
 use crate::siv::Siv;
 use crate::texts::{Texts, TextsBuilder};
 use crate::tink;
@@ -62,7 +62,7 @@ pub struct Engine {
     primary: u32,
     versions: BTreeMap<u32, VersionKeys>,
     /// The replaced service's key, if the keyring holds it.
-    seed: Option<SeedCipher>,
+    lambda: Option<LambdaCipher>,
     /// The domain the replaced service's tokens belong to; none: they open in no domain.
     compat_domain: Option<String>,
     /// The domains whose deterministic pseudonyms are Tink tokens, with their key of each
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("primary", &self.primary)
             .field("versions", &self.versions.keys().collect::<Vec<_>>())
-            .field("seed_key", &self.seed.is_some())
+            .field("lambda_key", &self.lambda.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -89,7 +89,7 @@ impl Engine {
                 .keys()
                 .map(|(version, key)| (version, VersionKeys::derive(key)))
                 .collect(),
-            seed: keyring.seed_key().map(SeedCipher::new),
+            lambda: keyring.lambda_key().map(LambdaCipher::new),
             compat_domain: None,
             tink_domains: BTreeMap::new(),
         }
@@ -136,14 +136,14 @@ impl Engine {
     }
 
     /// One token per value in the replaced service's format, byte for byte what it made (for
-    /// `compat_tokens = "seed"`): same order, `None` stays `None`. `None` as a whole when the
+    /// `compat_tokens = "lambda"`): same order, `None` stays `None`. `None` as a whole when the
     /// keyring holds no key of that service.
-    pub fn pseudonymize_seed<S: AsRef<str>>(
+    pub fn pseudonymize_lambda<S: AsRef<str>>(
         &self,
-        mode: SeedMode,
+        mode: LambdaMode,
         values: &[Option<S>],
     ) -> Option<Vec<Option<String>>> {
-        let cipher = self.seed.as_ref()?;
+        let cipher = self.lambda.as_ref()?;
         let mut buffer = Vec::new();
         Some(
             values
@@ -183,8 +183,8 @@ impl Engine {
     }
 
     /// Whether the replaced service's tokens open here (its key is in the keyring).
-    pub fn has_seed_key(&self) -> bool {
-        self.seed.is_some()
+    pub fn has_lambda_key(&self) -> bool {
+        self.lambda.is_some()
     }
 
     /// One token per value under the primary key version: same order, `None` stays `None`.
@@ -332,7 +332,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seed;
+    use crate::lambda;
 
     fn engine() -> Engine {
         Engine::new(&Keyring::generate())
@@ -587,25 +587,29 @@ mod tests {
         assert_eq!(back.errors.len(), short.len());
     }
 
-    fn seed_engine() -> Engine {
+    fn lambda_engine() -> Engine {
         let mut keyring = Keyring::generate();
-        let key = crate::seed::SeedKey::from_secret_json(
+        let key = crate::lambda::LambdaKey::from_secret_json(
             r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODw==", "encodedNonceKey": "AQIDBAUGBwg=",
                 "nonceStrPos": 0, "nonceEndPos": 12}"#,
         )
         .expect("valid key");
-        keyring.import_seed_key(key).expect("first seed key");
+        keyring
+            .import_lambda_key(key)
+            .expect("first key of the Lambda service");
         Engine::new(&keyring).with_compat_domain(Domain::new("default").expect("valid"))
     }
 
     #[test]
-    fn seed_tokens_open_and_rewrap_in_the_compatible_domain_only() {
-        let engine = seed_engine();
+    fn lambda_tokens_open_and_rewrap_in_the_compatible_domain_only() {
+        let engine = lambda_engine();
         let default = Domain::new("default").expect("valid");
         let values = [Some("a"), None, Some("ünï")];
-        for mode in [SeedMode::Deterministic, SeedMode::Randomized] {
-            let old = engine.pseudonymize_seed(mode, &values).expect("seed key");
-            assert!(old[0].as_deref().is_some_and(seed::is_seed_token));
+        for mode in [LambdaMode::Deterministic, LambdaMode::Randomized] {
+            let old = engine
+                .pseudonymize_lambda(mode, &values)
+                .expect("the Lambda service's key");
+            assert!(old[0].as_deref().is_some_and(lambda::is_lambda_token));
             let back = engine.reidentify(default, &old);
             assert_eq!(back.values, values.map(|v| v.map(str::to_owned)));
             let rewrapped = engine.rewrap(default, &old);
@@ -614,7 +618,7 @@ mod tests {
                 engine.reidentify(default, &rewrapped.pseudonyms).values,
                 back.values
             );
-            if mode == SeedMode::Deterministic {
+            if mode == LambdaMode::Deterministic {
                 let native = engine.pseudonymize(default, Mode::Deterministic, &values);
                 assert_eq!(rewrapped.pseudonyms, native);
             }
@@ -630,13 +634,13 @@ mod tests {
     }
 
     #[test]
-    fn seed_tokens_without_the_seed_key_name_an_unknown_key_and_other_strings_stay_invalid() {
-        let old = seed_engine().pseudonymize_seed(SeedMode::Deterministic, &[Some("a")]);
+    fn lambda_tokens_without_its_key_name_an_unknown_key_and_other_strings_stay_invalid() {
+        let old = lambda_engine().pseudonymize_lambda(LambdaMode::Deterministic, &[Some("a")]);
         let default = Domain::new("default").expect("valid");
         let without = engine().with_compat_domain(default);
-        let made = without.pseudonymize_seed(SeedMode::Deterministic, &[Some("a")]);
+        let made = without.pseudonymize_lambda(LambdaMode::Deterministic, &[Some("a")]);
         assert!(made.is_none());
-        let mut tokens = old.expect("seed key");
+        let mut tokens = old.expect("the Lambda service's key");
         tokens.extend(["garbage", "", "N/A", "bm9wZQ=="].map(|t| Some(t.to_owned())));
         let back = without.reidentify(default, &tokens);
         let codes: Vec<_> = back.errors.iter().map(|e| e.code).collect();
@@ -649,7 +653,7 @@ mod tests {
     fn debug_shows_versions_only() {
         assert_eq!(
             format!("{:?}", engine()),
-            "Engine { primary: 1, versions: [1], seed_key: false, .. }"
+            "Engine { primary: 1, versions: [1], lambda_key: false, .. }"
         );
     }
 }

@@ -16,9 +16,9 @@
 //! version = 2
 //! secret = "..."
 //!
-//! # Optional: the replaced service's key, imported with `keygen --import-seed-secret`, so its
-//! # tokens re-identify and rewrap (see `seed`). Same encodings as its secret JSON.
-//! [seed_key]
+//! # Optional: the replaced service's key, imported with `keygen --import-lambda-secret`, so its
+//! # tokens re-identify and rewrap (see `lambda`). Same encodings as its secret JSON.
+//! [lambda_key]
 //! secret_key = "<16 or 32 bytes, standard base64>"
 //! nonce_key = "<standard base64>"
 //! nonce_start = 3
@@ -36,8 +36,8 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::lambda::{LambdaKey, LambdaKeyEntry, LambdaKeyError};
 use crate::private_file::{self, Access, FileError};
-use crate::seed::{SeedKey, SeedKeyEntry, SeedKeyError};
 
 /// The highest version number a keyring file may name: far below `u32::MAX`, so that versions
 /// added after it never wrap around to a number in use.
@@ -91,7 +91,7 @@ pub struct Keyring {
     /// The highest version the ring ever held (retired ones included): tokens of a retired
     /// version must never open under a new secret of the same number.
     highest: u32,
-    seed: Option<SeedKey>,
+    lambda: Option<LambdaKey>,
 }
 
 /// Why a keyring could not be loaded or written. Messages never contain key material.
@@ -153,20 +153,20 @@ pub enum KeyringError {
     RetirePrimary(u32),
     /// The replaced service's key is unusable.
     #[error("{source_name}: the replaced service's key: {error}")]
-    BadSeedKey {
+    BadLambdaKey {
         /// The file or variable.
         source_name: String,
         /// What is wrong.
-        error: SeedKeyError,
+        error: LambdaKeyError,
     },
     /// A second, different key of the replaced service: its tokens name no key, so only one fits.
     #[error(
-        "the keyring already holds another key of the replaced service; retire it first (--retire-seed)"
+        "the keyring already holds another key of the replaced service; retire it first (--retire-lambda)"
     )]
-    SeedKeyPresent,
+    LambdaKeyPresent,
     /// No key of the replaced service to retire.
     #[error("the keyring holds no key of the replaced service")]
-    NoSeedKey,
+    NoLambdaKey,
 }
 
 #[derive(Deserialize)]
@@ -176,8 +176,9 @@ struct KeyringFile {
     #[serde(default)]
     highest_version: u32,
     keys: Vec<KeyEntry>,
-    #[serde(default)]
-    seed_key: Option<SeedKeyEntry>,
+    /// `[seed_key]` before this name; read for one more release.
+    #[serde(default, alias = "seed_key")]
+    lambda_key: Option<LambdaKeyEntry>,
 }
 
 #[derive(Deserialize)]
@@ -194,7 +195,7 @@ impl Keyring {
             primary: 1,
             keys: BTreeMap::from([(1, SecretKey::generate())]),
             highest: 1,
-            seed: None,
+            lambda: None,
         }
     }
 
@@ -236,12 +237,12 @@ impl Keyring {
         if !keys.contains_key(&file.primary) {
             return Err(KeyringError::MissingPrimary(file.primary));
         }
-        let seed = file
-            .seed_key
+        let lambda = file
+            .lambda_key
             .as_ref()
-            .map(SeedKey::from_entry)
+            .map(LambdaKey::from_entry)
             .transpose()
-            .map_err(|error| KeyringError::BadSeedKey {
+            .map_err(|error| KeyringError::BadLambdaKey {
                 source_name: source_name.to_owned(),
                 error,
             })?;
@@ -250,7 +251,7 @@ impl Keyring {
             primary: file.primary,
             keys,
             highest: highest.max(file.highest_version),
-            seed,
+            lambda,
         })
     }
 
@@ -287,11 +288,11 @@ impl Keyring {
             URL_SAFE_NO_PAD.encode_string(key.expose(), &mut text);
             text.push_str("\"\n");
         }
-        if let Some(seed) = &self.seed {
+        if let Some(lambda) = &self.lambda {
             text.push_str(
                 "\n# The replaced service's key (AWS sample): its tokens re-identify and rewrap.\n",
             );
-            seed.append_toml(&mut text);
+            lambda.append_toml(&mut text);
         }
         text
     }
@@ -335,25 +336,28 @@ impl Keyring {
 
     /// Adds the replaced service's key; `false` if the ring already held this very key. A
     /// different one is refused, since its tokens do not say which key made them.
-    pub fn import_seed_key(&mut self, key: SeedKey) -> Result<bool, KeyringError> {
-        match &self.seed {
+    pub fn import_lambda_key(&mut self, key: LambdaKey) -> Result<bool, KeyringError> {
+        match &self.lambda {
             Some(present) if present.same_as(&key) => Ok(false),
-            Some(_) => Err(KeyringError::SeedKeyPresent),
+            Some(_) => Err(KeyringError::LambdaKeyPresent),
             None => {
-                self.seed = Some(key);
+                self.lambda = Some(key);
                 Ok(true)
             }
         }
     }
 
     /// Removes the replaced service's key: its tokens then fail with `unknown_key_version`.
-    pub fn retire_seed_key(&mut self) -> Result<(), KeyringError> {
-        self.seed.take().map(drop).ok_or(KeyringError::NoSeedKey)
+    pub fn retire_lambda_key(&mut self) -> Result<(), KeyringError> {
+        self.lambda
+            .take()
+            .map(drop)
+            .ok_or(KeyringError::NoLambdaKey)
     }
 
     /// The replaced service's key, if imported.
-    pub fn seed_key(&self) -> Option<&SeedKey> {
-        self.seed.as_ref()
+    pub fn lambda_key(&self) -> Option<&LambdaKey> {
+        self.lambda.as_ref()
     }
 
     /// The version new pseudonyms are made with.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use pseudonym_client::{ItemErrorCode, Mode};
-use pseudonym_engine::seed::{SeedKey, SeedMode};
+use pseudonym_engine::lambda::{LambdaKey, LambdaMode};
 use pseudonym_engine::{Domain, Engine, Keyring};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -218,8 +218,8 @@ fn a_batch_of_every_kind_of_token_answers_each_on_its_row() {
     let mut keyring = keyring(&file, 2);
     let seeds: serde_json::Value =
         serde_json::from_str(include_str!("data/golden-seed.json")).expect("seed vectors");
-    let secret = SeedKey::from_secret_json(&seeds["secrets"][0].to_string()).expect("secret");
-    keyring.import_seed_key(secret).expect("first seed key");
+    let secret = LambdaKey::from_secret_json(&seeds["secrets"][0].to_string()).expect("secret");
+    keyring.import_lambda_key(secret).expect("first seed key");
     let native = Engine::new(&keyring);
     let reader = Engine::new(&keyring)
         .with_compat_domain(vin)
@@ -228,14 +228,14 @@ fn a_batch_of_every_kind_of_token_answers_each_on_its_row() {
     let made = |mode, i| native.pseudonymize(vin, mode, &[Some(value(i))])[0].clone();
     let seed = |mode, i: usize| {
         native
-            .pseudonymize_seed(mode, &[Some(value(i))])
+            .pseudonymize_lambda(mode, &[Some(value(i))])
             .expect("a seed key")[0]
             .clone()
     };
     // The replaced service's randomized tokens start with a random nonce: one in 256 starts
     // with Tink's prefix byte, and must still open as that service's.
     let like_tink = (0..10_000)
-        .map(|_| seed(SeedMode::Randomized, 7).expect("a token"))
+        .map(|_| seed(LambdaMode::Randomized, 7).expect("a token"))
         .find(|token| STANDARD.decode(token).expect("base64")[0] == 1)
         .expect("one in 256 tokens");
     let golden = vectors(&file, "vin", 1);
@@ -249,7 +249,7 @@ fn a_batch_of_every_kind_of_token_answers_each_on_its_row() {
         (made(Mode::Deterministic, 1), Ok(Some(value(1)))),
         (None, Ok(None)),
         (made(Mode::Randomized, 2), Ok(Some(value(2)))),
-        (seed(SeedMode::Deterministic, 3), Ok(Some(value(3)))),
+        (seed(LambdaMode::Deterministic, 3), Ok(Some(value(3)))),
         (
             Some(vectors(&file, "vin", 2)[2].token.clone()),
             Ok(Some(vectors(&file, "vin", 2)[2].value.clone())),

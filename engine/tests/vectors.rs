@@ -2,7 +2,7 @@
 //! is checked where AES-SIV is, in `engine/tests/siv.rs`).
 
 use pseudonym_client::Mode;
-use pseudonym_engine::seed::{SeedKey, SeedMode};
+use pseudonym_engine::lambda::{LambdaKey, LambdaMode};
 use pseudonym_engine::{Domain, Engine, Keyring};
 use serde::Deserialize;
 
@@ -115,8 +115,8 @@ fn seed_vectors_are_reproduced_reidentified_and_rewrapped() {
     let mut checked = 0;
     for (number, secret) in file.secrets.iter().enumerate() {
         let mut keyring = keyring(&golden, 2);
-        let key = SeedKey::from_secret_json(&secret.to_string()).expect("valid secret JSON");
-        keyring.import_seed_key(key).expect("first seed key");
+        let key = LambdaKey::from_secret_json(&secret.to_string()).expect("valid secret JSON");
+        keyring.import_lambda_key(key).expect("first seed key");
         let engine = Engine::new(&keyring).with_compat_domain(domain);
         for vector in file.vectors.iter().filter(|v| v.secret == number) {
             let token = [Some(vector.pseudonym.as_str())];
@@ -132,7 +132,7 @@ fn seed_vectors_are_reproduced_reidentified_and_rewrapped() {
             let new = rewrapped.pseudonyms[0].as_deref().expect("rewrapped");
             if vector.mode == Mode::Deterministic {
                 let made =
-                    engine.pseudonymize_seed(SeedMode::Deterministic, &[Some(&vector.value)]);
+                    engine.pseudonymize_lambda(LambdaMode::Deterministic, &[Some(&vector.value)]);
                 assert_eq!(made, Some(vec![Some(vector.pseudonym.clone())]));
                 assert_eq!(Some(new), vector.rewrapped.as_deref(), "{}", vector.value);
             } else {

@@ -17,7 +17,7 @@ use pseudonym_service::config::{Config, Limits, TinkConfig};
 use pseudonym_service::format::Outside;
 use pseudonym_service::formats::FormatConfig;
 use pseudonym_service::keys::Keys;
-use pseudonym_service::seed::{self, SeedKey, SeedMode};
+use pseudonym_service::lambda::{self, LambdaKey, LambdaMode};
 use pseudonym_service::server::Service;
 use pseudonym_service::{Domain, Engine, Keyring, arrow_body, token};
 use secrecy::ExposeSecret;
@@ -73,8 +73,8 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let mut keyring = Keyring::from_toml(KEYRING, "fuzz keyring").expect("valid keyring");
         let seeds: serde_json::Value = serde_json::from_str(SEED_VECTORS).expect("seed vectors");
-        let secret = SeedKey::from_secret_json(&seeds["secrets"][0].to_string()).expect("secret");
-        keyring.import_seed_key(secret).expect("first seed key");
+        let secret = LambdaKey::from_secret_json(&seeds["secrets"][0].to_string()).expect("secret");
+        keyring.import_lambda_key(secret).expect("first seed key");
         let operations = [
             Operation::Pseudonymize,
             Operation::Reidentify,
@@ -191,7 +191,7 @@ pub fn check_token(data: &[u8]) {
     // of its value; the replaced service's rewraps in its own mode (deterministic ones: what
     // its value gives there; their nonce is hex, so none starts like a Tink token, while one
     // randomized token in 256 does, and rewraps to a randomized one).
-    if let (true, Some(value)) = (seed::is_seed_token(text), &answer.values[0]) {
+    if let (true, Some(value)) = (lambda::is_lambda_token(text), &answer.values[0]) {
         let new = rewrapped.pseudonyms[0].as_deref().expect("it opened");
         let native =
             fixture
@@ -199,7 +199,7 @@ pub fn check_token(data: &[u8]) {
                 .pseudonymize(domain, Mode::Deterministic, &[Some(value.as_str())]);
         let again = fixture
             .engine
-            .pseudonymize_seed(SeedMode::Deterministic, &[Some(value.as_str())])
+            .pseudonymize_lambda(LambdaMode::Deterministic, &[Some(value.as_str())])
             .expect("the fuzz keyring holds a seed key");
         let deterministic_seed = again[0].as_deref() == Some(text);
         let tink = tink_key_id(text).is_some() && !deterministic_seed && new.starts_with("d2.");

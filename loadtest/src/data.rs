@@ -1,5 +1,5 @@
 //! VIN-like test values: 17 characters, with a chosen number of distinct values (cardinality),
-//! as the seed's dataset generator made them.
+//! as the AWS sample's dataset generator made them.
 
 /// The `i`-th value of a set of `cardinality` distinct VIN-like strings.
 pub fn vin(i: u64, cardinality: u64) -> String {

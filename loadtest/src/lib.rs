@@ -106,7 +106,7 @@ pub enum Via {
 /// The scenarios.
 #[derive(Debug, Subcommand)]
 pub enum Scenario {
-    /// A fixed number of values in batches at a fixed concurrency (closed loop), as the seed's
+    /// A fixed number of values in batches at a fixed concurrency (closed loop), as the AWS sample's
     /// batch job (900 values per call).
     Batch {
         /// Values to send.
@@ -122,13 +122,13 @@ pub enum Scenario {
         #[arg(long, default_value_t = 60.0)]
         max_seconds: f64,
     },
-    /// Values arriving at a fixed rate in micro-batches (open loop), as the seed's streaming job
+    /// Values arriving at a fixed rate in micro-batches (open loop), as the AWS sample's streaming job
     /// (85,000 records a minute); reports whether the service keeps up.
     Rate {
         /// Arrival rate in values per second.
         #[arg(long, conflicts_with = "records_per_minute")]
         values_per_s: Option<f64>,
-        /// Arrival rate in records per minute [default: 85000, the seed's streaming load].
+        /// Arrival rate in records per minute [default: 85000, the AWS sample's streaming load].
         #[arg(long)]
         records_per_minute: Option<f64>,
         /// Time between micro-batches, in milliseconds (fractions allowed; the timer's
@@ -453,7 +453,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<Report> {
 }
 
 /// Single-core rate of the engine itself on the same kind of values, no HTTP, same mode, as the
-/// service uses it: batches of the seed's 900 values, each batch's tokens in one string
+/// service uses it: batches of the AWS sample's 900 values, each batch's tokens in one string
 /// (format-preserving: in the VIN alphabet, as the started service's domain has it; with
 /// `tink`, Tink tokens).
 async fn crypto_rate(

@@ -88,9 +88,12 @@ pub enum TokenFormat {
     /// Our tokens (`d1.…`), as `/v1/pseudonymize` makes them.
     #[default]
     Native,
-    /// The replaced service's tokens, made with its imported key (`keygen
-    /// --import-seed-secret`): switch services first, change no data.
-    Seed,
+    /// The Lambda service's tokens (the AWS sample's), made with its imported key (`keygen
+    /// --import-lambda-secret`): switch services first, change no data. `seed` is its
+    /// deprecated spelling, read for one more release.
+    #[serde(alias = "seed")]
+    #[value(alias = "seed")]
+    Lambda,
 }
 
 /// Bounds on what one request may ask and how long it may take. See README for how the defaults
@@ -358,5 +361,10 @@ mod tests {
             message.contains("compat_domain: is format-preserving"),
             "{message}"
         );
+
+        // `seed`, the deprecated spelling of `lambda`, still reads.
+        std::fs::write(&file, "compat_tokens = \"seed\"\n").expect("write");
+        let config = Config::load(Some(&file), Flags { listen: None }).expect("seed still reads");
+        assert_eq!(config.compat_tokens, TokenFormat::Lambda);
     }
 }

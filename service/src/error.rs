@@ -204,7 +204,7 @@ pub enum Error {
     Keyring(#[from] crate::keyring::KeyringError),
     /// The replaced service's key is unusable.
     #[error(transparent)]
-    SeedKey(#[from] crate::seed::SeedKeyError),
+    LambdaKey(#[from] crate::lambda::LambdaKeyError),
     /// A keyring is configured but no API key file.
     #[error(
         "configuration: api_keys_file: required when a keyring is configured (create one with `pseudonymd api-key`)"
@@ -229,11 +229,11 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// `compat_tokens = "seed"` without the replaced service's key.
+    /// `compat_tokens = "lambda"` without the Lambda service's key.
     #[error(
-        "configuration: compat_tokens: \"seed\" needs the replaced service's key in the keyring (pseudonymd keygen --import-seed-secret)"
+        "configuration: compat_tokens: \"lambda\" needs the Lambda service's key in the keyring (pseudonymd keygen --import-lambda-secret)"
     )]
-    SeedKeyMissing,
+    LambdaKeyMissing,
     /// Why the KMS could not seal or open a keyring file.
     #[error(transparent)]
     Kms(#[from] crate::kms::KmsError),

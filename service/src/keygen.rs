@@ -11,8 +11,8 @@ use crate::error::Error;
 use crate::formats::Formats;
 use crate::keyring::{Keyring, KeyringError};
 use crate::kms::KeyringStore;
+use crate::lambda::LambdaKey;
 use crate::rollout;
-use crate::seed::SeedKey;
 
 /// One change to a keyring file.
 #[derive(Debug)]
@@ -22,9 +22,9 @@ pub enum Change {
     /// Create the file from this plain keyring (sealing it, with a KMS configured).
     Import(Keyring),
     /// Add the replaced service's key; creates the file (with a new version 1) if missing.
-    ImportSeed(SeedKey),
+    ImportLambda(LambdaKey),
     /// Remove the replaced service's key.
-    RetireSeed,
+    RetireLambda,
     /// Add a version; primary at once unless `stage`.
     Add {
         /// Keep the current primary, so every replica can hold the new version first.
@@ -59,7 +59,7 @@ pub fn apply(
             "{path} already exists; use --add, --set-primary or --retire to change it"
         )));
     }
-    if !creates && !exists && !matches!(change, Change::ImportSeed(_)) {
+    if !creates && !exists && !matches!(change, Change::ImportLambda(_)) {
         return Err(Error::Refused(format!(
             "{path} does not exist; run keygen without a change to create it"
         )));
@@ -74,9 +74,9 @@ pub fn apply(
             format!("created {path} with key version 1 (primary)"),
         ),
         Change::Import(plain) => (plain, format!("wrote the given keyring to {path}")),
-        Change::ImportSeed(key) => {
+        Change::ImportLambda(key) => {
             let mut keyring = current()?;
-            if !keyring.import_seed_key(key)? {
+            if !keyring.import_lambda_key(key)? {
                 return Ok(format!(
                     "{path} already holds the replaced service's key; nothing changed"
                 ));
@@ -88,9 +88,9 @@ pub fn apply(
             let done = format!("added the replaced service's key to {path}{created}");
             (keyring, done)
         }
-        Change::RetireSeed => {
+        Change::RetireLambda => {
             let mut keyring = current()?;
-            keyring.retire_seed_key()?;
+            keyring.retire_lambda_key()?;
             (
                 keyring,
                 format!("retired the replaced service's key from {path}"),

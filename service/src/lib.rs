@@ -1,6 +1,6 @@
 //! `pseudonym-service`: the stateless pseudonymization service behind `pseudonymd`, over the
 //! keyed crypto of `pseudonym-engine` (re-exported here: [`engine`], [`format`], [`keyring`], [`token`],
-//! [`seed`], [`private_file`]).
+//! [`lambda`], [`private_file`]).
 //!
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
 //! - [`key_limits`]: requests in flight per API key.
@@ -28,7 +28,8 @@
 
 // The keyed crypto is its own crate (no HTTP in it); its modules are the service's too.
 pub use pseudonym_engine::{
-    Domain, Engine, Keyring, Texts, engine, format, keyring, private_file, seed, texts, tink, token,
+    Domain, Engine, Keyring, Texts, engine, format, keyring, lambda, private_file, texts, tink,
+    token,
 };
 
 pub mod api;

@@ -17,8 +17,8 @@ use pseudonym_service::keygen::{self, Change};
 use pseudonym_service::keyring::Keyring;
 use pseudonym_service::keys::{self, KEYRING_ENV, KeySource};
 use pseudonym_service::kms::KeyringStore;
+use pseudonym_service::lambda::LambdaKey;
 use pseudonym_service::reload;
-use pseudonym_service::seed::SeedKey;
 use pseudonym_service::server::{self, Service};
 use pseudonym_service::tink_export;
 use secrecy::{ExposeSecret, SecretString};
@@ -86,7 +86,7 @@ struct ServeArgs {
     #[arg(long, env = "PSEUDONYM_COMPAT_DOMAIN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     compat_domain: Option<String>,
-    /// What /pseudonymization answers: `native` tokens, or the replaced service's (`seed`,
+    /// What /pseudonymization answers: `native` tokens, or the Lambda service's (`lambda`,
     /// needs its key in the keyring).
     #[arg(long, env = "PSEUDONYM_COMPAT_TOKENS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,16 +186,17 @@ struct KeygenArgs {
     keyring_file: Option<PathBuf>,
     /// Create the keyring file from this plain keyring (to seal an existing keyring with the
     /// configured [kms]; delete the plain file afterwards).
-    #[arg(long, conflicts_with_all = ["add", "set_primary", "retire", "import_seed_secret", "retire_seed"])]
+    #[arg(long, conflicts_with_all = ["add", "set_primary", "retire", "import_lambda_secret", "retire_lambda"])]
     import: Option<PathBuf>,
-    /// Add the replaced service's key: the JSON of its Secrets Manager secret
+    /// Add the Lambda service's key (the AWS sample's): the JSON of its Secrets Manager secret
     /// (encodedSecretKey, encodedNonceKey, nonceStrPos, nonceEndPos). Creates the keyring, with a
-    /// new version 1, if the file does not exist.
-    #[arg(long, value_name = "SECRET_JSON", conflicts_with_all = ["add", "set_primary", "retire", "retire_seed"])]
-    import_seed_secret: Option<PathBuf>,
-    /// Remove the replaced service's key: its tokens stop re-identifying (rewrap them first).
-    #[arg(long, conflicts_with_all = ["add", "set_primary", "retire"])]
-    retire_seed: bool,
+    /// new version 1, if the file does not exist. (--import-seed-secret: deprecated spelling.)
+    #[arg(long, value_name = "SECRET_JSON", alias = "import-seed-secret", conflicts_with_all = ["add", "set_primary", "retire", "retire_lambda"])]
+    import_lambda_secret: Option<PathBuf>,
+    /// Remove the Lambda service's key: its tokens stop re-identifying (rewrap them first).
+    /// (--retire-seed: deprecated spelling.)
+    #[arg(long, alias = "retire-seed", conflicts_with_all = ["add", "set_primary", "retire"])]
+    retire_lambda: bool,
     /// Add a new version to an existing keyring (and make it primary unless --stage).
     #[arg(long)]
     add: bool,
@@ -218,7 +219,7 @@ struct KeygenArgs {
     /// the [kms] transit key if one is configured. Its [tink.<domain>] table must say
     /// export = true: whoever holds the keyset re-identifies the domain's Tink tokens without
     /// the service. Audited.
-    #[arg(long, value_name = "DOMAIN", requires = "to", conflicts_with_all = ["import", "import_seed_secret", "retire_seed", "add", "set_primary", "retire", "check_replicas"])]
+    #[arg(long, value_name = "DOMAIN", requires = "to", conflicts_with_all = ["import", "import_lambda_secret", "retire_lambda", "add", "set_primary", "retire", "check_replicas"])]
     export_tink_keyset: Option<String>,
     /// With --export-tink-keyset: the file to write; it must not exist yet.
     #[arg(long, value_name = "FILE", requires = "export_tink_keyset")]
@@ -454,10 +455,10 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     }
     let change = if let Some(plain) = &args.import {
         Change::Import(Keyring::load(plain)?)
-    } else if let Some(secret) = &args.import_seed_secret {
-        Change::ImportSeed(read_seed_secret(secret)?)
-    } else if args.retire_seed {
-        Change::RetireSeed
+    } else if let Some(secret) = &args.import_lambda_secret {
+        Change::ImportLambda(read_lambda_secret(secret)?)
+    } else if args.retire_lambda {
+        Change::RetireLambda
     } else if args.add {
         Change::Add { stage: args.stage }
     } else if let Some(version) = args.set_primary {
@@ -477,11 +478,11 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
 }
 
 /// The replaced service's key from its secret JSON, read without leaving a copy behind.
-fn read_seed_secret(path: &std::path::Path) -> anyhow::Result<SeedKey> {
+fn read_lambda_secret(path: &std::path::Path) -> anyhow::Result<LambdaKey> {
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
     );
-    SeedKey::from_secret_json(&text).with_context(|| format!("{}", path.display()))
+    LambdaKey::from_secret_json(&text).with_context(|| format!("{}", path.display()))
 }
 
 /// `keygen` reads the configuration file but takes no serve flags.

@@ -19,8 +19,8 @@ use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::formats::Formats;
 use crate::key_limits::{KeyLimits, KeyPermit, Reservation};
+use crate::lambda::LambdaMode;
 use crate::metrics::Metrics;
-use crate::seed::SeedMode;
 use crate::texts::Texts;
 use pseudonym_client::wire::{Domain, InvalidDomain};
 use pseudonym_engine::preserving::Preserved;
@@ -232,7 +232,7 @@ impl AppState {
         }
     }
 
-    /// Pseudonyms of `values`: tokens of `format` (the replaced service's, `TokenFormat::Seed`,
+    /// Pseudonyms of `values`: tokens of `format` (the replaced service's, `TokenFormat::Lambda`,
     /// only in its modes and only when its key is in the keyring, which start-up and reload
     /// check), or in a format-preserving domain, FF1 under the domain's pinned version.
     pub async fn pseudonymize<'a>(
@@ -291,16 +291,18 @@ impl AppState {
                 errors: Vec::new(),
                 key_version: engine.primary_version(),
             },
-            (None, TokenFormat::Seed) => {
-                let mode = SeedMode::try_from(mode).map_err(|_| {
+            (None, TokenFormat::Lambda) => {
+                let mode = LambdaMode::try_from(mode).map_err(|_| {
                     ApiError::InvalidArgument("the replaced service's tokens have no hash mode")
                 })?;
-                if !engine.has_seed_key() {
-                    tracing::error!("compat_tokens = \"seed\" but the keyring holds no seed key");
+                if !engine.has_lambda_key() {
+                    tracing::error!(
+                        "compat_tokens = \"lambda\" but the keyring holds no key of the Lambda service"
+                    );
                     return Err(ApiError::Internal);
                 }
                 let texts = in_slices(values, |slice| {
-                    let tokens = engine.pseudonymize_seed(mode, slice).unwrap_or_default();
+                    let tokens = engine.pseudonymize_lambda(mode, slice).unwrap_or_default();
                     tokens.into_iter().collect::<Texts>()
                 })
                 .await;

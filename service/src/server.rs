@@ -172,8 +172,8 @@ fn state(config: &Config, keys: &Keys) -> Result<AppState, Error> {
 
 /// The engine of `keyring`, checked against what the configuration asks of it.
 pub(crate) fn engine(config: &Config, keyring: &Keyring) -> Result<Engine, Error> {
-    if config.compat_tokens == TokenFormat::Seed && keyring.seed_key().is_none() {
-        return Err(Error::SeedKeyMissing);
+    if config.compat_tokens == TokenFormat::Lambda && keyring.lambda_key().is_none() {
+        return Err(Error::LambdaKeyMissing);
     }
     config.formats()?.check(keyring)?;
     Ok(Engine::new(keyring)

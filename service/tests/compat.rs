@@ -7,7 +7,7 @@ mod common;
 use common::TestServer;
 use pseudonym_service::config::TokenFormat;
 use pseudonym_service::keyring::Keyring;
-use pseudonym_service::seed::SeedKey;
+use pseudonym_service::lambda::LambdaKey;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,8 +46,8 @@ fn golden_keyring(number: usize) -> Keyring {
     }
     let mut keyring = Keyring::from_toml(&text, "golden").expect("golden keyring");
     let secret = seed_file().secrets[number].to_string();
-    let key = SeedKey::from_secret_json(&secret).expect("seed secret");
-    keyring.import_seed_key(key).expect("first seed key");
+    let key = LambdaKey::from_secret_json(&secret).expect("seed secret");
+    keyring.import_lambda_key(key).expect("first seed key");
     keyring
 }
 
@@ -300,7 +300,7 @@ async fn the_replaced_services_tokens_reidentify_and_rewrap_per_item() {
 async fn compat_tokens_seed_answers_the_replaced_services_tokens_byte_for_byte() {
     let file = seed_file();
     let server = TestServer::start_with(golden_keyring(1), |config| {
-        config.compat_tokens = TokenFormat::Seed;
+        config.compat_tokens = TokenFormat::Lambda;
     })
     .await;
     let admin = Some(server.keys.admin.as_str());
@@ -356,7 +356,7 @@ fn compat_tokens_seed_without_the_key_stops_the_start() {
     let config = pseudonym_service::config::Config {
         keyring_file: Some(keyring_file),
         api_keys_file: Some(api_keys_file),
-        compat_tokens: TokenFormat::Seed,
+        compat_tokens: TokenFormat::Lambda,
         ..Default::default()
     };
     let keys = pseudonym_service::keys::load_keys(&config, None).expect("keys load");
@@ -365,5 +365,5 @@ fn compat_tokens_seed_without_the_key_stops_the_start() {
         .expect("refused")
         .to_string();
     assert!(message.contains("compat_tokens"), "{message}");
-    assert!(message.contains("--import-seed-secret"), "{message}");
+    assert!(message.contains("--import-lambda-secret"), "{message}");
 }

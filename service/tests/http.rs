@@ -364,6 +364,7 @@ async fn operations_routes_answer() {
             "status": "ready",
             "primary_key_version": 1,
             "key_versions": [1],
+            "lambda_key": false,
             "seed_key": false,
             "pinned_key_versions": {},
             "tink_domains": []

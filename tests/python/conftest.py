@@ -165,8 +165,8 @@ def fp_service(tmp_path_factory):
 class MigrationService:
     """A service in the middle of a migration from the AWS sample: the golden native keyring plus
     the replaced service's golden secret `number` (0: a 32-byte key, 1: a 16-byte one), imported
-    with `keygen --import-seed-secret`, serving that service's own tokens on its routes
-    (`--compat-tokens seed`)."""
+    with `keygen --import-lambda-secret`, serving that service's own tokens on its routes
+    (`--compat-tokens lambda`)."""
 
     def __init__(self, folder: Path, number: int = 0) -> None:
         self.number = number
@@ -179,14 +179,14 @@ class MigrationService:
         self.keyring.chmod(0o600)
         self.keygen_output = subprocess.run(
             [str(PSEUDONYMD), "keygen", "--keyring-file", str(self.keyring),
-             "--import-seed-secret", str(secret)],
+             "--import-lambda-secret", str(secret)],
             check=True, capture_output=True, text=True, timeout=30,
         )
         keys_file = folder / "api-keys.toml"
         self.admin = new_api_key(keys_file, "migration", "pseudonymize,reidentify,rewrap", "*")
         self.daemon = Daemon([
             "--keyring-file", str(self.keyring), "--api-keys-file", str(keys_file),
-            "--compat-tokens", "seed",
+            "--compat-tokens", "lambda",
         ])
         self.url = self.daemon.url
 

@@ -50,29 +50,30 @@ def test_keygen_imports_the_secret_into_a_new_private_keyring(tmp_path: Path) ->
         return subprocess.run([str(PSEUDONYMD), "keygen", "--keyring-file", str(keyring), *args],
                               capture_output=True, text=True, timeout=30)
 
-    done = keygen("--import-seed-secret", str(secret_file))
+    done = keygen("--import-lambda-secret", str(secret_file))
     assert done.returncode == 0, done.stderr
     assert "new key version 1" in done.stderr
     assert keyring.stat().st_mode & 0o777 == 0o600
     text = keyring.read_text()
-    assert "[seed_key]" in text and "version = 1" in text
+    assert "[lambda_key]" in text and "version = 1" in text
     for field in ("encodedSecretKey", "encodedNonceKey"):
         assert seed["secrets"][0][field] not in done.stdout + done.stderr
 
+    # The deprecated spelling of the flag, still read.
     assert keygen("--import-seed-secret", str(secret_file)).returncode == 0, "the same key again"
     other = tmp_path / "other.json"
     other.write_text(json.dumps(seed["secrets"][1]))
-    refused = keygen("--import-seed-secret", str(other))
+    refused = keygen("--import-lambda-secret", str(other))
     assert refused.returncode != 0 and "retire it first" in refused.stderr
     assert seed["secrets"][1]["encodedSecretKey"] not in refused.stderr
 
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({**seed["secrets"][1], "nonceEndPos": 99}))
-    refused = keygen("--import-seed-secret", str(broken))
+    refused = keygen("--import-lambda-secret", str(broken))
     assert refused.returncode != 0 and "nonceEndPos" in refused.stderr
 
-    assert keygen("--retire-seed").returncode == 0
-    assert "[seed_key]" not in keyring.read_text()
+    assert keygen("--retire-lambda").returncode == 0
+    assert "[lambda_key]" not in keyring.read_text()
 
 
 def test_the_replaced_services_jobs_run_unchanged(migration_service: MigrationService) -> None:
@@ -146,8 +147,8 @@ def test_without_the_key_seed_tokens_are_refused_at_start(tmp_path: Path) -> Non
     new_api_key(keys_file, "x", "pseudonymize", "*")
     done = subprocess.run(
         [str(PSEUDONYMD), "--listen", "127.0.0.1:0", "--keyring-file", str(keyring),
-         "--api-keys-file", str(keys_file), "--compat-tokens", "seed"],
+         "--api-keys-file", str(keys_file), "--compat-tokens", "lambda"],
         capture_output=True, text=True, timeout=30,
     )
     assert done.returncode != 0
-    assert "--import-seed-secret" in done.stderr
+    assert "--import-lambda-secret" in done.stderr

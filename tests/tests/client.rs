@@ -398,23 +398,23 @@ fn the_blocking_client_needs_no_runtime() {
 
 #[tokio::test]
 async fn rewrap_moves_a_partition_to_the_new_primary_sending_each_token_once() {
-    use pseudonym_service::seed::{SeedKey, SeedMode};
+    use pseudonym_service::lambda::{LambdaKey, LambdaMode};
     use pseudonym_service::{Domain, Engine, Keyring};
     let default = Domain::new("default").expect("valid");
     let mut keyring = Keyring::generate();
-    let seed = SeedKey::from_secret_json(
+    let seed = LambdaKey::from_secret_json(
         r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             "encodedNonceKey": "AQIDBAUGBwg=", "nonceStrPos": 3, "nonceEndPos": 15}"#,
     )
     .expect("valid key");
-    keyring.import_seed_key(seed).expect("first seed key");
+    keyring.import_lambda_key(seed).expect("first seed key");
     let old = Engine::new(&keyring).with_compat_domain(default);
     let v1 = old.pseudonymize(default, Mode::Deterministic, &[Some("a"), Some("b")]);
     let aws = old
-        .pseudonymize_seed(SeedMode::Deterministic, &[Some("c")])
+        .pseudonymize_lambda(LambdaMode::Deterministic, &[Some("c")])
         .expect("seed key");
     let aws_randomized = old
-        .pseudonymize_seed(SeedMode::Randomized, &[Some("d")])
+        .pseudonymize_lambda(LambdaMode::Randomized, &[Some("d")])
         .expect("seed key");
     keyring.add_version(true).expect("a version number is free");
     let fixture = Fixture::with_keyring(&keyring);

@@ -1,4 +1,4 @@
-//! Test data in the shape of the seed's dataset generator: `dept_id`, `vin` (17 characters, a
+//! Test data in the shape of the AWS sample's dataset generator: `dept_id`, `vin` (17 characters, a
 //! chosen number of distinct values), `example_ts`, written to Parquet by DataFusion itself.
 
 use std::path::Path;

@@ -30,7 +30,7 @@ Examples:
   # Look at the result, and back (needs a key allowed to re-identify)
   pseudonym-sql -t out=out.parquet \"SELECT vin, reidentify(vin, 'vin') FROM out LIMIT 5\"
 
-  # Test data in the seed's shape (dept_id, vin, example_ts)
+  # Test data in the AWS sample's shape (dept_id, vin, example_ts)
   pseudonym-sql generate --rows 1000000 --cardinality 100000 cars.parquet
 
 Functions:
@@ -101,7 +101,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write test data in the seed's shape (dept_id, vin, example_ts) to a Parquet file.
+    /// Write test data in the AWS sample's shape (dept_id, vin, example_ts) to a Parquet file.
     Generate {
         /// Rows to write.
         #[arg(long, default_value_t = 1_000_000)]

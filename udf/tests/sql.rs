@@ -433,24 +433,24 @@ fn the_command_line_pseudonymizes_a_parquet_file() {
 fn the_command_line_rewraps_a_lake_into_the_primary_key_version() {
     use datafusion::arrow::array::StringArray;
     use pseudonym_client::Mode;
-    use pseudonym_service::seed::{SeedKey, SeedMode};
+    use pseudonym_service::lambda::{LambdaKey, LambdaMode};
     use pseudonym_service::{Domain, Engine, Keyring};
 
     let default = Domain::new("default").expect("valid");
     let mut keyring = Keyring::generate();
-    let seed = SeedKey::from_secret_json(
+    let seed = LambdaKey::from_secret_json(
         r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODw==",
             "encodedNonceKey": "AQIDBAUGBwg=", "nonceStrPos": 9, "nonceEndPos": 21}"#,
     )
     .expect("valid key");
-    keyring.import_seed_key(seed).expect("first seed key");
+    keyring.import_lambda_key(seed).expect("first seed key");
     let old = Engine::new(&keyring).with_compat_domain(default);
     let values: Vec<Option<String>> = (0..3000)
         .map(|i| (i % 11 != 5).then(|| format!("WVWZZZ1JZ{:08}", i % 400)))
         .collect();
     let (aws, ours) = values.split_at(2000);
     let mut tokens = old
-        .pseudonymize_seed(SeedMode::Deterministic, aws)
+        .pseudonymize_lambda(LambdaMode::Deterministic, aws)
         .expect("seed key");
     tokens.extend(old.pseudonymize(default, Mode::Deterministic, ours));
     keyring.add_version(true).expect("a version number is free");

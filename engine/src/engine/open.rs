@@ -8,7 +8,7 @@ use pseudonym_client::{ItemErrorCode, Mode};
 
 use super::{Engine, NONCE_LEN, TAG_LEN};
 use crate::buffers::{OpenedBuffer, disjoint_mut};
-use crate::seed;
+use crate::lambda;
 use crate::siv::Block;
 use crate::{tink, token};
 use pseudonym_client::wire::Domain;
@@ -176,8 +176,8 @@ impl Engine {
     /// What a Tink-shaped token that does not open as one, for `code`, is: maybe one of the
     /// replaced service's, whose random nonce can start like a Tink token; else it failed.
     fn not_tink(&self, domain: Domain<'_>, token: &str, code: ItemErrorCode) -> Opened {
-        match self.open_seed(domain, token) {
-            Ok((mode, value)) => Opened::Seed(mode, value),
+        match self.open_lambda(domain, token) {
+            Ok((mode, value)) => Opened::Lambda(mode, value),
             Err(_) => Opened::Failed(code),
         }
     }
@@ -210,26 +210,30 @@ impl Engine {
     /// What a token that is not one of ours that opens, for `code`, is: maybe one of the
     /// replaced service's (none of ours is); else it failed for `code`.
     fn not_ours(&self, domain: Domain<'_>, token: &str, code: ItemErrorCode) -> Opened {
-        if !seed::is_seed_token(token) {
+        if !lambda::is_lambda_token(token) {
             return Opened::Failed(code);
         }
-        match self.open_seed(domain, token) {
-            Ok((mode, value)) => Opened::Seed(mode, value),
+        match self.open_lambda(domain, token) {
+            Ok((mode, value)) => Opened::Lambda(mode, value),
             Err(code) => Opened::Failed(code),
         }
     }
 
     /// A token of the replaced service: valid only in the compatible domain, and only while its
     /// key is in the keyring (without it, one of the right shape names an unknown key).
-    fn open_seed(&self, domain: Domain<'_>, token: &str) -> Result<(Mode, String), ItemErrorCode> {
+    fn open_lambda(
+        &self,
+        domain: Domain<'_>,
+        token: &str,
+    ) -> Result<(Mode, String), ItemErrorCode> {
         if self.compat_domain.as_deref() != Some(domain.as_str()) {
             return Err(ItemErrorCode::InvalidToken);
         }
-        match &self.seed {
+        match &self.lambda {
             Some(cipher) => cipher
                 .open(token, &mut Vec::new())
                 .map(|(mode, value)| (mode.into(), value)),
-            None if seed::has_seed_shape(token) => Err(ItemErrorCode::UnknownKeyVersion),
+            None if lambda::has_lambda_shape(token) => Err(ItemErrorCode::UnknownKeyVersion),
             None => Err(ItemErrorCode::InvalidToken),
         }
     }
@@ -244,7 +248,7 @@ pub(super) enum Opened {
     /// A token of ours, of this mode: its value is at this range of the buffer it was opened in.
     Ours(Mode, Range<usize>),
     /// A token of the replaced service, and its value.
-    Seed(Mode, String),
+    Lambda(Mode, String),
 }
 
 /// A token's mode and value, `None` for `None`, or why it did not open.
@@ -257,7 +261,7 @@ impl Opened {
             Opened::Null => Ok(None),
             Opened::Failed(code) => Err(*code),
             Opened::Ours(mode, range) => Ok(Some((*mode, &buffer[range.clone()]))),
-            Opened::Seed(mode, value) => Ok(Some((*mode, value.as_bytes()))),
+            Opened::Lambda(mode, value) => Ok(Some((*mode, value.as_bytes()))),
         }
     }
 }

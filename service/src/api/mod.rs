@@ -255,7 +255,7 @@ impl CompatQuery {
 
 /// Compatible with the replaced service; uses the configured compat domain
 ///
-/// Answers our tokens, or with `compat_tokens = "seed"` the replaced service's own.
+/// Answers our tokens, or with `compat_tokens = "lambda"` the Lambda service's own.
 #[utoipa::path(post, path = "/pseudonymization", tag = "compat",
     params(CompatQuery),
     request_body = CompatPseudonymizeRequest,
@@ -357,7 +357,10 @@ struct Readiness {
     /// version under the same secret show the same one (`keygen --check-replicas` compares them).
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     key_fingerprints: std::collections::BTreeMap<u32, String>,
-    /// Whether the replaced AWS service's key is held.
+    /// Whether the Lambda service's key (the AWS sample's) is held.
+    lambda_key: bool,
+    /// `lambda_key`'s deprecated name, answered for one more release.
+    #[schema(deprecated)]
     seed_key: bool,
     /// The key version each format-preserving domain pins (replicas rolling a new pin differ
     /// here until all have it).
@@ -379,7 +382,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         primary_key_version: keyed.engine.primary_version(),
         key_versions: keyed.engine.versions(),
         key_fingerprints: keyed.engine.fingerprints(),
-        seed_key: keyed.engine.has_seed_key(),
+        lambda_key: keyed.engine.has_lambda_key(),
+        seed_key: keyed.engine.has_lambda_key(),
         pinned_key_versions: state.0.formats.pins(),
         tink_domains: keyed.engine.tink_domains(),
     };

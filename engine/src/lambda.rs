@@ -1,5 +1,5 @@
-//! Tokens of the replaced service (the AWS sample's Lambda), read and written byte for byte, so
-//! a data lake's existing pseudonyms re-identify here and can be rewrapped into ours.
+//! Tokens of the Lambda service (the AWS sample this service replaces), read and written byte for
+//! byte, so a data lake's existing pseudonyms re-identify here and can be rewrapped into ours.
 //!
 //! The format, as that service documents it (its code is not used here):
 //!
@@ -39,7 +39,7 @@ const HEX_LEN: usize = 64;
 
 /// The replaced service's key: AES-GCM-SIV key, nonce key and nonce position. Zeroized on drop,
 /// never shown by `Debug`.
-pub struct SeedKey {
+pub struct LambdaKey {
     secret_key: SecretBox<Vec<u8>>,
     nonce_key: SecretBox<Vec<u8>>,
     nonce_start: usize,
@@ -47,7 +47,7 @@ pub struct SeedKey {
 
 /// Why a key of the replaced service cannot be used. Messages never contain key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SeedKeyError {
+pub enum LambdaKeyError {
     /// A field that is not standard base64.
     #[error("{field}: not standard base64")]
     NotBase64 {
@@ -106,22 +106,22 @@ struct SecretJson {
     nonce_end_pos: i64,
 }
 
-/// The key as a keyring file holds it (`[seed_key]`), in the same encodings as the secret JSON.
+/// The key as a keyring file holds it (`[lambda_key]`), in the same encodings as the secret JSON.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SeedKeyEntry {
+pub(crate) struct LambdaKeyEntry {
     secret_key: SecretString,
     nonce_key: SecretString,
     nonce_start: i64,
     nonce_end: i64,
 }
 
-impl SeedKey {
+impl LambdaKey {
     /// Reads the replaced service's secret JSON (the `SecretString` of its Secrets Manager
     /// secret). Unknown fields are ignored, as that service ignored them.
-    pub fn from_secret_json(json: &str) -> Result<Self, SeedKeyError> {
+    pub fn from_secret_json(json: &str) -> Result<Self, LambdaKeyError> {
         let secret: SecretJson =
-            serde_json::from_str(json).map_err(|error| SeedKeyError::Json {
+            serde_json::from_str(json).map_err(|error| LambdaKeyError::Json {
                 category: match error.classify() {
                     serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
                         "syntax"
@@ -132,7 +132,7 @@ impl SeedKey {
                 line: error.line(),
                 column: error.column(),
             })?;
-        SeedKey::new(
+        LambdaKey::new(
             (&secret.encoded_secret_key, "encodedSecretKey"),
             (&secret.encoded_nonce_key, "encodedNonceKey"),
             (secret.nonce_str_pos, "nonceStrPos"),
@@ -140,18 +140,18 @@ impl SeedKey {
         )
     }
 
-    pub(crate) fn from_entry(entry: &SeedKeyEntry) -> Result<Self, SeedKeyError> {
-        SeedKey::new(
-            (&entry.secret_key, "seed_key.secret_key"),
-            (&entry.nonce_key, "seed_key.nonce_key"),
-            (entry.nonce_start, "seed_key.nonce_start"),
-            (entry.nonce_end, "seed_key.nonce_end"),
+    pub(crate) fn from_entry(entry: &LambdaKeyEntry) -> Result<Self, LambdaKeyError> {
+        LambdaKey::new(
+            (&entry.secret_key, "lambda_key.secret_key"),
+            (&entry.nonce_key, "lambda_key.nonce_key"),
+            (entry.nonce_start, "lambda_key.nonce_start"),
+            (entry.nonce_end, "lambda_key.nonce_end"),
         )
     }
 
-    /// Appends the `[seed_key]` table of a keyring file to `out`. Holds the key.
+    /// Appends the `[lambda_key]` table of a keyring file to `out`. Holds the key.
     pub(crate) fn append_toml(&self, out: &mut Zeroizing<String>) {
-        out.push_str("[seed_key]\nsecret_key = \"");
+        out.push_str("[lambda_key]\nsecret_key = \"");
         STANDARD.encode_string(self.secret_key.expose_secret(), out);
         out.push_str("\"\nnonce_key = \"");
         STANDARD.encode_string(self.nonce_key.expose_secret(), out);
@@ -167,36 +167,36 @@ impl SeedKey {
         (nonce_key, nonce_field): (&SecretString, &'static str),
         (start, start_field): (i64, &'static str),
         (end, end_field): (i64, &'static str),
-    ) -> Result<Self, SeedKeyError> {
+    ) -> Result<Self, LambdaKeyError> {
         let decode = |text: &SecretString, field| {
             STANDARD
                 .decode(text.expose_secret().trim())
                 .map(|bytes| SecretBox::new(Box::new(bytes)))
-                .map_err(|_| SeedKeyError::NotBase64 { field })
+                .map_err(|_| LambdaKeyError::NotBase64 { field })
         };
         let secret_key = decode(secret_key, secret_field)?;
         let len = secret_key.expose_secret().len();
         if len != 16 && len != 32 {
-            return Err(SeedKeyError::SecretKeyLength {
+            return Err(LambdaKeyError::SecretKeyLength {
                 field: secret_field,
                 len,
             });
         }
         let nonce_key = decode(nonce_key, nonce_field)?;
         if nonce_key.expose_secret().is_empty() {
-            return Err(SeedKeyError::EmptyNonceKey { field: nonce_field });
+            return Err(LambdaKeyError::EmptyNonceKey { field: nonce_field });
         }
         let last_start = (HEX_LEN - NONCE_LEN) as i64;
         let position_ok = (0..=last_start).contains(&start) && end == start + NONCE_LEN as i64;
         if !position_ok {
-            return Err(SeedKeyError::NoncePosition {
+            return Err(LambdaKeyError::NoncePosition {
                 start_field,
                 end_field,
                 start,
                 end,
             });
         }
-        Ok(SeedKey {
+        Ok(LambdaKey {
             secret_key,
             nonce_key,
             nonce_start: start as usize,
@@ -204,7 +204,7 @@ impl SeedKey {
     }
 
     /// Whether two keys are the same key.
-    pub fn same_as(&self, other: &SeedKey) -> bool {
+    pub fn same_as(&self, other: &LambdaKey) -> bool {
         let secret = self
             .secret_key
             .expose_secret()
@@ -217,38 +217,38 @@ impl SeedKey {
     }
 }
 
-impl std::fmt::Debug for SeedKey {
+impl std::fmt::Debug for LambdaKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SeedKey([REDACTED])")
+        f.write_str("LambdaKey([REDACTED])")
     }
 }
 
 /// The two modes the replaced service had (it had no `hash`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeedMode {
+pub enum LambdaMode {
     /// The nonce comes from an HMAC of the value: the same value, the same token.
     Deterministic,
     /// A random nonce: a new token every time.
     Randomized,
 }
 
-impl From<SeedMode> for Mode {
-    fn from(mode: SeedMode) -> Mode {
+impl From<LambdaMode> for Mode {
+    fn from(mode: LambdaMode) -> Mode {
         match mode {
-            SeedMode::Deterministic => Mode::Deterministic,
-            SeedMode::Randomized => Mode::Randomized,
+            LambdaMode::Deterministic => Mode::Deterministic,
+            LambdaMode::Randomized => Mode::Randomized,
         }
     }
 }
 
-impl TryFrom<Mode> for SeedMode {
-    type Error = NoSuchSeedMode;
+impl TryFrom<Mode> for LambdaMode {
+    type Error = NoSuchLambdaMode;
 
-    fn try_from(mode: Mode) -> Result<SeedMode, NoSuchSeedMode> {
+    fn try_from(mode: Mode) -> Result<LambdaMode, NoSuchLambdaMode> {
         match mode {
-            Mode::Deterministic => Ok(SeedMode::Deterministic),
-            Mode::Randomized => Ok(SeedMode::Randomized),
-            Mode::Hash | Mode::FormatPreserving => Err(NoSuchSeedMode),
+            Mode::Deterministic => Ok(LambdaMode::Deterministic),
+            Mode::Randomized => Ok(LambdaMode::Randomized),
+            Mode::Hash | Mode::FormatPreserving => Err(NoSuchLambdaMode),
         }
     }
 }
@@ -258,10 +258,10 @@ impl TryFrom<Mode> for SeedMode {
 #[error(
     "the replaced service's tokens are deterministic or randomized, never hash or format-preserving"
 )]
-pub struct NoSuchSeedMode;
+pub struct NoSuchLambdaMode;
 
-/// The cipher and nonce MAC of a [`SeedKey`], set up once and used through `&self`.
-pub struct SeedCipher {
+/// The cipher and nonce MAC of a [`LambdaKey`], set up once and used through `&self`.
+pub struct LambdaCipher {
     aead: Aead,
     /// Keyed once; cloned per value.
     nonce_mac: Hmac<Sha256>,
@@ -273,9 +273,9 @@ enum Aead {
     Aes256(Box<Aes256GcmSiv>),
 }
 
-impl SeedCipher {
+impl LambdaCipher {
     /// Sets up the cipher of `key`.
-    pub fn new(key: &SeedKey) -> Self {
+    pub fn new(key: &LambdaKey) -> Self {
         let secret = key.secret_key.expose_secret();
         let aead = if secret.len() == 16 {
             Aead::Aes128(Box::new(
@@ -286,7 +286,7 @@ impl SeedCipher {
                 Aes256GcmSiv::new_from_slice(secret).expect("checked to be 32 bytes"),
             ))
         };
-        SeedCipher {
+        LambdaCipher {
             aead,
             nonce_mac: <Hmac<Sha256> as Mac>::new_from_slice(key.nonce_key.expose_secret())
                 .expect("HMAC takes keys of any length"),
@@ -295,12 +295,12 @@ impl SeedCipher {
     }
 
     /// The token of `value` in `mode`. `buffer` is scratch space, reused across a batch.
-    pub fn seal(&self, mode: SeedMode, value: &[u8], buffer: &mut Vec<u8>) -> String {
+    pub fn seal(&self, mode: LambdaMode, value: &[u8], buffer: &mut Vec<u8>) -> String {
         buffer.clear();
         buffer.resize(NONCE_LEN, 0);
         match mode {
-            SeedMode::Randomized => rand::rng().fill_bytes(buffer),
-            SeedMode::Deterministic => buffer.copy_from_slice(&self.deterministic_nonce(value)),
+            LambdaMode::Randomized => rand::rng().fill_bytes(buffer),
+            LambdaMode::Deterministic => buffer.copy_from_slice(&self.deterministic_nonce(value)),
         }
         buffer.extend_from_slice(value);
         let (nonce, text) = buffer.split_at_mut(NONCE_LEN);
@@ -314,7 +314,7 @@ impl SeedCipher {
         &self,
         token: &str,
         buffer: &mut Vec<u8>,
-    ) -> Result<(SeedMode, String), ItemErrorCode> {
+    ) -> Result<(LambdaMode, String), ItemErrorCode> {
         buffer.clear();
         STANDARD
             .decode_vec(token, buffer)
@@ -327,9 +327,9 @@ impl SeedCipher {
         self.decrypt(Nonce::from_slice(nonce), text, Tag::from_slice(tag))
             .map_err(|()| ItemErrorCode::InvalidToken)?;
         let mode = if bool::from(nonce.ct_eq(&self.deterministic_nonce(text))) {
-            SeedMode::Deterministic
+            LambdaMode::Deterministic
         } else {
-            SeedMode::Randomized
+            LambdaMode::Randomized
         };
         let value = std::str::from_utf8(text).map_err(|_| ItemErrorCode::InvalidToken)?;
         Ok((mode, value.to_owned()))
@@ -370,14 +370,14 @@ impl SeedCipher {
 
 /// Whether `token` is written in the replaced service's format rather than ours: ours always
 /// hold a `.`, standard base64 never does.
-pub fn is_seed_token(token: &str) -> bool {
+pub fn is_lambda_token(token: &str) -> bool {
     !token.contains('.')
 }
 
 /// Whether `token` has the shape of one of the replaced service's tokens (padded standard base64
 /// of at least a nonce and a tag), whatever key made it: to tell a token of a key this service
 /// lacks from a string that is no token at all.
-pub fn has_seed_shape(token: &str) -> bool {
+pub fn has_lambda_shape(token: &str) -> bool {
     let mut buffer = Vec::new();
     STANDARD.decode_vec(token, &mut buffer).is_ok() && buffer.len() >= NONCE_LEN + TAG_LEN
 }
@@ -389,8 +389,8 @@ mod tests {
     const SECRET_JSON: &str = r#"{"encodedSecretKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         "encodedNonceKey": "AQIDBAUGBwg=", "nonceStrPos": 7, "nonceEndPos": 19, "other": 1}"#;
 
-    fn cipher() -> SeedCipher {
-        SeedCipher::new(&SeedKey::from_secret_json(SECRET_JSON).expect("valid key"))
+    fn cipher() -> LambdaCipher {
+        LambdaCipher::new(&LambdaKey::from_secret_json(SECRET_JSON).expect("valid key"))
     }
 
     #[test]
@@ -398,9 +398,9 @@ mod tests {
         let cipher = cipher();
         let mut buffer = Vec::new();
         for value in ["", "WVWZZZ1JZXW000001", "ünïcødé ✓"] {
-            for mode in [SeedMode::Deterministic, SeedMode::Randomized] {
+            for mode in [LambdaMode::Deterministic, LambdaMode::Randomized] {
                 let token = cipher.seal(mode, value.as_bytes(), &mut buffer);
-                assert!(is_seed_token(&token));
+                assert!(is_lambda_token(&token));
                 let opened = cipher.open(&token, &mut buffer);
                 assert_eq!(opened, Ok((mode, value.to_owned())), "{mode:?} {value:?}");
             }
@@ -411,8 +411,8 @@ mod tests {
     fn deterministic_tokens_repeat_and_carry_hex_nonces() {
         let cipher = cipher();
         let mut buffer = Vec::new();
-        let a = cipher.seal(SeedMode::Deterministic, b"x", &mut buffer);
-        let b = cipher.seal(SeedMode::Deterministic, b"x", &mut buffer);
+        let a = cipher.seal(LambdaMode::Deterministic, b"x", &mut buffer);
+        let b = cipher.seal(LambdaMode::Deterministic, b"x", &mut buffer);
         assert_eq!(a, b);
         let raw = STANDARD.decode(&a).expect("base64");
         assert!(raw[..NONCE_LEN].iter().all(u8::is_ascii_hexdigit));
@@ -424,7 +424,7 @@ mod tests {
         let cipher = cipher();
         let mut buffer = Vec::new();
         // 34 bytes: the token ends in padding.
-        let token = cipher.seal(SeedMode::Deterministic, b"values", &mut buffer);
+        let token = cipher.seal(LambdaMode::Deterministic, b"values", &mut buffer);
         assert!(token.ends_with("=="));
         let mut raw = STANDARD.decode(&token).expect("base64");
         raw[NONCE_LEN] ^= 1;
@@ -472,7 +472,7 @@ mod tests {
             ),
         ];
         for (json, field) in cases {
-            let message = SeedKey::from_secret_json(json)
+            let message = LambdaKey::from_secret_json(json)
                 .expect_err("invalid")
                 .to_string();
             assert!(message.contains(field), "{message}");
@@ -482,13 +482,29 @@ mod tests {
 
     #[test]
     fn keys_survive_the_keyring_entry_and_hide_from_debug() {
-        let key = SeedKey::from_secret_json(SECRET_JSON).expect("valid");
+        let key = LambdaKey::from_secret_json(SECRET_JSON).expect("valid");
         let mut text = Zeroizing::new(String::new());
         key.append_toml(&mut text);
-        let table: std::collections::BTreeMap<String, SeedKeyEntry> =
+        let table: std::collections::BTreeMap<String, LambdaKeyEntry> =
             toml::from_str(&text).expect("own format parses");
-        let again = SeedKey::from_entry(&table["seed_key"]).expect("own entry");
+        let again = LambdaKey::from_entry(&table["lambda_key"]).expect("own entry");
         assert!(key.same_as(&again));
-        assert_eq!(format!("{key:?}"), "SeedKey([REDACTED])");
+        assert_eq!(format!("{key:?}"), "LambdaKey([REDACTED])");
+    }
+
+    #[test]
+    fn a_keyring_of_the_deprecated_spelling_still_reads_and_is_written_anew() {
+        let key = LambdaKey::from_secret_json(SECRET_JSON).expect("valid");
+        let mut table = Zeroizing::new(String::new());
+        key.append_toml(&mut table);
+        let old = format!(
+            "primary = 1\n[[keys]]\nversion = 1\nsecret = \"{}\"\n{}",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+            table.replace("[lambda_key]", "[seed_key]")
+        );
+        let keyring = crate::Keyring::from_toml(&old, "old").expect("[seed_key] still reads");
+        assert!(keyring.lambda_key().is_some_and(|k| k.same_as(&key)));
+        let written = keyring.to_toml();
+        assert!(written.contains("[lambda_key]") && !written.contains("[seed_key]"));
     }
 }
