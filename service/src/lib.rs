@@ -3,7 +3,7 @@
 //! [`lambda`], [`private_file`]).
 //!
 //! - [`auth`]: API keys (stored as SHA-256 digests), their operations and domains.
-//! - [`key_limits`]: requests in flight per API key.
+//! - [`api_key_limits`]: requests in flight per API key.
 //! - [`config`]: the typed configuration, its defaults and its limits.
 //! - [`formats`]: format-preserving domains: their formats and pinned key versions.
 //! - [`api`]: the HTTP routes, thin handlers and the tower layers around them; extracts and
@@ -33,6 +33,7 @@ pub use pseudonym_engine::{
 };
 
 pub mod api;
+pub mod api_key_limits;
 pub mod arrow_body;
 pub mod audit;
 pub mod auth;
@@ -40,7 +41,6 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod formats;
-pub mod key_limits;
 pub mod keygen;
 pub mod keys;
 pub mod kms;

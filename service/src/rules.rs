@@ -12,13 +12,13 @@ use arc_swap::ArcSwap;
 use pseudonym_client::Mode;
 use pseudonym_client::wire::{ItemError, Text};
 
+use crate::api_key_limits::{ApiKeyLimits, KeyPermit, Reservation};
 use crate::audit::{AuditLog, AuditRecord, Outcome, Pending};
 use crate::auth::{ApiKeys, Caller, Operation};
 use crate::config::{Config, Limits, TokenFormat};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::formats::Formats;
-use crate::key_limits::{KeyLimits, KeyPermit, Reservation};
 use crate::lambda::LambdaMode;
 use crate::metrics::Metrics;
 use crate::texts::Texts;
@@ -31,20 +31,20 @@ use pseudonym_engine::preserving::Preserved;
 pub struct AppState(pub(crate) Arc<Shared>);
 
 pub(crate) struct Shared {
-    pub(crate) keyed: ArcSwap<Keyed>,
+    pub(crate) keyed: ArcSwap<InService>,
     pub(crate) limits: Limits,
     pub(crate) compat_domain: String,
     pub(crate) compat_tokens: TokenFormat,
     pub(crate) formats: Formats,
     pub(crate) metrics_require_api_key: bool,
-    pub(crate) key_limits: Arc<KeyLimits>,
+    pub(crate) api_key_limits: Arc<ApiKeyLimits>,
     pub(crate) metrics: Metrics,
     pub(crate) audit: AuditLog,
     pub(crate) ready: AtomicBool,
 }
 
 /// What a reload replaces, together: requests see the old keys or the new, never a mix.
-pub(crate) struct Keyed {
+pub(crate) struct InService {
     pub(crate) engine: Engine,
     pub(crate) api_keys: ApiKeys,
 }
@@ -55,7 +55,7 @@ pub(crate) struct Keyed {
 /// the answer is made.
 pub struct Admitted {
     pub(crate) caller: Arc<Caller>,
-    pub(crate) keyed: Arc<Keyed>,
+    pub(crate) keyed: Arc<InService>,
     /// On privileged routes: the request's audit line, until it is written.
     pub(crate) audit: Option<Arc<Pending>>,
     _permit: KeyPermit,
@@ -107,13 +107,13 @@ impl AppState {
         audit: AuditLog,
     ) -> Self {
         AppState(Arc::new(Shared {
-            keyed: ArcSwap::from_pointee(Keyed { engine, api_keys }),
+            keyed: ArcSwap::from_pointee(InService { engine, api_keys }),
             limits: config.limits.clone(),
             compat_domain: config.compat_domain.clone(),
             compat_tokens: config.compat_tokens,
             formats,
             metrics_require_api_key: config.metrics_require_api_key,
-            key_limits: KeyLimits::new(
+            api_key_limits: ApiKeyLimits::new(
                 config.limits.max_concurrent_requests_per_key,
                 Some(config.limits.max_values_per_second_per_key).filter(|&rate| rate > 0),
             ),
@@ -125,7 +125,7 @@ impl AppState {
 
     /// Serves new keys from the next request on; requests under way finish with the old ones.
     pub fn replace_keys(&self, engine: Engine, api_keys: ApiKeys) {
-        self.0.keyed.store(Arc::new(Keyed { engine, api_keys }));
+        self.0.keyed.store(Arc::new(InService { engine, api_keys }));
     }
 
     /// Makes `/readyz` answer 503, so load balancers stop sending while in-flight requests end.
@@ -157,7 +157,7 @@ impl AppState {
     pub(crate) fn authenticate(
         &self,
         presented: &str,
-    ) -> Result<(Arc<Caller>, Arc<Keyed>), ApiError> {
+    ) -> Result<(Arc<Caller>, Arc<InService>), ApiError> {
         let keyed = self.0.keyed.load_full();
         let caller = keyed
             .api_keys
@@ -180,7 +180,7 @@ impl AppState {
         if let Some(pending) = &audit {
             pending.note_caller(caller.name());
         }
-        let limits = &self.0.key_limits;
+        let limits = &self.0.api_key_limits;
         let (permit, budget) = limits
             .acquire(caller.name(), caller.max_concurrent_requests())
             .map_err(|limit| ApiError::KeyBusy { limit })

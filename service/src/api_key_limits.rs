@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// What each key has in flight and left of its budget.
 #[derive(Debug)]
-pub struct KeyLimits {
+pub struct ApiKeyLimits {
     default: usize,
     default_values_per_second: Option<u32>,
     in_flight: Mutex<HashMap<String, usize>>,
@@ -59,7 +59,7 @@ impl Bucket {
 /// one value if it ends before that.
 #[derive(Debug)]
 pub struct Reservation {
-    limits: Arc<KeyLimits>,
+    limits: Arc<ApiKeyLimits>,
     name: String,
     rate: u32,
     reserved: f64,
@@ -90,15 +90,15 @@ impl Drop for Reservation {
 /// One request of one key in flight; dropping it ends the request.
 #[derive(Debug)]
 pub struct KeyPermit {
-    limits: Arc<KeyLimits>,
+    limits: Arc<ApiKeyLimits>,
     name: String,
 }
 
-impl KeyLimits {
+impl ApiKeyLimits {
     /// Limits of `default` requests in flight per key and, if set, `default_values_per_second`,
     /// unless a key's entry sets its own.
     pub fn new(default: usize, default_values_per_second: Option<u32>) -> Arc<Self> {
-        Arc::new(KeyLimits {
+        Arc::new(ApiKeyLimits {
             default,
             default_values_per_second,
             in_flight: Mutex::new(HashMap::new()),
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn each_key_has_its_own_limit_and_permits_give_their_place_back() {
-        let limits = KeyLimits::new(2, None);
+        let limits = ApiKeyLimits::new(2, None);
         let a1 = limits.acquire("spark", None).expect("first");
         let _a2 = limits.acquire("spark", None).expect("second");
         assert_eq!(limits.acquire("spark", None).err(), Some(2));
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_budget_lets_a_request_into_debt_then_refuses_until_it_is_paid_off() {
-        let limits = KeyLimits::new(64, Some(1_000));
+        let limits = ApiKeyLimits::new(64, Some(1_000));
         let first = limits.admit("spark", None).expect("a full bucket");
         first.expect("a budget").settle(3_000); // three seconds' budget: let in once
         let wait = limits.admit("spark", None).expect_err("in debt");
@@ -214,7 +214,7 @@ mod tests {
             "another key is not affected"
         );
         assert!(
-            KeyLimits::new(64, None)
+            ApiKeyLimits::new(64, None)
                 .admit("spark", None)
                 .expect("no budget")
                 .is_none(),
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn requests_let_in_together_reserve_what_the_largest_one_had() {
-        let limits = KeyLimits::new(64, Some(1_000));
+        let limits = ApiKeyLimits::new(64, Some(1_000));
         limits
             .admit("etl", None)
             .expect("full")
@@ -251,7 +251,7 @@ mod tests {
     /// nothing, so a key's 64 requests in flight after it all passed a bucket of one value.
     #[test]
     fn a_request_without_values_costs_one_and_does_not_lower_the_reservation() {
-        let limits = KeyLimits::new(64, Some(1_000));
+        let limits = ApiKeyLimits::new(64, Some(1_000));
         let big = limits.admit("etl", None).expect("full").expect("budget");
         big.settle(900);
         for _ in 0..50 {
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_request_that_ends_unread_costs_one_value() {
-        let limits = KeyLimits::new(64, Some(3));
+        let limits = ApiKeyLimits::new(64, Some(3));
         // Each is let in and dropped unread; the bucket refills by a hair between them, so the
         // fourth may pass too, but not many more.
         let let_in = (0..100)
