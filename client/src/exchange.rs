@@ -10,8 +10,8 @@ use crate::endpoints::Route;
 use crate::error::Error;
 use crate::transport::{BatchId, Form, Transport};
 use crate::wire::{
-    ItemError, ItemErrorCode, Mode, PseudonymizeRequest, PseudonymizeResponse, ReidentifyRequest,
-    ReidentifyResponse, RewrapRequest, RewrapResponse, Text,
+    BodyText, ItemError, ItemErrorCode, Mode, PseudonymizeRequest, PseudonymizeResponse,
+    ReidentifyRequest, ReidentifyResponse, RewrapRequest, RewrapResponse,
 };
 
 /// The transport and the batching of one client: what a call's values are sent with.
@@ -68,7 +68,7 @@ impl Exchange<'_> {
     ) -> Result<Vec<Option<String>>, Error> {
         let encode = |chunk: &[&str]| {
             serde_json::to_vec(&PseudonymizeRequest {
-                domain: Text::from(domain),
+                domain: BodyText::from(domain),
                 mode,
                 values: texts(chunk),
             })
@@ -100,7 +100,7 @@ impl Exchange<'_> {
     ) -> Result<(Vec<Option<String>>, Vec<Option<ItemErrorCode>>), Error> {
         let encode = |chunk: &[&str]| {
             serde_json::to_vec(&PseudonymizeRequest {
-                domain: Text::from(domain),
+                domain: BodyText::from(domain),
                 mode: Mode::FormatPreserving,
                 values: texts(chunk),
             })
@@ -117,7 +117,7 @@ impl Exchange<'_> {
     ) -> Result<(Vec<Option<String>>, Vec<Option<ItemErrorCode>>), Error> {
         let encode = |chunk: &[&str]| {
             serde_json::to_vec(&ReidentifyRequest {
-                domain: Text::from(domain),
+                domain: BodyText::from(domain),
                 pseudonyms: texts(chunk),
             })
         };
@@ -133,7 +133,7 @@ impl Exchange<'_> {
     ) -> Result<(Vec<Option<String>>, Vec<Option<ItemErrorCode>>), Error> {
         let encode = |chunk: &[&str]| {
             serde_json::to_vec(&RewrapRequest {
-                domain: Text::from(domain),
+                domain: BodyText::from(domain),
                 pseudonyms: texts(chunk),
             })
         };
@@ -178,6 +178,6 @@ fn json<R: DeserializeOwned>(id: BatchId, body: &[u8]) -> Result<R, Error> {
     serde_json::from_slice(body).map_err(|_| protocol(id, "the answer is not the expected JSON"))
 }
 
-fn texts<'a>(chunk: &[&'a str]) -> Vec<Option<Text<'a>>> {
-    chunk.iter().map(|v| Some(Text::from(*v))).collect()
+fn texts<'a>(chunk: &[&'a str]) -> Vec<Option<BodyText<'a>>> {
+    chunk.iter().map(|v| Some(BodyText::from(*v))).collect()
 }

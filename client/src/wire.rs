@@ -2,7 +2,7 @@
 //! media type of its Arrow form.
 //!
 //! Request types borrow their strings from the body they are parsed from wherever JSON escaping
-//! allows ([`Text`]), so the service does not allocate per value to read a batch.
+//! allows ([`BodyText`]), so the service does not allocate per value to read a batch.
 
 use std::borrow::Cow;
 
@@ -145,15 +145,15 @@ impl utoipa::ToSchema for Domain<'_> {}
 /// A string in a request body: borrowed from the body unless it had to be unescaped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+pub struct BodyText<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
-impl<'a> From<&'a str> for Text<'a> {
+impl<'a> From<&'a str> for BodyText<'a> {
     fn from(s: &'a str) -> Self {
-        Text(Cow::Borrowed(s))
+        BodyText(Cow::Borrowed(s))
     }
 }
 
-impl AsRef<str> for Text<'_> {
+impl AsRef<str> for BodyText<'_> {
     fn as_ref(&self) -> &str {
         &self.0
     }
@@ -161,7 +161,7 @@ impl AsRef<str> for Text<'_> {
 
 /// The list of values or pseudonyms in a request: strings or `null`. A reader may put another
 /// type in its place (the service reads it raw first, to bound how many items it takes).
-pub type Items<'a> = Vec<Option<Text<'a>>>;
+pub type Items<'a> = Vec<Option<BodyText<'a>>>;
 
 /// `POST /v1/pseudonymize`
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -171,7 +171,7 @@ pub struct PseudonymizeRequest<'a, L = Items<'a>> {
     /// The purpose of the column, e.g. `vin`.
     #[serde(borrow)]
     #[cfg_attr(feature = "openapi", schema(value_type = Domain))]
-    pub domain: Text<'a>,
+    pub domain: BodyText<'a>,
     /// Defaults to `deterministic`.
     #[serde(default)]
     pub mode: Mode,
@@ -204,7 +204,7 @@ pub struct ReidentifyRequest<'a, L = Items<'a>> {
     /// The domain the pseudonyms were made in.
     #[serde(borrow)]
     #[cfg_attr(feature = "openapi", schema(value_type = Domain))]
-    pub domain: Text<'a>,
+    pub domain: BodyText<'a>,
     /// Pseudonyms to turn back into values; `null` stays `null`.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
     pub pseudonyms: L,
@@ -232,7 +232,7 @@ pub struct RewrapRequest<'a, L = Items<'a>> {
     /// The domain the pseudonyms were made in.
     #[serde(borrow)]
     #[cfg_attr(feature = "openapi", schema(value_type = Domain))]
-    pub domain: Text<'a>,
+    pub domain: BodyText<'a>,
     /// Pseudonyms to rewrap; `null` stays `null`.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Option<String>>))]
     pub pseudonyms: L,
@@ -394,7 +394,7 @@ mod tests {
         assert!(matches!(request.domain.0, Cow::Borrowed("vin")));
         assert!(matches!(
             request.values[0],
-            Some(Text(Cow::Borrowed("plain")))
+            Some(BodyText(Cow::Borrowed("plain")))
         ));
         assert_eq!(
             request.values[1].as_ref().map(AsRef::as_ref),

@@ -263,7 +263,7 @@ pub struct NoSuchLambdaMode;
 /// The cipher and nonce MAC of a [`LambdaKey`], set up once and used through `&self`.
 pub struct LambdaCipher {
     aead: Aead,
-    /// InService once; cloned per value.
+    /// Keyed once; cloned per value.
     nonce_mac: Hmac<Sha256>,
     nonce_start: usize,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_ipc::writer::StreamWriter;
 use bytes::Bytes;
-use pseudonym_client::wire::{Items, PseudonymizeRequest, Text};
+use pseudonym_client::wire::{BodyText, Items, PseudonymizeRequest};
 use pseudonym_client::{Client, Mode, RetryPolicy};
 
 use crate::data;
@@ -69,11 +69,11 @@ impl Form {
         match self {
             Form::Json => {
                 let request: PseudonymizeRequest<'_, Items<'_>> = PseudonymizeRequest {
-                    domain: Text::from(domain),
+                    domain: BodyText::from(domain),
                     mode,
                     values: values
                         .iter()
-                        .map(|v| Some(Text::from(v.as_str())))
+                        .map(|v| Some(BodyText::from(v.as_str())))
                         .collect(),
                 };
                 Ok(serde_json::to_vec(&request).map(Bytes::from)?)

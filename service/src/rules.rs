@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use pseudonym_client::Mode;
-use pseudonym_client::wire::{ItemError, Text};
+use pseudonym_client::wire::{BodyText, ItemError};
 
 use crate::api_key_limits::{ApiKeyLimits, KeyPermit, Reservation};
 use crate::audit::{AuditLog, AuditRecord, Outcome, Pending};
@@ -74,7 +74,7 @@ pub trait ItemSource<'a> {
 /// What [`ItemSource::read`] gives, once awaited. (Boxed: an `impl Future` here leaves axum's
 /// handler bounds unable to see that a request's future is `Send`.)
 pub type ItemsRead<'s, 'a> =
-    std::pin::Pin<Box<dyn Future<Output = Result<Vec<Option<Text<'a>>>, Unread>> + Send + 's>>;
+    std::pin::Pin<Box<dyn Future<Output = Result<Vec<Option<BodyText<'a>>>, Unread>> + Send + 's>>;
 
 /// Why a request's items could not be read, and how many were read before that.
 pub struct Unread {
@@ -210,7 +210,7 @@ impl AppState {
         request: &Admitted,
         items: &impl ItemSource<'a>,
         max_len: usize,
-    ) -> Result<Vec<Option<Text<'a>>>, ApiError> {
+    ) -> Result<Vec<Option<BodyText<'a>>>, ApiError> {
         let limits = &self.0.limits;
         let read = items.read(limits.max_values, limits.max_body_bytes).await;
         if let Some(budget) = &request.budget {
@@ -322,7 +322,7 @@ impl AppState {
         caller: &Caller,
         domain: Domain<'_>,
         mode: Mode,
-        values: &[Option<Text<'_>>],
+        values: &[Option<BodyText<'_>>],
     ) {
         let count = values.iter().flatten().count();
         self.0
@@ -420,7 +420,7 @@ impl AppState {
         request: &Admitted,
         domain: &str,
         tokens: &impl ItemSource<'a>,
-        run: impl Fn(&Engine, Domain<'_>, &[Option<Text<'_>>]) -> Answer,
+        run: impl Fn(&Engine, Domain<'_>, &[Option<BodyText<'_>>]) -> Answer,
     ) -> Result<Answer, ApiError> {
         let caller = &request.caller;
         let mut record = AuditRecord::now(operation.as_str(), Outcome::Refused);
@@ -551,7 +551,7 @@ mod tests {
             let items = self
                 .0
                 .iter()
-                .map(|v| v.as_deref().map(Text::from))
+                .map(|v| v.as_deref().map(BodyText::from))
                 .collect();
             Box::pin(async move { Ok(items) })
         }

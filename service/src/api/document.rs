@@ -35,7 +35,7 @@ const REFUSALS: [(&str, &str); 7] = [
     info(
         title = "pseudonym",
         version = "1",
-        description = "InService, deterministic or randomized pseudonyms for personal data, and \
+        description = "Keyed, deterministic or randomized pseudonyms for personal data, and \
             re-identification for those allowed to. Tokens look like `d1.<base64url>`: mode \
             letter (d, r, h), key version, payload."
     ),

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use pseudonym_client::Mode;
-use pseudonym_client::wire::{PseudonymizeRequest, ReidentifyRequest, RewrapRequest, Text};
+use pseudonym_client::wire::{BodyText, PseudonymizeRequest, ReidentifyRequest, RewrapRequest};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -231,7 +231,7 @@ fn read_json<'a>(
     body: &Body,
     raw: &'a RawValue,
     max: usize,
-) -> Result<Vec<Option<Text<'a>>>, Unread> {
+) -> Result<Vec<Option<BodyText<'a>>>, Unread> {
     let seen = Cell::new(0);
     let exceeded = Cell::new(false);
     let bounded = Bounded {
@@ -256,7 +256,7 @@ async fn read_arrow(
     body: &[u8],
     max_values: usize,
     max_value_bytes: usize,
-) -> Result<Vec<Option<Text<'_>>>, Unread> {
+) -> Result<Vec<Option<BodyText<'_>>>, Unread> {
     let bounds = arrow_body::Bounds {
         max_values,
         max_value_bytes,
@@ -325,7 +325,7 @@ struct Bounded<'c> {
 }
 
 impl<'de> DeserializeSeed<'de> for Bounded<'_> {
-    type Value = Vec<Option<Text<'de>>>;
+    type Value = Vec<Option<BodyText<'de>>>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
         reader.deserialize_seq(self)
@@ -333,7 +333,7 @@ impl<'de> DeserializeSeed<'de> for Bounded<'_> {
 }
 
 impl<'de> Visitor<'de> for Bounded<'_> {
-    type Value = Vec<Option<Text<'de>>>;
+    type Value = Vec<Option<BodyText<'de>>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an array of strings or nulls")
