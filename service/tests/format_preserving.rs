@@ -4,37 +4,19 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
-use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::StreamWriter;
-use arrow_schema::{Field, Schema};
+use arrow_array::{Array, StringArray};
 use common::TestServer;
 use pseudonym_engine::format::Outside;
 use pseudonym_service::formats::FormatConfig;
-use pseudonym_service::keyring::Keyring;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 struct GoldenFile {
-    keyring: GoldenKeyring,
+    keyring: Value,
     vectors: Vec<Golden>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKeyring {
-    primary: u32,
-    keys: Vec<GoldenKey>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKey {
-    version: u32,
-    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -55,15 +37,7 @@ fn golden() -> GoldenFile {
 /// A server with the golden keyring (primary 2), `vin` pinned to version 1 (VIN characters,
 /// others refused) and `phone` to version 1 (digits, others kept).
 async fn server() -> TestServer {
-    let file = golden();
-    let mut text = format!("primary = {}\n", file.keyring.primary);
-    for key in &file.keyring.keys {
-        text.push_str(&format!(
-            "[[keys]]\nversion = {}\nsecret = \"{}\"\n",
-            key.version, key.secret
-        ));
-    }
-    let keyring = Keyring::from_toml(&text, "golden").expect("golden keyring");
+    let keyring = common::golden_keyring(&golden().keyring);
     TestServer::start_with(keyring, |config| {
         config.format_preserving = BTreeMap::from([
             ("vin".to_owned(), table("vin", Outside::Refuse)),
@@ -135,7 +109,9 @@ async fn the_arrow_form_answers_pseudonyms_and_error_codes() {
     let server = server().await;
     let golden = vectors("vin", 1);
     let values = StringArray::from(vec![Some(golden[0].value.as_str()), Some("I0I0I0"), None]);
-    let answer = post_arrow(&server, "pseudonymize&mode=format-preserving", values).await;
+    let answer = server
+        .post_arrow("pseudonymize&mode=format-preserving", values)
+        .await;
     assert_eq!(
         answer
             .schema()
@@ -157,7 +133,7 @@ async fn the_arrow_form_answers_pseudonyms_and_error_codes() {
     );
 
     let tokens = StringArray::from(vec![Some(golden[0].pseudonym.as_str()), None]);
-    let back = post_arrow(&server, "reidentify", tokens).await;
+    let back = server.post_arrow("reidentify", tokens).await;
     let values = back
         .column_by_name("values")
         .expect("values")
@@ -213,34 +189,4 @@ async fn modes_and_domains_that_do_not_match_are_refused_clearly() {
     let body = json!({"domain": "phone", "mode": "format-preserving", "values": ["5551234"]});
     let (status, _) = server.post("/v1/pseudonymize", Some(&writer), body).await;
     assert_eq!(status, 403, "the writer may only use vin");
-}
-
-/// POSTs an Arrow stream of `values` to `/v1/<route>` (the domain `vin`); the answer's batch.
-async fn post_arrow(server: &TestServer, route: &str, values: StringArray) -> RecordBatch {
-    let (path, query) = route.split_once('&').unwrap_or((route, ""));
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "values",
-        values.data_type().clone(),
-        true,
-    )]));
-    let mut body = Vec::new();
-    let mut writer = StreamWriter::try_new(&mut body, &schema).expect("writer");
-    let column: ArrayRef = Arc::new(values);
-    let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("batch");
-    writer.write(&batch).expect("written");
-    writer.finish().expect("finished");
-    drop(writer);
-    let url = format!("{}/v1/{path}?domain=vin&{query}", server.url);
-    let response = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/vnd.apache.arrow.stream")
-        .header("x-api-key", &server.keys.admin)
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status().as_u16(), 200);
-    let bytes = response.bytes().await.expect("body");
-    let mut reader = StreamReader::try_new(Cursor::new(bytes), None).expect("an Arrow stream");
-    reader.next().expect("a batch").expect("readable")
 }

@@ -5,14 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
-use std::sync::Arc;
 
+use arrow_array::StringArray;
 use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::StreamWriter;
-use arrow_schema::{Field, Schema};
 use common::TestServer;
 use pseudonym_service::config::{Config, TinkConfig};
 use pseudonym_service::keyring::Keyring;
@@ -23,21 +18,9 @@ use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 struct GoldenFile {
-    keyring: GoldenKeyring,
+    keyring: Value,
     vectors: Vec<Golden>,
     keysets: BTreeMap<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKeyring {
-    primary: u32,
-    keys: Vec<GoldenKey>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKey {
-    version: u32,
-    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -54,15 +37,7 @@ fn golden() -> GoldenFile {
 }
 
 fn keyring() -> Keyring {
-    let file = golden();
-    let mut text = format!("primary = {}\n", file.keyring.primary);
-    for key in &file.keyring.keys {
-        text.push_str(&format!(
-            "[[keys]]\nversion = {}\nsecret = \"{}\"\n",
-            key.version, key.secret
-        ));
-    }
-    Keyring::from_toml(&text, "golden").expect("golden keyring")
+    common::golden_keyring(&golden().keyring)
 }
 
 /// `vin` a Tink domain whose keyset may not be exported, `crm.email` one whose keyset may.
@@ -144,10 +119,12 @@ async fn the_arrow_form_makes_and_opens_tink_tokens() {
     let server = TestServer::start_with(keyring(), tink_tables).await;
     let new = vectors("vin", 2);
     let values = StringArray::from(vec![Some(new[1].value.as_str()), None]);
-    let made = post_arrow(&server, "pseudonymize", "&mode=deterministic", values).await;
+    let made = server
+        .post_arrow("pseudonymize&mode=deterministic", values)
+        .await;
     let made = made.column(0).as_string::<i32>().clone();
     assert_eq!(made.value(0), new[1].token);
-    let back = post_arrow(&server, "reidentify", "", made).await;
+    let back = server.post_arrow("reidentify", made).await;
     assert_eq!(
         back.column(0).as_string::<i32>().iter().collect::<Vec<_>>(),
         [Some(new[1].value.as_str()), None]
@@ -276,37 +253,4 @@ fn keysets_are_exported_only_where_permitted_after_their_audit_line() {
             "{shown}"
         );
     }
-}
-
-async fn post_arrow(
-    server: &TestServer,
-    path: &str,
-    query: &str,
-    values: StringArray,
-) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "values",
-        arrow_schema::DataType::Utf8,
-        true,
-    )]));
-    let mut body = Vec::new();
-    let mut writer = StreamWriter::try_new(&mut body, &schema).expect("writer");
-    let column: ArrayRef = Arc::new(values);
-    let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("batch");
-    writer.write(&batch).expect("written");
-    writer.finish().expect("finished");
-    drop(writer);
-    let url = format!("{}/v1/{path}?domain=vin{query}", server.url);
-    let response = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/vnd.apache.arrow.stream")
-        .header("x-api-key", &server.keys.admin)
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status().as_u16(), 200);
-    let bytes = response.bytes().await.expect("body");
-    let mut reader = StreamReader::try_new(Cursor::new(bytes), None).expect("an Arrow stream");
-    reader.next().expect("a batch").expect("readable")
 }

@@ -275,3 +275,53 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// The keyring of a golden vector file (its `keyring` object: `primary`, and `keys` of `version`
+/// and `secret`): test keys only.
+pub fn golden_keyring(keyring: &serde_json::Value) -> Keyring {
+    let mut text = format!("primary = {}\n", keyring["primary"]);
+    for key in keyring["keys"].as_array().expect("keys") {
+        text.push_str(&format!(
+            "[[keys]]\nversion = {}\nsecret = {}\n",
+            key["version"], key["secret"]
+        ));
+    }
+    Keyring::from_toml(&text, "golden").expect("golden keyring")
+}
+
+impl TestServer {
+    /// POSTs an Arrow stream of `values` to `/v1/<route>` in the domain `vin` (`route` may go
+    /// on with `&` and more of the query); the answer's batch, which must be a 200.
+    pub async fn post_arrow(
+        &self,
+        route: &str,
+        values: arrow_array::StringArray,
+    ) -> arrow_array::RecordBatch {
+        use arrow_array::Array;
+        let (path, query) = route.split_once('&').unwrap_or((route, ""));
+        let field = arrow_schema::Field::new("values", values.data_type().clone(), true);
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![field]));
+        let column: arrow_array::ArrayRef = std::sync::Arc::new(values);
+        let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![column]).expect("batch");
+        let mut body = Vec::new();
+        let mut writer =
+            arrow_ipc::writer::StreamWriter::try_new(&mut body, &schema).expect("writer");
+        writer.write(&batch).expect("written");
+        writer.finish().expect("finished");
+        drop(writer);
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/{path}?domain=vin&{query}", self.url))
+            .header("content-type", "application/vnd.apache.arrow.stream")
+            .header("x-api-key", &self.keys.admin)
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status().as_u16(), 200);
+        let bytes = response.bytes().await.expect("body");
+        let mut reader =
+            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                .expect("an Arrow stream");
+        reader.next().expect("a batch").expect("readable")
+    }
+}
