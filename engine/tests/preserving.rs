@@ -1,11 +1,14 @@
 //! Format-preserving pseudonyms: the golden vectors (made by an independent implementation,
 //! `tests/python/ff1_reference.py`), round trips, rewrapping and per-item errors.
 
+mod common;
+
 use std::collections::BTreeMap;
 
+use common::GoldenKeyring;
 use pseudonym_client::ItemErrorCode;
 use pseudonym_engine::format::{Format, Outside};
-use pseudonym_engine::{Domain, Engine, Keyring};
+use pseudonym_engine::{Domain, Engine};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -15,18 +18,6 @@ struct GoldenFile {
     formats: BTreeMap<String, Spec>,
     vectors: Vec<Golden>,
     errors: Vec<GoldenError>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKeyring {
-    primary: u32,
-    keys: Vec<GoldenKey>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKey {
-    version: u32,
-    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -57,14 +48,7 @@ fn golden() -> GoldenFile {
 }
 
 fn engine(file: &GoldenFile) -> Engine {
-    let mut text = format!("primary = {}\n", file.keyring.primary);
-    for key in &file.keyring.keys {
-        text.push_str(&format!(
-            "[[keys]]\nversion = {}\nsecret = \"{}\"\n",
-            key.version, key.secret
-        ));
-    }
-    Engine::new(&Keyring::from_toml(&text, "golden").expect("golden keyring"))
+    Engine::new(&file.keyring.keyring())
 }
 
 fn format(file: &GoldenFile, domain: &str) -> Format {

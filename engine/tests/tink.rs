@@ -2,10 +2,13 @@
 //! `tests/python/make_tink_vectors.py`), rewrapping between versions and formats, and tokens
 //! that must fail per item.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::GoldenKeyring;
 use pseudonym_client::{ItemErrorCode, Mode};
 use pseudonym_engine::lambda::{LambdaKey, LambdaMode};
 use pseudonym_engine::{Domain, Engine, Keyring};
@@ -18,18 +21,6 @@ struct GoldenFile {
     keyring: GoldenKeyring,
     vectors: Vec<Golden>,
     keysets: BTreeMap<String, serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKeyring {
-    primary: u32,
-    keys: Vec<GoldenKey>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKey {
-    version: u32,
-    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -48,14 +39,7 @@ const DOMAINS: [&str; 2] = ["vin", "crm.email"];
 
 /// The golden keyring with `primary` as its primary.
 fn keyring(file: &GoldenFile, primary: u32) -> Keyring {
-    let mut text = format!("primary = {primary}\n");
-    for key in &file.keyring.keys {
-        text.push_str(&format!(
-            "[[keys]]\nversion = {}\nsecret = \"{}\"\n",
-            key.version, key.secret
-        ));
-    }
-    Keyring::from_toml(&text, "golden").expect("golden keyring")
+    file.keyring.with_primary(primary)
 }
 
 /// The golden keyring with `primary` as its primary, Tink domains `tink`.

@@ -1,6 +1,9 @@
 //! Known-answer tests: the golden vectors that pin every pseudonym format forever (RFC 5297
 //! is checked where AES-SIV is, in `engine/tests/siv.rs`).
 
+mod common;
+
+use common::GoldenKeyring;
 use pseudonym_client::Mode;
 use pseudonym_engine::lambda::{LambdaKey, LambdaMode};
 use pseudonym_engine::{Domain, Engine, Keyring};
@@ -11,17 +14,6 @@ struct GoldenFile {
     format: u32,
     keyring: GoldenKeyring,
     vectors: Vec<Golden>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKeyring {
-    keys: Vec<GoldenKey>,
-}
-
-#[derive(Deserialize)]
-struct GoldenKey {
-    version: u32,
-    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -39,14 +31,7 @@ fn golden() -> GoldenFile {
 
 /// The golden keyring with `primary` as its primary version.
 fn keyring(file: &GoldenFile, primary: u32) -> Keyring {
-    let mut text = format!("primary = {primary}\n");
-    for key in &file.keyring.keys {
-        text.push_str(&format!(
-            "[[keys]]\nversion = {}\nsecret = \"{}\"\n",
-            key.version, key.secret
-        ));
-    }
-    Keyring::from_toml(&text, "golden").expect("golden keyring")
+    file.keyring.with_primary(primary)
 }
 
 #[test]
