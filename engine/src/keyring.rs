@@ -18,7 +18,7 @@
 //!
 //! # Optional: the replaced service's key, imported with `keygen --import-lambda-secret`, so its
 //! # tokens re-identify and rewrap (see `lambda`). Same encodings as its secret JSON.
-//! [lambda_key]
+//! [seed_key]   # `[lambda_key]` is read too; written so from the next release
 //! secret_key = "<16 or 32 bytes, standard base64>"
 //! nonce_key = "<standard base64>"
 //! nonce_start = 3
@@ -176,8 +176,9 @@ struct KeyringFile {
     #[serde(default)]
     highest_version: u32,
     keys: Vec<KeyEntry>,
-    /// `[seed_key]` before this name; read for one more release.
-    #[serde(default, alias = "seed_key")]
+    /// Written `[seed_key]` (what the previous release reads) until the next release, which
+    /// writes `[lambda_key]`; both are read.
+    #[serde(default, rename = "seed_key", alias = "lambda_key")]
     lambda_key: Option<LambdaKeyEntry>,
 }
 

@@ -106,7 +106,8 @@ struct SecretJson {
     nonce_end_pos: i64,
 }
 
-/// The key as a keyring file holds it (`[lambda_key]`), in the same encodings as the secret JSON.
+/// The key as a keyring file holds it (`[seed_key]`, the table's name until the next release;
+/// `[lambda_key]` is read too), in the same encodings as the secret JSON.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LambdaKeyEntry {
@@ -142,16 +143,16 @@ impl LambdaKey {
 
     pub(crate) fn from_entry(entry: &LambdaKeyEntry) -> Result<Self, LambdaKeyError> {
         LambdaKey::new(
-            (&entry.secret_key, "lambda_key.secret_key"),
-            (&entry.nonce_key, "lambda_key.nonce_key"),
-            (entry.nonce_start, "lambda_key.nonce_start"),
-            (entry.nonce_end, "lambda_key.nonce_end"),
+            (&entry.secret_key, "seed_key.secret_key"),
+            (&entry.nonce_key, "seed_key.nonce_key"),
+            (entry.nonce_start, "seed_key.nonce_start"),
+            (entry.nonce_end, "seed_key.nonce_end"),
         )
     }
 
     /// Appends the `[lambda_key]` table of a keyring file to `out`. Holds the key.
     pub(crate) fn append_toml(&self, out: &mut Zeroizing<String>) {
-        out.push_str("[lambda_key]\nsecret_key = \"");
+        out.push_str("[seed_key]\nsecret_key = \"");
         STANDARD.encode_string(self.secret_key.expose_secret(), out);
         out.push_str("\"\nnonce_key = \"");
         STANDARD.encode_string(self.nonce_key.expose_secret(), out);
@@ -487,24 +488,30 @@ mod tests {
         key.append_toml(&mut text);
         let table: std::collections::BTreeMap<String, LambdaKeyEntry> =
             toml::from_str(&text).expect("own format parses");
-        let again = LambdaKey::from_entry(&table["lambda_key"]).expect("own entry");
+        let again = LambdaKey::from_entry(&table["seed_key"]).expect("own entry");
         assert!(key.same_as(&again));
         assert_eq!(format!("{key:?}"), "LambdaKey([REDACTED])");
     }
 
     #[test]
-    fn a_keyring_of_the_deprecated_spelling_still_reads_and_is_written_anew() {
+    fn a_keyring_with_either_spelling_of_the_table_reads_and_keeps_the_old_one_for_now() {
         let key = LambdaKey::from_secret_json(SECRET_JSON).expect("valid");
         let mut table = Zeroizing::new(String::new());
         key.append_toml(&mut table);
         let old = format!(
             "primary = 1\n[[keys]]\nversion = 1\nsecret = \"{}\"\n{}",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-            table.replace("[lambda_key]", "[seed_key]")
+            table.as_str()
         );
-        let keyring = crate::Keyring::from_toml(&old, "old").expect("[seed_key] still reads");
-        assert!(keyring.lambda_key().is_some_and(|k| k.same_as(&key)));
-        let written = keyring.to_toml();
-        assert!(written.contains("[lambda_key]") && !written.contains("[seed_key]"));
+        let new = old.replace("[seed_key]", "[lambda_key]");
+        for (text, name) in [(&old, "[seed_key]"), (&new, "[lambda_key]")] {
+            let keyring = crate::Keyring::from_toml(text, "keyring").expect(name);
+            assert!(
+                keyring.lambda_key().is_some_and(|k| k.same_as(&key)),
+                "{name}"
+            );
+            // Written as a pseudonymd of the previous release reads it, until the next release.
+            assert!(keyring.to_toml().contains("[seed_key]"), "{name}");
+        }
     }
 }

@@ -220,7 +220,7 @@ def test_the_replaced_services_key_is_imported_into_a_sealed_keyring(openbao, tm
     assert created.returncode == 0, created.stderr
     assert "(sealed)" in created.stderr and "new key version 1" in created.stderr
     sealed = setup.keyring.read_text()
-    assert "vault:v1:" in sealed and "lambda_key" not in sealed
+    assert "vault:v1:" in sealed and "seed_key" not in sealed
     assert seed["secrets"][0]["encodedSecretKey"] not in sealed + created.stderr
 
     daemon = start_daemon(["--config", str(setup.config), "--compat-tokens", "seed"], clean_env())

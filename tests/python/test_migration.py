@@ -55,7 +55,7 @@ def test_keygen_imports_the_secret_into_a_new_private_keyring(tmp_path: Path) ->
     assert "new key version 1" in done.stderr
     assert keyring.stat().st_mode & 0o777 == 0o600
     text = keyring.read_text()
-    assert "[lambda_key]" in text and "version = 1" in text
+    assert "[seed_key]" in text and "version = 1" in text
     for field in ("encodedSecretKey", "encodedNonceKey"):
         assert seed["secrets"][0][field] not in done.stdout + done.stderr
 
@@ -73,7 +73,7 @@ def test_keygen_imports_the_secret_into_a_new_private_keyring(tmp_path: Path) ->
     assert refused.returncode != 0 and "nonceEndPos" in refused.stderr
 
     assert keygen("--retire-lambda").returncode == 0
-    assert "[lambda_key]" not in keyring.read_text()
+    assert "[seed_key]" not in keyring.read_text()
 
 
 def test_the_replaced_services_jobs_run_unchanged(migration_service: MigrationService) -> None:
