@@ -257,7 +257,45 @@ enum OperationArg {
     Rewrap,
 }
 
+/// The deprecated spellings of flags and values, and what replaces them: `seed` was this
+/// service's name for the Lambda service (README, "Migrating from the AWS sample").
+const DEPRECATED: [(&str, &str); 3] = [
+    ("--import-seed-secret", "--import-lambda-secret"),
+    ("--retire-seed", "--retire-lambda"),
+    (
+        "seed",
+        "lambda (as --compat-tokens or PSEUDONYM_COMPAT_TOKENS)",
+    ),
+];
+
+/// Warns, on standard error, of each deprecated spelling on the command line or in
+/// `PSEUDONYM_COMPAT_TOKENS` (a configuration file's `compat_tokens = "seed"` is read silently).
+fn warn_of_deprecated_spellings() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let compat_tokens = std::env::var("PSEUDONYM_COMPAT_TOKENS").ok();
+    for (old, new) in DEPRECATED {
+        let used = match old {
+            "seed" => {
+                compat_tokens.as_deref() == Some("seed")
+                    || args
+                        .windows(2)
+                        .any(|pair| pair == ["--compat-tokens", "seed"])
+                    || args.iter().any(|arg| arg == "--compat-tokens=seed")
+            }
+            flag => args
+                .iter()
+                .any(|arg| arg == flag || arg.starts_with(&format!("{flag}="))),
+        };
+        if used {
+            eprintln!(
+                "pseudonymd: warning: {old} is deprecated and goes in the next release; use {new}"
+            );
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    warn_of_deprecated_spellings();
     let matches = with_config_defaults(Cli::command()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

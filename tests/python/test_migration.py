@@ -59,8 +59,10 @@ def test_keygen_imports_the_secret_into_a_new_private_keyring(tmp_path: Path) ->
     for field in ("encodedSecretKey", "encodedNonceKey"):
         assert seed["secrets"][0][field] not in done.stdout + done.stderr
 
-    # The deprecated spelling of the flag, still read.
-    assert keygen("--import-seed-secret", str(secret_file)).returncode == 0, "the same key again"
+    # The deprecated spelling of the flag, still read, with a warning.
+    again = keygen("--import-seed-secret", str(secret_file))
+    assert again.returncode == 0, "the same key again"
+    assert "--import-seed-secret is deprecated" in again.stderr
     other = tmp_path / "other.json"
     other.write_text(json.dumps(seed["secrets"][1]))
     refused = keygen("--import-lambda-secret", str(other))
