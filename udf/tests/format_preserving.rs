@@ -1,16 +1,14 @@
 //! Format-preserving pseudonyms through DataFusion SQL and `pseudonym-sql`, against a real
 //! service whose `vin` domain has a format.
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::Int64Type;
-use datafusion::prelude::{SessionConfig, SessionContext};
-use pseudonym_client::Client;
+use common::CarsSession;
 use pseudonym_e2e::{Fault, Fixture, Replica};
 use pseudonym_service::format::Outside;
 use pseudonym_service::formats::FormatConfig;
-use pseudonym_udf::{Service, generate, tables};
 
 /// A replica whose `vin` domain is format-preserving (VIN characters, others refused).
 fn replica() -> (Fixture, Replica) {
@@ -26,69 +24,33 @@ fn replica() -> (Fixture, Replica) {
     (fixture, replica)
 }
 
-async fn count(ctx: &SessionContext, sql: &str) -> i64 {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .expect("plans")
-        .collect()
-        .await
-        .expect("runs");
-    batches[0].column(0).as_primitive::<Int64Type>().value(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_round_trips_keeps_the_format_and_joins_alike() {
     let (fixture, replica) = replica();
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(4096));
-    let client = Client::builder()
-        .url(&replica.url)
-        .api_key(&fixture.api_key)
-        .build()
-        .expect("client");
-    Service::new(client, io.handle().clone()).register(&ctx);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("cars.parquet");
-    generate::parquet(&ctx, &path, 10_000, 1_500)
-        .await
-        .expect("generated");
-    tables::register(&ctx, "cars", &path)
-        .await
-        .expect("registered");
+    let session = CarsSession::start(&replica.url, &fixture.api_key, 10_000, 1_500).await;
+    let ctx = &session.ctx;
 
     let pseudo = "SELECT vin, pseudonymize(vin, 'vin', 'format-preserving') AS p FROM cars";
-    ctx.sql(&format!("CREATE TABLE pseudo AS {pseudo}"))
-        .await
-        .expect("plans")
-        .collect()
-        .await
-        .expect("runs");
+    session
+        .run(&format!("CREATE TABLE pseudo AS {pseudo}"))
+        .await;
     let same_shape = "SELECT count(*) FROM pseudo WHERE length(p) = 17 AND p <> vin \
                       AND regexp_like(p, '^[0-9A-HJ-NPR-Z]{17}$')";
-    assert_eq!(count(&ctx, same_shape).await, 10_000);
+    assert_eq!(session.count(same_shape).await, 10_000);
     let wrong = "SELECT count(*) FROM pseudo WHERE reidentify(p, 'vin') IS DISTINCT FROM vin";
-    assert_eq!(count(&ctx, wrong).await, 0, "every row round-trips");
-    let plain = count(
-        &ctx,
-        "SELECT count(*) FROM pseudo a JOIN pseudo b ON a.vin = b.vin",
-    )
-    .await;
-    let joined = count(
-        &ctx,
-        "SELECT count(*) FROM pseudo a JOIN pseudo b ON a.p = b.p",
-    )
-    .await;
+    assert_eq!(session.count(wrong).await, 0, "every row round-trips");
+    let plain = session
+        .count("SELECT count(*) FROM pseudo a JOIN pseudo b ON a.vin = b.vin")
+        .await;
+    let joined = session
+        .count("SELECT count(*) FROM pseudo a JOIN pseudo b ON a.p = b.p")
+        .await;
     assert!(plain > 10_000);
     assert_eq!(joined, plain, "joins on pseudonyms match joins on values");
 
     let kept = "SELECT count(*) FROM (VALUES ('WVWZZZ1JZXW12345I'), ('123')) v(x) \
                 WHERE pseudonymize(x, 'vin', 'format-preserving', 'null') IS NULL";
-    assert_eq!(count(&ctx, kept).await, 2);
+    assert_eq!(session.count(kept).await, 2);
     let failing = "SELECT pseudonymize(x, 'vin', 'format-preserving') FROM (VALUES ('WVWZZZ1JZXW12345I')) v(x)";
     let error = ctx
         .sql(failing)
@@ -102,7 +64,6 @@ async fn sql_round_trips_keeps_the_format_and_joins_alike() {
         message.contains("outside_alphabet") && !message.contains("12345I"),
         "{message}"
     );
-    io.shutdown_background();
 }
 
 #[test]
