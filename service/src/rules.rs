@@ -352,20 +352,12 @@ impl AppState {
             domain,
             tokens,
             |engine, d, tokens| match formats.get(d) {
-                Some(p) => {
-                    let opened = engine.reidentify_preserving(d, &p.format, p.key_version, tokens);
-                    Answer {
-                        texts: opened.texts,
-                        errors: opened.errors,
-                        key_version: engine.primary_version(),
-                    }
-                }
+                Some(p) => engine.reidentify_preserving(d, &p.format, p.key_version, tokens),
                 None => {
                     let opened = engine.reidentify_texts(d, tokens);
-                    Answer {
+                    Preserved {
                         texts: opened.values,
                         errors: opened.errors,
-                        key_version: engine.primary_version(),
                     }
                 }
             },
@@ -390,19 +382,13 @@ impl AppState {
             |engine, d, tokens| match formats.get(d) {
                 Some(p) => {
                     let to = engine.primary_version();
-                    let moved = engine.rewrap_preserving(d, &p.format, p.key_version, to, tokens);
-                    Answer {
-                        texts: moved.texts,
-                        errors: moved.errors,
-                        key_version: to,
-                    }
+                    engine.rewrap_preserving(d, &p.format, p.key_version, to, tokens)
                 }
                 None => {
                     let moved = engine.rewrap_texts(d, tokens);
-                    Answer {
+                    Preserved {
                         texts: moved.pseudonyms,
                         errors: moved.errors,
-                        key_version: engine.primary_version(),
                     }
                 }
             },
@@ -420,7 +406,7 @@ impl AppState {
         request: &Admitted,
         domain: &str,
         tokens: &impl ItemSource<'a>,
-        run: impl Fn(&Engine, Domain<'_>, &[Option<BodyText<'_>>]) -> Answer,
+        run: impl Fn(&Engine, Domain<'_>, &[Option<BodyText<'_>>]) -> Preserved,
     ) -> Result<Answer, ApiError> {
         let caller = &request.caller;
         let mut record = AuditRecord::now(operation.as_str(), Outcome::Refused);
@@ -450,7 +436,15 @@ impl AppState {
         };
         record.count = tokens.iter().flatten().count();
         let engine = &request.keyed.engine;
-        let answer = in_slices(&tokens, |slice| run(engine, domain_ok, slice)).await;
+        let Preserved { texts, errors } =
+            in_slices(&tokens, |slice| run(engine, domain_ok, slice)).await;
+        // Rewrapping makes pseudonyms under the primary version, in format-preserving domains
+        // too (from their pinned one).
+        let answer = Answer {
+            texts,
+            errors,
+            key_version: engine.primary_version(),
+        };
         let failed = answer.errors.len();
         record.failed = failed;
         record.outcome = if failed == 0 {
@@ -505,13 +499,6 @@ trait InSlices {
 impl InSlices for Texts {
     fn append(&mut self, next: Self, _offset: usize) {
         Texts::append(self, next);
-    }
-}
-
-impl InSlices for Answer {
-    fn append(&mut self, next: Self, offset: usize) {
-        self.texts.append(next.texts);
-        self.errors.extend(shifted(next.errors, offset));
     }
 }
 
