@@ -204,6 +204,18 @@ impl Config {
         Ok(config)
     }
 
+    /// The deprecated spellings a configuration file uses (`compat_tokens = "seed"`), each with
+    /// what replaces it; none for a file that cannot be read (its error comes from
+    /// [`Config::load`]).
+    pub fn deprecated_in(file: &Path) -> Vec<(&'static str, &'static str)> {
+        let compat_tokens =
+            Figment::from(Toml::file(file)).extract_inner::<String>("compat_tokens");
+        match compat_tokens.is_ok_and(|value| value == "seed") {
+            true => vec![("compat_tokens = \"seed\"", "compat_tokens = \"lambda\"")],
+            false => Vec::new(),
+        }
+    }
+
     /// The domain of the routes compatible with the replaced service, checked.
     pub fn compat_domain(&self) -> Result<Domain<'_>, Error> {
         Domain::new(&self.compat_domain).map_err(|_| Error::ConfigInvalid {
@@ -366,5 +378,11 @@ mod tests {
         std::fs::write(&file, "compat_tokens = \"seed\"\n").expect("write");
         let config = Config::load(Some(&file), Flags { listen: None }).expect("seed still reads");
         assert_eq!(config.compat_tokens, TokenFormat::Lambda);
+        assert_eq!(
+            Config::deprecated_in(&file),
+            [("compat_tokens = \"seed\"", "compat_tokens = \"lambda\"")]
+        );
+        std::fs::write(&file, "compat_tokens = \"lambda\"\n").expect("write");
+        assert_eq!(Config::deprecated_in(&file), []);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -269,7 +269,7 @@ const DEPRECATED: [(&str, &str); 3] = [
 ];
 
 /// Warns, on standard error, of each deprecated spelling on the command line or in
-/// `PSEUDONYM_COMPAT_TOKENS` (a configuration file's `compat_tokens = "seed"` is read silently).
+/// `PSEUDONYM_COMPAT_TOKENS` (a configuration file's are warned of by [`load_config`]).
 fn warn_of_deprecated_spellings() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let compat_tokens = std::env::var("PSEUDONYM_COMPAT_TOKENS").ok();
@@ -287,11 +287,23 @@ fn warn_of_deprecated_spellings() {
                 .any(|arg| arg == flag || arg.starts_with(&format!("{flag}="))),
         };
         if used {
-            eprintln!(
-                "pseudonymd: warning: {old} is deprecated and goes in the next release; use {new}"
-            );
+            warn_of_deprecated(old, new);
         }
     }
+}
+
+fn warn_of_deprecated(old: &str, new: &str) {
+    eprintln!("pseudonymd: warning: {old} is deprecated and goes in the next release; use {new}");
+}
+
+/// [`Config::load`], warning on standard error of each deprecated spelling in the file.
+fn load_config(file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Config> {
+    if let Some(file) = file {
+        for (old, new) in Config::deprecated_in(file) {
+            warn_of_deprecated(&format!("{old} in {}", file.display()), new);
+        }
+    }
+    Ok(Config::load(file, overrides)?)
 }
 
 fn main() -> ExitCode {
@@ -349,7 +361,7 @@ fn with_config_defaults(command: clap::Command) -> clap::Command {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref(), &args)?;
+    let config = load_config(args.config.as_deref(), &args)?;
     init_logging(&config)?;
     log_panics_without_their_message();
     #[cfg(unix)]
@@ -480,7 +492,7 @@ fn log_panics_without_their_message() {
 }
 
 fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref(), KeygenOverrides::default())?;
+    let config = load_config(args.config.as_deref(), KeygenOverrides::default())?;
     let formats = config.formats()?;
     let path = args
         .keyring_file
