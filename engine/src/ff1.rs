@@ -22,7 +22,7 @@ pub const MAX_RADIX: u32 = 1 << 16;
 /// The largest `radix^ceil(length / 2)` accepted: a half of at most 96 bits.
 const MAX_HALF: u128 = 1 << 96;
 /// Strings encrypted in lockstep.
-pub const LANES: usize = 16;
+pub const LANES: usize = 64;
 /// Feistel rounds of FF1.
 const ROUNDS: u8 = 10;
 
@@ -179,7 +179,7 @@ impl Ff1 {
                 Direction::Decrypt => ROUNDS - 1 - step,
             };
             for (lane, block) in lanes.iter().zip(blocks.iter_mut()) {
-                *block = lane.last_block(round);
+                *block = lane.last_block();
             }
             self.aes.encrypt_blocks(blocks);
             for (lane, block) in lanes.iter_mut().zip(blocks.iter()) {
@@ -246,6 +246,8 @@ struct Shape {
     tweak_blocks: usize,
     /// The CBC-MAC state after `P` (which depends on nothing else), as a big-endian integer.
     mac_after_p: u128,
+    /// Round `i` in `Q`'s last block: `i` times this (its byte is the one before `NUM(B)`).
+    round_unit: u128,
 }
 
 impl Shape {
@@ -291,6 +293,7 @@ impl Shape {
             d,
             tweak_blocks: q_len / 16 - 1,
             mac_after_p: u128::from_be_bytes(p.into()),
+            round_unit: 1 << (8 * num_bytes),
         })
     }
 }
@@ -302,22 +305,19 @@ struct Lane {
     /// enciphering, `B` and `A` deciphering. Then both directions move the halves alike.
     a: u128,
     b: u128,
-    /// The CBC-MAC state before `Q`'s last block, and that block before `i` and `NUM(B)` are
-    /// added in, as big-endian integers: the round's block is then made by arithmetic, not by
-    /// byte copies (whose stalls were a third of a round's time).
+    /// The CBC-MAC state before `Q`'s last block, and that block with the next round's `i`
+    /// but before `NUM(B)` is added in, as big-endian integers: the round's block is then made
+    /// by arithmetic, not by byte copies (whose stalls were a third of a round's time).
     mac: u128,
     last: u128,
 }
 
 impl Lane {
     fn new(shape: Shape, radix: Radix, string: &[u16], tweak: &[u8], direction: Direction) -> Self {
-        let radix = u128::from(radix.get());
-        let num = |digits: &[u16]| {
-            digits
-                .iter()
-                .fold(0u128, |acc, &digit| acc * radix + u128::from(digit))
-        };
-        let (first, second) = (num(&string[..shape.u]), num(&string[shape.u..]));
+        let radix = radix.get();
+        let [first_modulus, second_modulus] = &shape.modulus;
+        let first = num(radix, &string[..shape.u], first_modulus);
+        let second = num(radix, &string[shape.u..], second_modulus);
         let (a, b) = match direction {
             Direction::Encrypt => (first, second),
             Direction::Decrypt => (second, first),
@@ -328,21 +328,23 @@ impl Lane {
         for (at, byte) in last.iter_mut().enumerate().take(16 - 1 - shape.num_bytes) {
             *byte = tweak.get(last_start + at).copied().unwrap_or(0);
         }
+        let first_round = match direction {
+            Direction::Encrypt => 0,
+            Direction::Decrypt => u128::from(ROUNDS - 1) * shape.round_unit,
+        };
         Lane {
             shape,
             a,
             b,
             mac: shape.mac_after_p,
-            last: u128::from_be_bytes(last),
+            last: u128::from_be_bytes(last) | first_round,
         }
     }
 
-    /// The CBC-MAC's input for `Q`'s last block in round `i`, chained with the prefix's state.
-    fn last_block(&self, round: u8) -> Block {
-        // `NUM(B)` fills the last `b` bytes (it is below `radix^v <= 2^(8b)`), `i` the byte
-        // before them.
-        let block = self.last | u128::from(round) << (8 * self.shape.num_bytes) | self.b;
-        Block::from((block ^ self.mac).to_be_bytes())
+    /// The CBC-MAC's input for `Q`'s last block in this round, chained with the prefix's state.
+    fn last_block(&self) -> Block {
+        // `NUM(B)` fills the last `b` bytes (it is below `radix^v <= 2^(8b)`).
+        Block::from(((self.last | self.b) ^ self.mac).to_be_bytes())
     }
 
     /// Applies round `round`, whose PRF output is `r`.
@@ -359,6 +361,12 @@ impl Lane {
         };
         self.a = self.b;
         self.b = c.checked_sub(m).unwrap_or(c);
+        // The next round's `i` (below 10, so its byte never carries; the wrap after deciphering
+        // round 0 is never used).
+        self.last = match direction {
+            Direction::Encrypt => self.last + self.shape.round_unit,
+            Direction::Decrypt => self.last.wrapping_sub(self.shape.round_unit),
+        };
     }
 
     /// Writes the halves back as numerals.
@@ -379,6 +387,20 @@ impl Lane {
     }
 }
 
+/// `NUM_radix(digits)` of a half whose modulus is `radix^digits.len()`: in 64-bit arithmetic
+/// when the modulus allows it (a half of up to 12 VIN characters), as most halves do.
+fn num(radix: u32, digits: &[u16], modulus: &Modulus) -> u128 {
+    // Every partial number is below `radix^k <= modulus`.
+    match modulus.value <= 1 << 64 {
+        true => u128::from(digits.iter().fold(0u64, |acc, &digit| {
+            acc * u64::from(radix) + u64::from(digit)
+        })),
+        false => digits.iter().fold(0u128, |acc, &digit| {
+            acc * u128::from(radix) + u128::from(digit)
+        }),
+    }
+}
+
 /// A modulus with its Barrett reciprocal, so that reducing by it costs a few multiplications
 /// instead of a 128-bit division (which was most of a round's time).
 #[derive(Clone, Copy)]
@@ -386,18 +408,30 @@ struct Modulus {
     value: u128,
     /// `floor((2^128 - 1) / value)`.
     reciprocal: u128,
+    /// For a value from 2^32 to 2^63 (a half of 7 to 12 VIN characters): `floor(2^96 / value)`,
+    /// which reduces a `y` below 2^96 with three 64-bit multiplications instead of seven. Else 0.
+    narrow: u64,
 }
 
 impl Modulus {
     fn new(value: u128) -> Self {
+        let narrow = match value > 1 << 32 && value < 1 << 63 {
+            // Below 2^64, as the value is above 2^32.
+            true => ((1u128 << 96) / value) as u64,
+            false => 0,
+        };
         Modulus {
             value,
             reciprocal: u128::MAX / value,
+            narrow,
         }
     }
 
     /// `y mod value`.
     fn reduce(&self, y: u128) -> u128 {
+        if self.narrow != 0 && y < 1 << 96 {
+            return self.reduce_narrow(y);
+        }
         // The estimate `floor(y * reciprocal / 2^128)` is at most 2 below `floor(y / value)`,
         // so the remainder is below 3 values: at most 3 * 2^96, no overflow.
         let estimate = mul_high(y, self.reciprocal);
@@ -406,6 +440,29 @@ impl Modulus {
             remainder -= self.value;
         }
         remainder
+    }
+}
+
+impl Modulus {
+    /// `y mod value` for `y` below 2^96 and a `narrow` reciprocal.
+    fn reduce_narrow(&self, y: u128) -> u128 {
+        let (high, low) = ((y >> 64) as u64, y as u64);
+        let reciprocal = u128::from(self.narrow);
+        // `floor(y * narrow / 2^96)`, exactly, from the two halves' products (the high half is
+        // below 2^32): the quotient or one below it, as `narrow` is at most 1 below
+        // `2^96 / value`, so the estimate is above `y / value - 1`.
+        let estimate =
+            ((u128::from(high) * reciprocal + ((u128::from(low) * reciprocal) >> 64)) >> 32) as u64;
+        // The remainder is below 2 values, below 2^64: the low halves suffice.
+        let value = self.value as u64;
+        let remainder = low.wrapping_sub(estimate.wrapping_mul(value));
+        // No branch: which way it goes is as random as the remainder.
+        let corrected = remainder.wrapping_sub(value);
+        u128::from(if remainder >= value {
+            corrected
+        } else {
+            remainder
+        })
     }
 }
 
@@ -493,6 +550,9 @@ mod tests {
             radix in 2u32..=65536,
         ) {
             prop_assert_eq!(Modulus::new(modulus).reduce(y), y % modulus);
+            // The 64-bit path, for moduli where it applies and `y` below 2^96.
+            let (narrow, small_y) = (((modulus % (1 << 63)) | (1 << 32)) + 1, y >> 32);
+            prop_assert_eq!(Modulus::new(narrow).reduce(small_y), small_y % narrow);
             let (q, m) = Divisor::new(Radix::new(radix).expect("valid")).div_rem(value);
             prop_assert_eq!((q, u128::from(m)), (value / u128::from(radix), value % u128::from(radix)));
         }
