@@ -208,6 +208,7 @@ impl Format {
             let value = value.as_ref();
             // An ASCII value's characters are its bytes, and their positions the bytes'.
             let refused = match value.is_ascii() {
+                true if self.all_in_alphabet(value.as_bytes(), &mut split.numerals) => false,
                 true => self.split_one(value.bytes().map(char::from), &mut split),
                 false => self.split_one(value.chars(), &mut split),
             };
@@ -229,6 +230,22 @@ impl Format {
 
     /// Adds the numerals of `characters` to `split`, and the kept ones to its last tweak;
     /// whether one was refused.
+    /// Appends the numerals of an ASCII value whose characters are all in the alphabet (most
+    /// values), in one pass without a check per character; appends nothing for another value.
+    fn all_in_alphabet(&self, value: &[u8], numerals: &mut Vec<u16>) -> bool {
+        let start = numerals.len();
+        let mut all = true;
+        numerals.extend(value.iter().map(|&b| {
+            let numeral = self.alphabet.ascii[usize::from(b & 0x7f)];
+            all &= numeral.is_some();
+            numeral.unwrap_or(0)
+        }));
+        if !all {
+            numerals.truncate(start);
+        }
+        all
+    }
+
     fn split_one(&self, characters: impl Iterator<Item = char>, split: &mut Split) -> bool {
         for (position, c) in characters.enumerate() {
             match (self.alphabet.numeral(c), self.outside) {
