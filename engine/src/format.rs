@@ -267,8 +267,13 @@ impl Format {
     /// Appends to `out` the UTF-8 of `value` with its characters of the alphabet replaced, in
     /// order, by the characters of `numerals`.
     pub(crate) fn join(&self, value: &str, numerals: &[u16], out: &mut Vec<u8>) {
-        let mut numerals = numerals.iter();
         if let (true, Some(characters)) = (value.is_ascii(), &self.alphabet.ascii_characters) {
+            // Every character was in the alphabet (most values): the numerals alone say it.
+            if numerals.len() == value.len() {
+                out.extend(numerals.iter().map(|&n| characters[usize::from(n)]));
+                return;
+            }
+            let mut numerals = numerals.iter();
             out.extend(
                 value
                     .bytes()
@@ -279,6 +284,7 @@ impl Format {
             );
             return;
         }
+        let mut numerals = numerals.iter();
         let mut utf8 = [0; 4];
         for c in value.chars() {
             let written = match self.alphabet.numeral(c) {
