@@ -225,6 +225,23 @@ pub(crate) fn one_answer_or_code(
     }
 }
 
+/// Checks that every batch of a call was answered under one key version (`versions`, in batch
+/// order): format-preserving pseudonyms carry none, so a call must not mix two.
+pub(crate) fn one_key_version(versions: &[u32]) -> Result<(), Error> {
+    let Some(&first) = versions.first() else {
+        return Ok(());
+    };
+    match versions.iter().position(|&version| version != first) {
+        None => Ok(()),
+        Some(at) => Err(Error::KeyVersionsDiffer {
+            batch: at + 1,
+            batches: versions.len(),
+            first,
+            version: versions[at],
+        }),
+    }
+}
+
 pub(crate) fn protocol(id: BatchId, problem: &'static str) -> Error {
     Error::Protocol {
         batch: id.number,
@@ -268,6 +285,27 @@ mod tests {
         let rows = plan.spread(&answers);
         let expected = [Some("A"), None, Some("B"), Some("A"), None, Some("B")];
         assert_eq!(rows, expected.map(|s| s.map(str::to_owned)));
+    }
+
+    #[test]
+    fn the_first_batch_under_another_key_version_is_named() {
+        assert!(one_key_version(&[]).is_ok());
+        assert!(one_key_version(&[2, 2, 2]).is_ok());
+        let error = one_key_version(&[1, 1, 2, 1]).expect_err("two versions");
+        assert!(matches!(
+            error,
+            Error::KeyVersionsDiffer {
+                batch: 3,
+                batches: 4,
+                first: 1,
+                version: 2
+            }
+        ));
+        assert!(
+            error
+                .to_string()
+                .starts_with("batch 3 of 4: made under key version 2, batch 1 under 1")
+        );
     }
 
     #[test]

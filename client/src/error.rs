@@ -55,6 +55,23 @@ pub enum Error {
         /// What does not fit.
         problem: &'static str,
     },
+    /// Format-preserving pseudonyms of one call came back under two key versions: the
+    /// service's replicas pin different versions of the domain's key while a rotation rolls
+    /// out. Such pseudonyms carry no version, so a mix could never be told apart: none is
+    /// returned, and the call can be made again once the replicas agree.
+    #[error(
+        "batch {batch} of {batches}: made under key version {version}, batch 1 under {first}: the service's replicas pin different key versions for this format-preserving domain (a rotation is rolling out; /readyz shows each replica's pins); nothing is returned: send the values again once they agree"
+    )]
+    KeyVersionsDiffer {
+        /// 1-based number of the first batch whose version differs from batch 1's.
+        batch: usize,
+        /// Batches in the call.
+        batches: usize,
+        /// Batch 1's key version.
+        first: u32,
+        /// That batch's key version.
+        version: u32,
+    },
     /// Values that have no pseudonym (format-preserving mode: a character outside the
     /// domain's alphabet, too few or too many characters). The `_with_errors` calls answer the
     /// other rows instead.

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::batch::{Batching, one_answer_or_code, protocol};
+use crate::batch::{Batching, one_answer_or_code, one_key_version, protocol};
 use crate::endpoints::Route;
 use crate::error::Error;
 use crate::transport::{BatchId, Form, Transport};
@@ -24,11 +24,20 @@ pub(crate) struct Exchange<'c> {
 /// An answer of one string per pseudonym sent, with the items that failed listed apart.
 trait PerItemAnswer: DeserializeOwned {
     fn into_parts(self) -> (Vec<Option<String>>, Vec<ItemError>);
+
+    /// The key version that made the answers, where the answer names one.
+    fn key_version(&self) -> Option<u32> {
+        None
+    }
 }
 
 impl PerItemAnswer for PseudonymizeResponse {
     fn into_parts(self) -> (Vec<Option<String>>, Vec<ItemError>) {
         (self.pseudonyms, self.errors)
+    }
+
+    fn key_version(&self) -> Option<u32> {
+        Some(self.key_version)
     }
 }
 
@@ -151,7 +160,9 @@ impl Exchange<'_> {
     ) -> Result<(Vec<Option<String>>, Vec<Option<ItemErrorCode>>), Error> {
         let answers = self
             .run(route, Form::Json, unique, encode, |id, n, body| {
-                let (answers, errors) = json::<R>(id, &body)?.into_parts();
+                let answer = json::<R>(id, &body)?;
+                let key_version = answer.key_version();
+                let (answers, errors) = answer.into_parts();
                 if answers.len() != n || errors.iter().any(|e| e.index >= n) {
                     return Err(protocol(id, "not one answer per pseudonym"));
                 }
@@ -160,12 +171,14 @@ impl Exchange<'_> {
                     codes[error.index] = Some(error.code);
                 }
                 one_answer_or_code(id, &codes, |i| answers[i].is_some())?;
-                Ok((answers, codes))
+                Ok((answers, codes, key_version))
             })
             .await?;
+        let versions: Vec<u32> = answers.iter().filter_map(|answer| answer.2).collect();
+        one_key_version(&versions)?;
         let mut values = Vec::with_capacity(unique.len());
         let mut codes = Vec::with_capacity(unique.len());
-        for (batch_values, batch_codes) in answers {
+        for (batch_values, batch_codes, _) in answers {
             values.extend(batch_values);
             codes.extend(batch_codes);
         }

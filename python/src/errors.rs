@@ -39,6 +39,9 @@ fn build(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
             kwargs.set_item("attempts", attempts)?;
             "ServiceUnavailableError"
         }
+        // Transient, like an unavailable service: the call may be made again once the
+        // replicas agree.
+        Error::KeyVersionsDiffer { .. } => "ServiceUnavailableError",
         Error::Unpseudonymized { errors: failed } => {
             let rows: Vec<(usize, &str)> =
                 failed.iter().map(|e| (e.index, e.code.as_str())).collect();

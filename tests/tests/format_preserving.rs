@@ -208,3 +208,58 @@ async fn a_join_on_pseudonyms_matches_the_join_on_values() {
     assert!(on_values > 100);
     assert_eq!(joined(&left_pseudonyms, &right_pseudonyms), on_values);
 }
+
+/// Found in review: while a rotation rolls out, replicas pin different versions of a domain's
+/// key, and one call's batches could come back under both: pseudonyms that carry no version,
+/// mixed in one column for good. The call fails instead, in JSON and in Arrow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_answered_under_two_pinned_key_versions_fails_whole() {
+    let mut keyring = pseudonym_service::Keyring::generate();
+    keyring.add_version(true).expect("version 2");
+    let mut fixture = Fixture::with_keyring(&keyring);
+    let mut pin = |version| {
+        let table = FormatConfig {
+            alphabet: Some("vin".to_owned()),
+            characters: None,
+            outside: Outside::Refuse,
+            key_version: version,
+        };
+        fixture.config.format_preserving = BTreeMap::from([("vin".to_owned(), table)]);
+        Replica::start(&fixture, Fault::None)
+    };
+    let (old, new) = (pin(1), pin(2));
+    let client = |urls: &[&str]| {
+        let builder = urls.iter().fold(Client::builder(), |b, &url| b.url(url));
+        builder
+            .api_key(&fixture.api_key)
+            .batch_size(100)
+            .build()
+            .expect("client")
+    };
+    let values = vins(1_000, 1_000);
+    let array = StringArray::from(values.clone());
+    let fp = Mode::FormatPreserving;
+
+    // Batches go to both replicas in turn.
+    let both = client(&[&old.url, &new.url]);
+    let json = both.pseudonymize("vin", fp, &values).await;
+    assert!(
+        matches!(json, Err(Error::KeyVersionsDiffer { first, version, .. }) if first != version),
+        "{json:?}"
+    );
+    let arrow = both.pseudonymize_array("vin", fp, &array).await;
+    assert!(
+        matches!(arrow, Err(Error::KeyVersionsDiffer { .. })),
+        "{arrow:?}"
+    );
+
+    // One replica, one version: the same calls succeed.
+    let one = client(&[&new.url]);
+    let pseudonyms = one.pseudonymize("vin", fp, &values).await.expect("json");
+    assert_eq!(pseudonyms.len(), values.len());
+    let arrow = one
+        .pseudonymize_array("vin", fp, &array)
+        .await
+        .expect("arrow");
+    assert_eq!(arrow.len(), values.len());
+}

@@ -19,7 +19,7 @@ use arrow_ipc::writer::StreamWriter;
 use arrow_schema::ArrowError;
 use bytes::Bytes;
 
-use crate::batch::{one_answer_or_code, protocol};
+use crate::batch::{one_answer_or_code, one_key_version, protocol};
 use crate::cache::PseudonymCache;
 use crate::endpoints::Route;
 use crate::error::Error;
@@ -157,10 +157,19 @@ impl Exchange<'_> {
                         .map(|code| code.map(ItemErrorCode::from))
                         .collect();
                     one_answer_or_code(id, &codes, |i| values.is_valid(i))?;
-                    Ok((values, codes))
+                    let key_version = match operation {
+                        PerItem::Pseudonymize => Some(key_version(id, &batch)?),
+                        PerItem::Reidentify | PerItem::Rewrap => None,
+                    };
+                    Ok((values, codes, key_version))
                 })
                 .await?;
-            let (values, codes): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
+            let versions: Vec<u32> = batches.iter().filter_map(|batch| batch.2).collect();
+            one_key_version(&versions)?;
+            let (values, codes): (Vec<_>, Vec<_>) = batches
+                .into_iter()
+                .map(|(values, codes, _)| (values, codes))
+                .unzip();
             Ok(PerItemAnswers {
                 values: concat(values)?,
                 codes: codes.concat(),
@@ -275,6 +284,16 @@ fn column(id: BatchId, batch: &RecordBatch, name: &str, n: usize) -> Result<Stri
                 "a column of the answer is missing or not one string per item",
             )
         })
+}
+
+/// The key version of an answer's new pseudonyms: its schema's `key_version` metadata.
+fn key_version(id: BatchId, batch: &RecordBatch) -> Result<u32, Error> {
+    batch
+        .schema_ref()
+        .metadata()
+        .get("key_version")
+        .and_then(|version| version.parse().ok())
+        .ok_or_else(|| protocol(id, "the answer names no key version"))
 }
 
 /// The batches' answers as one array, in batch order.

@@ -30,7 +30,9 @@ class ServiceRejectedError(PseudonymError):
 
 
 class ServiceUnavailableError(PseudonymError):
-    """A batch failed on every attempt (connection errors, timeouts, 429, 502, 503, 504)."""
+    """A batch failed on every attempt (connection errors, timeouts, 429, 502, 503, 504), or the
+    service's replicas answered one format-preserving call under different key versions (while
+    a rotation rolls out; `attempts` is then 0). Worth trying again later."""
 
     def __init__(self, message: str, *, attempts: int = 0) -> None:
         super().__init__(message)
