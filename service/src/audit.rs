@@ -217,29 +217,31 @@ impl AuditLog {
     }
 
     /// Writes the line of a request that releases something (its answer), marking `pending`
-    /// written whatever happens. A line that cannot be written fails the request
-    /// (`audit_unavailable`) only with `audit_fail_closed`; else it is logged and the answer
-    /// goes out.
+    /// written when the answer goes out. A line that cannot be written fails the request
+    /// (`audit_unavailable`) only with `audit_fail_closed`, and `pending` stays unwritten so
+    /// the refusal gets its own line ([`AuditLog::record_unanswered`]); else the failure is
+    /// logged and the answer goes out.
     pub async fn record_answer(
         &self,
         record: &AuditRecord<'_>,
         pending: Option<&Pending>,
     ) -> Result<(), ApiError> {
         let written = self.record(record).await;
-        if let Some(pending) = pending {
-            pending.mark_recorded();
-        }
-        match written {
+        let answered = match written {
             Ok(()) => Ok(()),
             Err(error) if self.fail_closed => {
                 tracing::error!(%error, "audit line not written: the request is refused");
-                Err(ApiError::AuditUnavailable)
+                return Err(ApiError::AuditUnavailable);
             }
             Err(error) => {
                 tracing::error!(%error, "audit line not written");
                 Ok(())
             }
+        };
+        if let Some(pending) = pending {
+            pending.mark_recorded();
         }
+        answered
     }
 
     /// Queues the line of a refusal the request's own code saw, marking `pending` written.

@@ -232,8 +232,8 @@ async fn refusals_do_not_wait_for_a_hanging_audit_sink() {
     let fifo = dir.path().join("audit.fifo");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status();
     assert!(made.expect("mkfifo runs").success());
-    // A reader that never reads: the pipe fills, then the writer hangs.
-    let _reader = std::fs::OpenOptions::new()
+    // A reader that does not read until the end: the pipe fills, then the writer hangs.
+    let mut reader = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&fifo)
@@ -261,4 +261,22 @@ async fn refusals_do_not_wait_for_a_hanging_audit_sink() {
         (status, &answer["error"]["code"]),
         (503, &json!("audit_unavailable"))
     );
+
+    // Found in review: that refusal left no line of its own. Once the sink reads again, the
+    // trail holds it (after the `ok` line that was written too late).
+    let (found, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut trail = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while let Ok(read @ 1..) = reader.read(&mut chunk) {
+            trail.extend_from_slice(&chunk[..read]);
+            if String::from_utf8_lossy(&trail).contains("\"reason\":\"audit_unavailable\"") {
+                let _ = found.send(());
+                return;
+            }
+        }
+    });
+    let refusal_line = seen.recv_timeout(std::time::Duration::from_secs(10));
+    assert!(refusal_line.is_ok(), "no refused line for the 503");
 }
