@@ -541,6 +541,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_narrow_reduction_is_exact_at_its_edges() {
+        let edges = [
+            (1 << 32) + 1,
+            33u128.pow(7),
+            33u128.pow(8),
+            33u128.pow(9),
+            (1 << 63) - 1,
+        ];
+        for modulus in edges {
+            let reduced = Modulus::new(modulus);
+            assert_ne!(reduced.narrow, 0, "{modulus} takes the narrow path");
+            for y in [
+                0,
+                modulus - 1,
+                modulus,
+                u64::MAX as u128,
+                (1 << 96) - 1,
+                (1 << 96) - modulus,
+            ] {
+                assert_eq!(reduced.reduce(y), y % modulus, "{y} mod {modulus}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn barrett_reduction_and_division_match_the_operators(
@@ -550,8 +575,11 @@ mod tests {
             radix in 2u32..=65536,
         ) {
             prop_assert_eq!(Modulus::new(modulus).reduce(y), y % modulus);
-            // The 64-bit path, for moduli where it applies and `y` below 2^96.
-            let (narrow, small_y) = (((modulus % (1 << 63)) | (1 << 32)) + 1, y >> 32);
+            // The 64-bit path, for moduli where it applies (of every bit length from 33 to 63)
+            // and `y` below 2^96.
+            let bits = 33 + (radix % 31);
+            let narrow = (modulus % (1 << (bits - 1))) | (1 << (bits - 1)) | 1;
+            let small_y = y >> 32;
             prop_assert_eq!(Modulus::new(narrow).reduce(small_y), small_y % narrow);
             let (q, m) = Divisor::new(Radix::new(radix).expect("valid")).div_rem(value);
             prop_assert_eq!((q, u128::from(m)), (value / u128::from(radix), value % u128::from(radix)));

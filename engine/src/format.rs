@@ -228,8 +228,6 @@ impl Format {
         split
     }
 
-    /// Adds the numerals of `characters` to `split`, and the kept ones to its last tweak;
-    /// whether one was refused.
     /// Appends the numerals of an ASCII value whose characters are all in the alphabet (most
     /// values), in one pass without a check per character; appends nothing for another value.
     fn all_in_alphabet(&self, value: &[u8], numerals: &mut Vec<u16>) -> bool {
@@ -246,6 +244,8 @@ impl Format {
         all
     }
 
+    /// Adds the numerals of `characters` to `split`, and the kept ones to its last tweak;
+    /// whether one was refused.
     fn split_one(&self, characters: impl Iterator<Item = char>, split: &mut Split) -> bool {
         for (position, c) in characters.enumerate() {
             match (self.alphabet.numeral(c), self.outside) {

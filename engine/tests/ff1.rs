@@ -69,10 +69,15 @@ fn the_standards_samples() {
 #[test]
 fn strings_of_many_lengths_run_in_lockstep_alike() {
     let ff1 = Ff1::new(&[7; 32]);
-    let mut strings: Vec<Vec<u16>> = (6..=40)
-        .map(|len| (0..len).map(|i| (i * 7 % 10) as u16).collect())
+    // Lengths 6 to 40 four times over: more strings than two groups of lanes hold, halves
+    // whose moduli are below 2^32, from 2^32 to 2^63, and above.
+    let mut strings: Vec<Vec<u16>> = (0..140)
+        .map(|k| {
+            let len = 6 + k % 35;
+            (0..len).map(|i| ((i * 7 + k) % 10) as u16).collect()
+        })
         .collect();
-    let tweaks: Vec<Vec<u8>> = (0..strings.len()).map(|i| vec![i as u8; i]).collect();
+    let tweaks: Vec<Vec<u8>> = (0..strings.len()).map(|i| vec![i as u8; i % 40]).collect();
     let alone: Vec<Vec<u16>> = strings
         .iter()
         .zip(&tweaks)
