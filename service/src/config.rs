@@ -209,7 +209,7 @@ impl Config {
     /// [`Config::load`]).
     pub fn deprecated_in(file: &Path) -> Vec<(&'static str, &'static str)> {
         let compat_tokens =
-            Figment::from(Toml::file(file)).extract_inner::<String>("compat_tokens");
+            Figment::from(Toml::file_exact(file)).extract_inner::<String>("compat_tokens");
         match compat_tokens.is_ok_and(|value| value == "seed") {
             true => vec![("compat_tokens = \"seed\"", "compat_tokens = \"lambda\"")],
             false => Vec::new(),
