@@ -37,6 +37,22 @@ def test_modes(client: Client) -> None:
         client.pseudonymize("vin", ["a"], mode="rot13")  # type: ignore[arg-type]
 
 
+def test_on_error_is_raise_error_or_null_and_nothing_else(client: Client) -> None:
+    forged = ["d1.forged", None]
+    for raising in ("raise", "error"):
+        with pytest.raises(pseudonym.ReidentificationError):
+            client.reidentify("vin", forged, on_error=raising)  # type: ignore[arg-type]
+    assert client.reidentify("vin", forged, on_error="null") == [None, None]
+    # Found in review: any other spelling gave silent nulls where the caller meant to fail.
+    for misspelled in ("nul", "Raise", "fail"):
+        with pytest.raises(ValueError, match="on_error must be"):
+            client.reidentify("vin", forged, on_error=misspelled)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="on_error must be"):
+            client.rewrap("vin", forged, on_error=misspelled)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="on_error must be"):
+            client.pseudonymize("vin", ["a"], on_error=misspelled)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "arrow_type", [pa.string(), pa.large_string(), pa.string_view()], ids=str
 )

@@ -121,3 +121,6 @@ def test_columns_are_checked_on_the_driver(spark, service) -> None:
         pseudonymize(df, "id", domain="vin", url=service.url, api_key=service.admin)
     with pytest.raises(ConfigurationError, match="no column 'nope'"):
         pseudonymize(df, ["nope"], domain="vin", url=service.url, api_key=service.admin)
+    # Found in review: a misspelled on_error made failures silent nulls, in every task.
+    with pytest.raises(ValueError, match="on_error must be"):
+        reidentify(df, "vin", domain="vin", on_error="nul", url=service.url, api_key=service.admin)  # type: ignore[arg-type]

@@ -41,9 +41,8 @@ Functions:
   reidentify(token, domain [, on_error]) on_error: 'error' (default: fail the query) or 'null'
   rewrap(token, domain [, on_error])     the token again under the primary key version (also
                                          turns the replaced AWS service's tokens into ours)
-  The domain and mode are string literals, checked when the query is planned. DataFusion 55
-  cannot nest these functions directly (reidentify(pseudonymize(x, 'd'), 'd')): use a
-  subquery, SELECT reidentify(p, 'd') FROM (SELECT pseudonymize(x, 'd') AS p FROM t).";
+  The domain and mode are string literals, checked when the query is planned. The functions
+  nest: reidentify(pseudonymize(x, 'd'), 'd').";
 
 /// SQL over files with pseudonymize() and reidentify().
 #[derive(Parser)]

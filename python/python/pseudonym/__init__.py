@@ -52,7 +52,9 @@ __all__ = [
 __version__: str = _internal.__version__
 
 Mode = Literal["deterministic", "randomized", "hash", "format-preserving"]
-OnError = Literal["raise", "null"]
+OnError = Literal["raise", "error", "null"]
+"""What a failed item does: `"raise"` (or `"error"`, the SQL functions' spelling) raises,
+`"null"` gives `None`; any other value is refused with `ValueError`."""
 ArrowInput = TypeVar("ArrowInput", pa.Array, pa.ChunkedArray)
 Values = Union[Sequence[Union[str, None]], pa.Array, pa.ChunkedArray]
 """What the calls take: a list of optional strings, a pyarrow array, or a pandas `Series`."""
@@ -172,8 +174,9 @@ class Client:
         default) that raises `PseudonymizationError` (rows and codes, no value), with
         `on_error="null"` the row is `None`.
         """
+        raises = _raises(on_error)
         pseudonyms, errors = self.pseudonymize_with_errors(domain, values, mode)
-        if errors and on_error == "raise":
+        if errors and raises:
             raise PseudonymizationError(errors, pseudonyms)
         return pseudonyms
 
@@ -203,8 +206,9 @@ class Client:
         `ReidentificationError` (its `errors` name the rows and codes, its `values` hold the
         rest); with `on_error="null"` failed rows are `None`.
         """
+        raises = _raises(on_error)
         values, errors = self.reidentify_with_errors(domain, pseudonyms)
-        if errors and on_error == "raise":
+        if errors and raises:
             raise ReidentificationError(errors, values)
         return values
 
@@ -229,8 +233,9 @@ class Client:
         domain) become ours. Needs an API key allowed to `rewrap`. Failures behave as in
         `reidentify`, raising `RewrapError`.
         """
+        raises = _raises(on_error)
         new, errors = self.rewrap_with_errors(domain, pseudonyms)
-        if errors and on_error == "raise":
+        if errors and raises:
             raise RewrapError(errors, new)
         return new
 
@@ -276,6 +281,16 @@ class Client:
         return _replace_columns(
             batch, domains, lambda domain, column: self.rewrap(domain, column, on_error=on_error)
         )
+
+
+def _raises(on_error: str) -> bool:
+    """Whether failed items raise, for `on_error`; checked before anything is sent, so a
+    misspelling never turns failures into silent `None`s."""
+    if on_error in ("raise", "error"):
+        return True
+    if on_error == "null":
+        return False
+    raise ValueError(f"on_error must be 'raise' (or 'error') or 'null', not {on_error!r}")
 
 
 def _per_item(

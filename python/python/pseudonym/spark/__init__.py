@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
-from .. import Client, ConfigurationError, Mode, OnError
+from .. import Client, ConfigurationError, Mode, OnError, _raises
 from .._functions import NAMES, Settings, call
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ def pseudonymize(
     task with `ServiceUnavailableError` or `ServiceRejectedError`; a value without a pseudonym
     (`format-preserving` mode only) with `PseudonymizationError`, unless `on_error="null"`.
     """
+    _raises(on_error)  # a misspelling is refused here, on the driver, not in every task
     domains = _domains(df, columns, domain)
     settings = Settings(Settings.urls(url), api_key, batch_size, concurrency, timeout, retries)
     return _map_batches(
@@ -148,6 +149,7 @@ def reidentify(
     A pseudonym that cannot be re-identified fails the task with `ReidentificationError`
     (naming rows and codes, never values), unless `on_error="null"`.
     """
+    _raises(on_error)  # a misspelling is refused here, on the driver, not in every task
     domains = _domains(df, columns, domain)
     settings = Settings(Settings.urls(url), api_key, batch_size, concurrency, timeout, retries)
     return _map_batches(
@@ -175,6 +177,7 @@ def rewrap(
     A pseudonym that cannot be rewrapped fails the task with `RewrapError` (naming rows and
     codes, never values), unless `on_error="null"`.
     """
+    _raises(on_error)  # a misspelling is refused here, on the driver, not in every task
     domains = _domains(df, columns, domain)
     settings = Settings(Settings.urls(url), api_key, batch_size, concurrency, timeout, retries)
     return _map_batches(
