@@ -174,7 +174,10 @@ impl Exchange<'_> {
                 Ok((answers, codes, key_version))
             })
             .await?;
-        let versions: Vec<u32> = answers.iter().filter_map(|answer| answer.2).collect();
+        let versions: Vec<u32> = answers
+            .iter()
+            .filter_map(|(_, _, version)| *version)
+            .collect();
         one_key_version(&versions)?;
         let mut values = Vec::with_capacity(unique.len());
         let mut codes = Vec::with_capacity(unique.len());

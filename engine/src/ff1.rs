@@ -441,9 +441,7 @@ impl Modulus {
         }
         remainder
     }
-}
 
-impl Modulus {
     /// `y mod value` for `y` below 2^96 and a `narrow` reciprocal.
     fn reduce_narrow(&self, y: u128) -> u128 {
         let (high, low) = ((y >> 64) as u64, y as u64);

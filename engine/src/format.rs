@@ -234,6 +234,7 @@ impl Format {
         let start = numerals.len();
         let mut all = true;
         numerals.extend(value.iter().map(|&b| {
+            // ASCII, so below 128: the mask changes nothing but spares a bounds check.
             let numeral = self.alphabet.ascii[usize::from(b & 0x7f)];
             all &= numeral.is_some();
             numeral.unwrap_or(0)

@@ -226,22 +226,18 @@ impl AuditLog {
         record: &AuditRecord<'_>,
         pending: Option<&Pending>,
     ) -> Result<(), ApiError> {
-        let written = self.record(record).await;
-        let answered = match written {
-            Ok(()) => Ok(()),
+        match self.record(record).await {
+            Ok(()) => {}
             Err(error) if self.fail_closed => {
                 tracing::error!(%error, "audit line not written: the request is refused");
                 return Err(ApiError::AuditUnavailable);
             }
-            Err(error) => {
-                tracing::error!(%error, "audit line not written");
-                Ok(())
-            }
-        };
+            Err(error) => tracing::error!(%error, "audit line not written"),
+        }
         if let Some(pending) = pending {
             pending.mark_recorded();
         }
-        answered
+        Ok(())
     }
 
     /// Queues the line of a refusal the request's own code saw, marking `pending` written.

@@ -164,7 +164,10 @@ impl Exchange<'_> {
                     Ok((values, codes, key_version))
                 })
                 .await?;
-            let versions: Vec<u32> = batches.iter().filter_map(|batch| batch.2).collect();
+            let versions: Vec<u32> = batches
+                .iter()
+                .filter_map(|(_, _, version)| *version)
+                .collect();
             one_key_version(&versions)?;
             let (values, codes): (Vec<_>, Vec<_>) = batches
                 .into_iter()
